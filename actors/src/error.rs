@@ -1,0 +1,88 @@
+//! Errors of the per-repo layer, with a coarse [`ErrorKind`] for the edge to map.
+
+use omnigraph::error::{ManifestErrorKind, OmniError};
+use omnigraph_cloud_config::GraphId;
+use thiserror::Error;
+
+/// What a caller would do differently about an error. The HTTP layer maps each kind to
+/// one status; a new kind is added only when a caller would act differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Invalid,
+    NotFound,
+    Conflict,
+    Forbidden,
+    Unavailable,
+    Internal,
+}
+
+#[derive(Debug, Error)]
+pub enum RepoError {
+    #[error("graph '{graph}' not found")]
+    GraphNotFound { graph: GraphId },
+    #[error("graph '{graph}' already exists")]
+    GraphExists { graph: GraphId },
+    #[error("branch '{branch}' not found{hint}")]
+    BranchNotFound { branch: String, hint: &'static str },
+    #[error("branch '{branch}' already exists")]
+    BranchExists { branch: String },
+    /// Bad input detected before the engine was called.
+    #[error("{message}")]
+    Invalid { message: String },
+    /// A request that is valid but cannot be applied in the current state.
+    #[error("{message}")]
+    Conflict { message: String },
+    /// The repo cannot answer now (restarting, shutting down, timed out); retrying may work.
+    #[error("{message}")]
+    Unavailable { message: String },
+    /// A broken invariant of our own; a bug, never the caller's fault.
+    #[error("internal error: {message}")]
+    Internal { message: String },
+    /// An error of the engine, kept whole so the edge can render its details.
+    #[error(transparent)]
+    Engine(#[from] OmniError),
+    /// An error of our own object-store access (listing, deleting graphs).
+    #[error("storage: {0}")]
+    Storage(#[from] object_store::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl RepoError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RepoError::GraphNotFound { .. } | RepoError::BranchNotFound { .. } => ErrorKind::NotFound,
+            RepoError::GraphExists { .. } | RepoError::BranchExists { .. } | RepoError::Conflict { .. } => {
+                ErrorKind::Conflict
+            }
+            RepoError::Invalid { .. } => ErrorKind::Invalid,
+            RepoError::Unavailable { .. } => ErrorKind::Unavailable,
+            RepoError::Storage(_) | RepoError::Io(_) | RepoError::Internal { .. } => ErrorKind::Internal,
+            RepoError::Engine(err) => engine_error_kind(err),
+        }
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> RepoError {
+        RepoError::Unavailable { message: message.into() }
+    }
+
+    pub(crate) fn invalid(message: impl Into<String>) -> RepoError {
+        RepoError::Invalid { message: message.into() }
+    }
+}
+
+/// Classifies engine errors as upstream omnigraph-server 0.8 does.
+fn engine_error_kind(err: &OmniError) -> ErrorKind {
+    match err {
+        OmniError::Compiler(_) | OmniError::DataFusion(_) => ErrorKind::Invalid,
+        OmniError::Manifest(manifest) => match manifest.kind {
+            ManifestErrorKind::BadRequest => ErrorKind::Invalid,
+            ManifestErrorKind::NotFound => ErrorKind::NotFound,
+            ManifestErrorKind::Conflict => ErrorKind::Conflict,
+            ManifestErrorKind::Internal => ErrorKind::Internal,
+        },
+        OmniError::MergeConflicts(_) | OmniError::AlreadyInitialized { .. } => ErrorKind::Conflict,
+        OmniError::Policy(_) => ErrorKind::Forbidden,
+        OmniError::Lance(_) | OmniError::Io(_) => ErrorKind::Internal,
+    }
+}

@@ -1,0 +1,229 @@
+//! The registry: finds the warm repo for a key, activating it exactly once on first use, and
+//! creates, lists and deletes graphs.
+//!
+//! Each key has a slot holding a `OnceCell`: concurrent first requests all wait on the same
+//! activation. Activation, creation and deletion of one key are serialised by a per-key
+//! lifecycle lock, so a graph cannot be reopened while it is being deleted. A slot is removed
+//! when its supervisor stops (eviction, deletion, shutdown, failed restart); a caller that
+//! finds a closing repo drops the stale slot and activates a fresh one.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+
+use dashmap::DashMap;
+use omnigraph::db::Omnigraph;
+use omnigraph::error::OmniError;
+use omnigraph_cloud_config::{ActorConfig, GraphId, TenantId};
+use ractor::Actor;
+use tokio::sync::{Mutex, OnceCell, watch};
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::metrics::{ActorMetrics, RegistryStats};
+use crate::repo::{Activity, Life, RepoHandle, RepoLease, RepoShared, RepoSupervisor, SupervisorArgs};
+use crate::{GraphStore, RepoError, RepoKey};
+
+/// How many times a request chases a repo that closes under it before giving up.
+const MAX_ACTIVATION_ATTEMPTS: usize = 8;
+
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: GraphStore,
+    settings: ActorConfig,
+    metrics: ActorMetrics,
+    slots: DashMap<RepoKey, Arc<Slot>>,
+    lifecycle: DashMap<RepoKey, Arc<Mutex<()>>>,
+    shutting_down: AtomicBool,
+}
+
+struct Slot {
+    handle: OnceCell<RepoHandle>,
+}
+
+impl Registry {
+    pub fn new(store: GraphStore, settings: ActorConfig, metrics: ActorMetrics) -> Registry {
+        Registry {
+            inner: Arc::new(Inner {
+                store,
+                settings,
+                metrics,
+                slots: DashMap::new(),
+                lifecycle: DashMap::new(),
+                shutting_down: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &GraphStore {
+        &self.inner.store
+    }
+
+    pub fn stats(&self) -> RegistryStats {
+        self.inner.metrics.stats()
+    }
+
+    /// The repo for `key`, activated if cold, leased for the duration of one request.
+    pub async fn repo(&self, key: &RepoKey) -> Result<RepoLease, RepoError> {
+        for _ in 0..MAX_ACTIVATION_ATTEMPTS {
+            let slot = self.slot(key);
+            let handle = match slot.handle.get_or_try_init(|| self.activate(key, &slot)).await {
+                Ok(handle) => handle.clone(),
+                Err(err) => {
+                    self.forget_slot(key, &slot);
+                    return Err(err);
+                }
+            };
+            if let Some(guard) = handle.shared.activity.enter() {
+                return Ok(RepoLease::new(handle, guard));
+            }
+            // Closing (evicted or being deleted): drop the stale slot and try again.
+            self.forget_slot(key, &slot);
+            tokio::task::yield_now().await;
+        }
+        Err(RepoError::unavailable(format!(
+            "graph '{}' is being unloaded; retry",
+            key.graph
+        )))
+    }
+
+    /// Creates a graph with `schema_source`. Fails with `GraphExists` if it already exists.
+    pub async fn create_graph(&self, key: &RepoKey, schema_source: &str) -> Result<(), RepoError> {
+        self.refuse_if_shutting_down()?;
+        let lock = self.lifecycle_lock(key);
+        let _held = lock.lock().await;
+        if self.inner.store.graph_exists(key).await? {
+            return Err(RepoError::GraphExists { graph: key.graph.clone() });
+        }
+        self.inner.store.prepare_graph_location(key).await?;
+        let uri = self.inner.store.graph_uri(key);
+        match Omnigraph::init(&uri, schema_source).await {
+            Ok(_) => {
+                info!(repo = %key, "graph created");
+                Ok(())
+            }
+            Err(OmniError::AlreadyInitialized { .. }) => Err(RepoError::GraphExists { graph: key.graph.clone() }),
+            Err(err) => {
+                // We hold the lifecycle lock and the graph did not exist: what is there is ours.
+                if let Err(cleanup) = self.inner.store.delete_graph(key).await {
+                    warn!(repo = %key, error = %cleanup, "could not clean up after a failed create");
+                }
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Deletes a graph: its actor is stopped first (in-flight requests finish), then every
+    /// object of the graph is removed.
+    pub async fn delete_graph(&self, key: &RepoKey) -> Result<(), RepoError> {
+        self.refuse_if_shutting_down()?;
+        let lock = self.lifecycle_lock(key);
+        let _held = lock.lock().await;
+        if !self.inner.store.graph_exists(key).await? {
+            return Err(RepoError::GraphNotFound { graph: key.graph.clone() });
+        }
+        let slot = self.inner.slots.get(key).map(|slot| Arc::clone(&slot));
+        if let Some(handle) = slot.as_ref().and_then(|slot| slot.handle.get()) {
+            stop_repo(handle).await;
+        }
+        self.inner.store.delete_graph(key).await?;
+        info!(repo = %key, "graph deleted");
+        Ok(())
+    }
+
+    /// The tenant's graphs, sorted by id.
+    pub async fn list_graphs(&self, tenant: &TenantId) -> Result<Vec<GraphId>, RepoError> {
+        self.inner.store.list_graphs(tenant).await
+    }
+
+    /// Stops accepting activations, lets in-flight requests finish, and stops every actor.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        let handles: Vec<RepoHandle> = self
+            .inner
+            .slots
+            .iter()
+            .filter_map(|slot| slot.handle.get().cloned())
+            .collect();
+        futures::future::join_all(handles.iter().map(stop_repo)).await;
+    }
+
+    fn slot(&self, key: &RepoKey) -> Arc<Slot> {
+        let entry = self.inner.slots.entry(key.clone()).or_insert_with(|| {
+            Arc::new(Slot {
+                handle: OnceCell::new(),
+            })
+        });
+        Arc::clone(&entry)
+    }
+
+    fn forget_slot(&self, key: &RepoKey, slot: &Arc<Slot>) {
+        self.inner.slots.remove_if(key, |_, current| Arc::ptr_eq(current, slot));
+    }
+
+    fn lifecycle_lock(&self, key: &RepoKey) -> Arc<Mutex<()>> {
+        Arc::clone(&self.inner.lifecycle.entry(key.clone()).or_default())
+    }
+
+    fn refuse_if_shutting_down(&self) -> Result<(), RepoError> {
+        if self.inner.shutting_down.load(Ordering::SeqCst) {
+            return Err(RepoError::unavailable("the node is shutting down"));
+        }
+        Ok(())
+    }
+
+    /// Opens the repo: checks that the graph exists, then starts its supervisor, whose actor
+    /// opens the engine handle.
+    async fn activate(&self, key: &RepoKey, slot: &Arc<Slot>) -> Result<RepoHandle, RepoError> {
+        self.refuse_if_shutting_down()?;
+        let lock = self.lifecycle_lock(key);
+        let _held = lock.lock().await;
+        if !self.inner.store.graph_exists(key).await? {
+            return Err(RepoError::GraphNotFound { graph: key.graph.clone() });
+        }
+        let started = Instant::now();
+        let (life, _) = watch::channel(Life::Restarting);
+        let shared = Arc::new(RepoShared {
+            key: key.clone(),
+            uri: self.inner.store.graph_uri(key),
+            activity: Activity::new(),
+            life,
+            call_timeout: self.inner.settings.call_timeout,
+        });
+        let args = SupervisorArgs {
+            shared: Arc::clone(&shared),
+            idle_timeout: self.inner.settings.idle_timeout,
+            metrics: self.inner.metrics.clone(),
+            on_stop: self.on_stop(key.clone(), Arc::downgrade(slot)),
+        };
+        let (supervisor, _) = Actor::spawn(None, RepoSupervisor, args).await.map_err(|err| {
+            RepoError::unavailable(format!("graph '{}' could not be opened: {err}", key.graph))
+        })?;
+        self.inner.metrics.activations.inc();
+        self.inner.metrics.active.inc();
+        self.inner.metrics.activation_seconds.observe(started.elapsed().as_secs_f64());
+        info!(repo = %key, elapsed_ms = started.elapsed().as_millis() as u64, "repo activated");
+        Ok(RepoHandle { shared, supervisor })
+    }
+
+    /// What a supervisor runs when it stops: forget its slot, count it inactive.
+    fn on_stop(&self, key: RepoKey, slot: Weak<Slot>) -> Box<dyn FnOnce() + Send> {
+        let inner = Arc::downgrade(&self.inner);
+        Box::new(move || {
+            let Some(inner) = inner.upgrade() else { return };
+            inner.metrics.active.dec();
+            if let Some(slot) = slot.upgrade() {
+                inner.slots.remove_if(&key, |_, current| Arc::ptr_eq(current, &slot));
+            }
+        })
+    }
+}
+
+/// Closes the repo to new requests, waits for those in flight, and stops its actors.
+async fn stop_repo(handle: &RepoHandle) {
+    handle.shared.activity.close_and_drain().await;
+    let _ = handle.supervisor.stop_and_wait(Some("stopped".into()), None).await;
+}

@@ -1,0 +1,296 @@
+//! The typed client of one repo. Reads run here, in the caller's task, on the warm engine
+//! handle; writes are sent to the repo's actor. Every wait is bounded by `call_timeout`, and a
+//! dead or restarting actor answers `Unavailable`, never a hang.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use omnigraph::db::{GraphCommit, ReadTarget};
+use omnigraph::loader::{LoadMode, LoadResult};
+use omnigraph::db::{MergeOutcome, SchemaApplyResult};
+use omnigraph_compiler::{MutationResult, ParamMap, QueryResult};
+use ractor::rpc::CallResult;
+use ractor::{ActorRef, MessagingErr};
+
+use super::activity::ActivityGuard;
+use super::branches;
+use super::export::{self, ExportStream};
+use super::messages::{RepoMsg, WriteOp, WriteOutcome};
+use super::supervisor::SupervisorMsg;
+use super::{Incarnation, Life, RepoShared};
+use crate::{RepoError, RepoKey};
+
+/// A repo on this node. Cheap to clone.
+#[derive(Clone)]
+pub struct RepoHandle {
+    pub(crate) shared: Arc<RepoShared>,
+    pub(crate) supervisor: ActorRef<SupervisorMsg>,
+}
+
+/// A repo in use by one request: the handle plus the activity guard that keeps the repo from
+/// being evicted until the request is over.
+pub struct RepoLease {
+    handle: RepoHandle,
+    _guard: ActivityGuard,
+}
+
+/// The state of a branch as `GET /snapshot` reports it.
+#[derive(Debug, Clone)]
+pub struct SnapshotInfo {
+    pub manifest_version: u64,
+    pub internal_schema_version: u32,
+    pub tables: Vec<TableInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub table_key: String,
+    pub table_path: String,
+    pub table_version: u64,
+    pub table_branch: Option<String>,
+    pub row_count: u64,
+}
+
+impl RepoLease {
+    pub(crate) fn new(handle: RepoHandle, guard: ActivityGuard) -> RepoLease {
+        RepoLease { handle, _guard: guard }
+    }
+
+    /// Streams the branch as NDJSON. Fails before the first byte for a bad request (unknown
+    /// branch or table); the stream keeps this lease until it ends.
+    pub async fn export(
+        self,
+        branch: String,
+        type_names: Vec<String>,
+        table_keys: Vec<String>,
+    ) -> Result<ExportStream, RepoError> {
+        let engine = self.handle.incarnation().await?.engine.clone();
+        export::start(engine, branch, type_names, table_keys, self).await
+    }
+}
+
+impl Deref for RepoLease {
+    type Target = RepoHandle;
+
+    fn deref(&self) -> &RepoHandle {
+        &self.handle
+    }
+}
+
+impl RepoHandle {
+    pub fn key(&self) -> &RepoKey {
+        &self.shared.key
+    }
+
+    /// The URI the engine opened, as upstream echoes it in responses.
+    pub fn uri(&self) -> &str {
+        &self.shared.uri
+    }
+
+    pub async fn snapshot(&self, branch: &str) -> Result<SnapshotInfo, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        let explained = async |err| branches::explain_error(&engine, branch, err).await;
+        let snapshot = match engine.snapshot_of(ReadTarget::branch(branch)).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => return Err(explained(err).await),
+        };
+        let internal_schema_version = match engine.internal_schema_version_of(ReadTarget::branch(branch)).await {
+            Ok(version) => version,
+            Err(err) => return Err(explained(err).await),
+        };
+        let mut tables: Vec<TableInfo> = snapshot
+            .entries()
+            .map(|entry| TableInfo {
+                table_key: entry.table_key.clone(),
+                table_path: entry.table_path.clone(),
+                table_version: entry.table_version,
+                table_branch: entry.table_branch.clone(),
+                row_count: entry.row_count,
+            })
+            .collect();
+        tables.sort_by(|a, b| a.table_key.cmp(&b.table_key));
+        Ok(SnapshotInfo {
+            manifest_version: snapshot.version(),
+            internal_schema_version,
+            tables,
+        })
+    }
+
+    pub async fn query(
+        &self,
+        target: ReadTarget,
+        source: &str,
+        name: &str,
+        params: &ParamMap,
+    ) -> Result<QueryResult, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        match engine.query(target.clone(), source, name, params).await {
+            Ok(result) => Ok(result),
+            Err(err) => match target {
+                ReadTarget::Branch(branch) => Err(branches::explain_error(&engine, &branch, err).await),
+                ReadTarget::Snapshot(_) => Err(err.into()),
+            },
+        }
+    }
+
+    pub async fn schema_source(&self) -> Result<String, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        Ok(engine.schema_source().as_str().to_string())
+    }
+
+    /// Every branch, `main` included, sorted.
+    pub async fn branches(&self) -> Result<Vec<String>, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        let mut branches = engine.branch_list().await?;
+        branches.sort();
+        Ok(branches)
+    }
+
+    /// Commits of a branch (main when `None`), oldest first as upstream 0.8 lists them.
+    pub async fn commits(&self, branch: Option<&str>) -> Result<Vec<GraphCommit>, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        match engine.list_commits(branch).await {
+            Ok(commits) => Ok(commits),
+            Err(err) => Err(branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await),
+        }
+    }
+
+    pub async fn commit(&self, commit_id: &str) -> Result<GraphCommit, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        Ok(engine.get_commit(commit_id).await?)
+    }
+
+    pub async fn mutate(
+        &self,
+        branch: String,
+        source: String,
+        name: String,
+        params: ParamMap,
+        actor: Option<String>,
+    ) -> Result<MutationResult, RepoError> {
+        match self.write(WriteOp::Mutate { branch, source, name, params, actor }).await? {
+            WriteOutcome::Mutated(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn load(
+        &self,
+        branch: String,
+        from: Option<String>,
+        data: String,
+        mode: LoadMode,
+        actor: Option<String>,
+    ) -> Result<LoadResult, RepoError> {
+        match self.write(WriteOp::Load { branch, from, data, mode, actor }).await? {
+            WriteOutcome::Loaded(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn apply_schema(
+        &self,
+        source: String,
+        allow_data_loss: bool,
+        actor: Option<String>,
+    ) -> Result<SchemaApplyResult, RepoError> {
+        match self.write(WriteOp::ApplySchema { source, allow_data_loss, actor }).await? {
+            WriteOutcome::SchemaApplied(result) => Ok(result),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn create_branch(&self, from: String, name: String, actor: Option<String>) -> Result<(), RepoError> {
+        match self.write(WriteOp::CreateBranch { from, name, actor }).await? {
+            WriteOutcome::BranchCreated => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn delete_branch(&self, name: String, actor: Option<String>) -> Result<(), RepoError> {
+        match self.write(WriteOp::DeleteBranch { name, actor }).await? {
+            WriteOutcome::BranchDeleted => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    pub async fn merge(&self, source: String, target: String, actor: Option<String>) -> Result<MergeOutcome, RepoError> {
+        match self.write(WriteOp::Merge { source, target, actor }).await? {
+            WriteOutcome::Merged(outcome) => Ok(outcome),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Fault injection: makes the repo's current actor panic. Its supervisor restarts it.
+    #[doc(hidden)]
+    pub fn inject_crash(&self) {
+        let _ = self.supervisor.cast(SupervisorMsg::CrashChild);
+    }
+
+    /// Sends a write to the actor and waits for its answer.
+    ///
+    /// A write that never reached a mailbox (the actor died first) is sent once more to the
+    /// restarted actor; a write whose actor died after receiving it is answered
+    /// `Unavailable`, because whether it was applied is unknown.
+    async fn write(&self, mut op: WriteOp) -> Result<WriteOutcome, RepoError> {
+        let kind = op.kind();
+        let graph = &self.shared.key.graph;
+        for _ in 0..2 {
+            let incarnation = self.incarnation().await?;
+            let call = incarnation
+                .mailbox
+                .call(|reply| RepoMsg::Write(op, reply), Some(self.shared.call_timeout))
+                .await;
+            match call {
+                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::Timeout) => {
+                    return Err(RepoError::unavailable(format!(
+                        "graph '{graph}' did not finish the {kind} within {:?}; it may still be applied",
+                        self.shared.call_timeout
+                    )));
+                }
+                Ok(CallResult::SenderError) => {
+                    return Err(RepoError::unavailable(format!(
+                        "graph '{graph}' failed while handling this {kind} and is restarting; \
+                         the {kind} was not acknowledged, check its effect before retrying"
+                    )));
+                }
+                Err(MessagingErr::SendErr(RepoMsg::Write(returned, _))) => op = returned,
+                Err(_) => break,
+            }
+        }
+        Err(RepoError::unavailable(format!("graph '{graph}' is restarting; retry the {kind}")))
+    }
+
+    /// The serving incarnation, waiting (bounded) through a restart.
+    pub(crate) async fn incarnation(&self) -> Result<Arc<Incarnation>, RepoError> {
+        let mut life = self.shared.life.subscribe();
+        let settled = tokio::time::timeout(
+            self.shared.call_timeout,
+            life.wait_for(|life| !matches!(life, Life::Restarting)),
+        )
+        .await;
+        let graph = &self.shared.key.graph;
+        let current = match settled {
+            Ok(Ok(current)) => current.clone(),
+            Ok(Err(_)) => Life::Stopped(format!("graph '{graph}' was unloaded")),
+            Err(_) => {
+                return Err(RepoError::unavailable(format!(
+                    "graph '{graph}' is restarting and did not come back within {:?}",
+                    self.shared.call_timeout
+                )));
+            }
+        };
+        match current {
+            Life::Ready(incarnation) => Ok(incarnation),
+            Life::Stopped(reason) => Err(RepoError::unavailable(reason)),
+            Life::Restarting => unreachable!("waited until not restarting"),
+        }
+    }
+}
+
+fn unexpected(outcome: WriteOutcome) -> RepoError {
+    RepoError::Internal {
+        message: format!("unexpected write outcome {outcome:?}"),
+    }
+}

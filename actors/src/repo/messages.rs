@@ -1,0 +1,81 @@
+//! What a `RepoActor` is asked to do. Reads never come here: they run on the warm engine
+//! handle in the caller's task. Only writes go through the mailbox, one at a time per repo.
+
+use omnigraph::db::{MergeOutcome, SchemaApplyResult};
+use omnigraph::loader::{LoadMode, LoadResult};
+use omnigraph_compiler::{MutationResult, ParamMap};
+use ractor::RpcReplyPort;
+
+use crate::RepoError;
+
+pub enum RepoMsg {
+    /// Applies one write and answers once it is durable and visible in `__manifest`.
+    Write(WriteOp, RpcReplyPort<Result<WriteOutcome, RepoError>>),
+    /// Fault injection for tests and chaos runs: the actor panics while handling it, and its
+    /// supervisor restarts it with a fresh engine handle.
+    Crash,
+}
+
+/// A write against one repo. `actor` is the authenticated caller, stamped on the commit.
+#[derive(Debug)]
+pub enum WriteOp {
+    Mutate {
+        branch: String,
+        source: String,
+        name: String,
+        params: ParamMap,
+        actor: Option<String>,
+    },
+    Load {
+        branch: String,
+        /// Forks `branch` from this branch when `branch` does not exist yet.
+        from: Option<String>,
+        data: String,
+        mode: LoadMode,
+        actor: Option<String>,
+    },
+    ApplySchema {
+        source: String,
+        allow_data_loss: bool,
+        actor: Option<String>,
+    },
+    CreateBranch {
+        from: String,
+        name: String,
+        actor: Option<String>,
+    },
+    DeleteBranch {
+        name: String,
+        actor: Option<String>,
+    },
+    Merge {
+        source: String,
+        target: String,
+        actor: Option<String>,
+    },
+}
+
+impl WriteOp {
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteOp::Mutate { .. } => "mutate",
+            WriteOp::Load { .. } => "load",
+            WriteOp::ApplySchema { .. } => "schema_apply",
+            WriteOp::CreateBranch { .. } => "branch_create",
+            WriteOp::DeleteBranch { .. } => "branch_delete",
+            WriteOp::Merge { .. } => "branch_merge",
+        }
+    }
+}
+
+/// The result of a [`WriteOp`], one variant per operation.
+#[derive(Debug)]
+pub enum WriteOutcome {
+    Mutated(MutationResult),
+    Loaded(LoadResult),
+    SchemaApplied(SchemaApplyResult),
+    BranchCreated,
+    BranchDeleted,
+    Merged(MergeOutcome),
+}

@@ -1,0 +1,148 @@
+//! `RepoSupervisor`: keeps one repo's `RepoActor` alive and decides when the repo goes cold.
+//!
+//! - A failed actor (panic or error) is replaced by a new one with a fresh engine handle. If
+//!   the replacement cannot open the graph, the repo is stopped with the reason, and the next
+//!   request activates it anew through the registry.
+//! - An idle check re-arms itself every `idle_timeout / 4` (at least 50 ms, at most 30 s);
+//!   when the activity gate closes (nothing in flight, idle long enough) the repo is evicted.
+//! - On stop, for whatever reason, `on_stop` runs once: the registry forgets the repo.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use tracing::{error, info, warn};
+
+use super::actor::RepoActor;
+use super::messages::RepoMsg;
+use super::{Life, RepoShared};
+use crate::metrics::ActorMetrics;
+
+pub(crate) struct RepoSupervisor;
+
+pub(crate) enum SupervisorMsg {
+    /// Evicts the repo if it has been idle for `idle_timeout`, else re-arms.
+    IdleCheck,
+    /// Makes the current actor panic (fault injection).
+    CrashChild,
+}
+
+pub(crate) struct SupervisorArgs {
+    pub(crate) shared: Arc<RepoShared>,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) metrics: ActorMetrics,
+    pub(crate) on_stop: Box<dyn FnOnce() + Send>,
+}
+
+pub(crate) struct SupervisorState {
+    shared: Arc<RepoShared>,
+    idle_timeout: Duration,
+    metrics: ActorMetrics,
+    on_stop: Option<Box<dyn FnOnce() + Send>>,
+    child: Option<ActorRef<RepoMsg>>,
+}
+
+impl Actor for RepoSupervisor {
+    type Msg = SupervisorMsg;
+    type State = SupervisorState;
+    type Arguments = SupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        args: SupervisorArgs,
+    ) -> Result<SupervisorState, ActorProcessingErr> {
+        let (child, _) =
+            Actor::spawn_linked(None, RepoActor, Arc::clone(&args.shared), myself.get_cell()).await?;
+        arm_idle_check(&myself, args.idle_timeout);
+        Ok(SupervisorState {
+            shared: args.shared,
+            idle_timeout: args.idle_timeout,
+            metrics: args.metrics,
+            on_stop: Some(args.on_stop),
+            child: Some(child),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        message: SupervisorMsg,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            SupervisorMsg::IdleCheck => {
+                if state.shared.activity.close_if_idle(state.idle_timeout) {
+                    info!(repo = %state.shared.key, "evicting idle repo");
+                    state.metrics.evictions.inc();
+                    myself.stop(Some("idle".into()));
+                } else {
+                    arm_idle_check(&myself, state.idle_timeout);
+                }
+            }
+            SupervisorMsg::CrashChild => {
+                if let Some(child) = &state.child {
+                    let _ = child.cast(RepoMsg::Crash);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupervisorMsg>,
+        event: SupervisionEvent,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, reason) = event else {
+            return Ok(());
+        };
+        let is_current_child = state.child.as_ref().is_some_and(|child| child.get_id() == cell.get_id());
+        if !is_current_child {
+            return Ok(());
+        }
+        warn!(repo = %state.shared.key, %reason, "repo actor failed; restarting with a fresh engine handle");
+        state.metrics.restarts.inc();
+        state.shared.life.send_replace(Life::Restarting);
+        match Actor::spawn_linked(None, RepoActor, Arc::clone(&state.shared), myself.get_cell()).await {
+            Ok((child, _)) => state.child = Some(child),
+            Err(err) => {
+                error!(repo = %state.shared.key, error = %err, "repo actor could not be restarted");
+                state.child = None;
+                state.shared.life.send_replace(Life::Stopped(format!(
+                    "graph '{}' failed and could not be reopened: {err}",
+                    state.shared.key.graph
+                )));
+                myself.stop(Some("restart failed".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(child) = state.child.take() {
+            let _ = child.stop_and_wait(None, Some(Duration::from_secs(30))).await;
+        }
+        state.shared.life.send_if_modified(|life| {
+            if matches!(life, Life::Stopped(_)) {
+                return false;
+            }
+            *life = Life::Stopped(format!("graph '{}' was unloaded", state.shared.key.graph));
+            true
+        });
+        if let Some(on_stop) = state.on_stop.take() {
+            on_stop();
+        }
+        Ok(())
+    }
+}
+
+fn arm_idle_check(myself: &ActorRef<SupervisorMsg>, idle_timeout: Duration) {
+    let period = (idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(30));
+    myself.send_after(period, || SupervisorMsg::IdleCheck);
+}

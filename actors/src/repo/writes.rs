@@ -1,0 +1,104 @@
+//! Executes one write on the warm engine handle, inside the repo's actor.
+//!
+//! Writes of one repo run one at a time here, so the existence checks below cannot race
+//! another write of this node. They turn engine errors that upstream answers with a 500 into
+//! precise ones (unknown branch: 404, existing branch: 409).
+
+use std::sync::Arc;
+
+use omnigraph::db::{Omnigraph, ReadTarget, SchemaApplyOptions};
+use tracing::{info, warn};
+
+use super::branches::{self, MAIN};
+use super::messages::{WriteOp, WriteOutcome};
+use crate::RepoError;
+
+pub(crate) async fn execute(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<WriteOutcome, RepoError> {
+    match op {
+        WriteOp::Mutate { branch, source, name, params, actor } => {
+            let result = engine.mutate_as(&branch, &source, &name, &params, actor.as_deref()).await;
+            match result {
+                Ok(result) => Ok(WriteOutcome::Mutated(result)),
+                Err(err) => Err(branches::explain_error(engine, &branch, err).await),
+            }
+        }
+        WriteOp::Load { branch, from, data, mode, actor } => {
+            let base = ensure_load_target(engine, &branch, from.as_deref()).await?;
+            let result = engine.load_as(&branch, base, &data, mode, actor.as_deref()).await?;
+            Ok(WriteOutcome::Loaded(result))
+        }
+        WriteOp::ApplySchema { source, allow_data_loss, actor } => {
+            let options = SchemaApplyOptions { allow_data_loss };
+            let result = engine.apply_schema_as(&source, options, actor.as_deref()).await?;
+            if result.applied {
+                spawn_index_build(engine);
+            }
+            Ok(WriteOutcome::SchemaApplied(result))
+        }
+        WriteOp::CreateBranch { from, name, actor } => {
+            let existing = engine.branch_list().await?;
+            if branches::contains(&existing, &name) {
+                return Err(RepoError::BranchExists { branch: name });
+            }
+            if !branches::contains(&existing, &from) {
+                return Err(RepoError::BranchNotFound { branch: from, hint: "" });
+            }
+            engine
+                .branch_create_from_as(ReadTarget::branch(from.as_str()), &name, actor.as_deref())
+                .await?;
+            Ok(WriteOutcome::BranchCreated)
+        }
+        WriteOp::DeleteBranch { name, actor } => {
+            engine.branch_delete_as(&name, actor.as_deref()).await?;
+            Ok(WriteOutcome::BranchDeleted)
+        }
+        WriteOp::Merge { source, target, actor } => {
+            let existing = engine.branch_list().await?;
+            for branch in [&source, &target] {
+                if !branches::contains(&existing, branch) {
+                    return Err(RepoError::BranchNotFound { branch: branch.clone(), hint: "" });
+                }
+            }
+            let outcome = engine.branch_merge_as(&source, &target, actor.as_deref()).await?;
+            Ok(WriteOutcome::Merged(outcome))
+        }
+    }
+}
+
+/// Checks the branch a load writes to, as upstream does: a missing branch needs `from`.
+/// Returns the base to fork from, if any.
+async fn ensure_load_target<'a>(
+    engine: &Omnigraph,
+    branch: &str,
+    from: Option<&'a str>,
+) -> Result<Option<&'a str>, RepoError> {
+    if branch == MAIN && from.is_none() {
+        return Ok(None);
+    }
+    let existing = engine.branch_list().await?;
+    if branches::contains(&existing, branch) {
+        return Ok(from);
+    }
+    match from {
+        None => Err(RepoError::BranchNotFound {
+            branch: branch.to_string(),
+            hint: "; pass `from` to create it",
+        }),
+        Some(base) if !branches::contains(&existing, base) => Err(RepoError::BranchNotFound {
+            branch: base.to_string(),
+            hint: "",
+        }),
+        Some(base) => Ok(Some(base)),
+    }
+}
+
+/// Builds the indexes a schema change declared, off the request path (as upstream does).
+fn spawn_index_build(engine: &Arc<Omnigraph>) {
+    let engine = Arc::clone(engine);
+    tokio::spawn(async move {
+        match engine.ensure_indices().await {
+            Ok(built) => info!(indexes = built.len(), "built indexes after schema apply"),
+            Err(err) => warn!(error = %err, "index build after schema apply failed"),
+        }
+    });
+}

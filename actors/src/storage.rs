@@ -1,0 +1,249 @@
+//! Where graphs live under the storage root, and the few object-store operations we issue
+//! ourselves (existence, listing, deletion). Everything inside a graph belongs to the engine.
+//!
+//! Layout: `{root}/tenants/{tenant}/graphs/{graph_id}.omni/`. A graph exists when its
+//! `_schema.pg` exists: the engine claims that object first (create-if-absent) on init, and
+//! [`GraphStore::delete_graph`] removes it first, so a half-deleted graph is already gone.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
+
+use crate::{RepoError, RepoKey};
+
+const SCHEMA_OBJECT: &str = "_schema.pg";
+const GRAPH_SUFFIX: &str = ".omni";
+
+/// The storage root of a node, resolved into an object store.
+#[derive(Debug, Clone)]
+pub struct GraphStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    location: Location,
+    store: Arc<dyn ObjectStore>,
+    /// Keeps a `memory://` root's private directory alive as long as the store.
+    _ephemeral: Option<tempfile::TempDir>,
+}
+
+#[derive(Debug)]
+enum Location {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl GraphStore {
+    /// Opens the root: creates a local root directory, or configures S3 from the standard
+    /// `AWS_*` variables (`AWS_ENDPOINT_URL_S3`/`AWS_ENDPOINT_URL` for S3-compatible stores).
+    ///
+    /// `memory://` is backed by a private temporary directory removed when the store is
+    /// dropped: the engine opens graphs by URI and has no in-memory URI of its own.
+    pub fn open(root: &StorageRoot) -> Result<GraphStore, RepoError> {
+        let (location, store, ephemeral): (Location, Arc<dyn ObjectStore>, _) = match root {
+            StorageRoot::File(path) => {
+                std::fs::create_dir_all(path)?;
+                let store = LocalFileSystem::new_with_prefix(path)?;
+                (Location::Local(path.clone()), Arc::new(store), None)
+            }
+            StorageRoot::Memory => {
+                let dir = tempfile::Builder::new().prefix("omnigraph-memory-").tempdir()?;
+                let path = dir.path().to_path_buf();
+                let store = LocalFileSystem::new_with_prefix(&path)?;
+                (Location::Local(path), Arc::new(store), Some(dir))
+            }
+            StorageRoot::S3 { bucket, prefix } => {
+                let store = s3_store_from_env(bucket)?;
+                let location = Location::S3 {
+                    bucket: bucket.clone(),
+                    prefix: prefix.clone(),
+                };
+                (location, Arc::new(store), None)
+            }
+        };
+        Ok(GraphStore {
+            inner: Arc::new(Inner {
+                location,
+                store,
+                _ephemeral: ephemeral,
+            }),
+        })
+    }
+
+    /// The URI the engine opens for `key`.
+    pub fn graph_uri(&self, key: &RepoKey) -> String {
+        let relative = graph_relative_path(&key.tenant, &key.graph);
+        match &self.inner.location {
+            Location::Local(root) => root.join(relative).to_string_lossy().into_owned(),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}/{relative}"),
+            Location::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/{relative}"),
+        }
+    }
+
+    /// Prepares the place where a new graph will be initialised (local roots need the
+    /// directory to exist before `Omnigraph::init`).
+    pub(crate) async fn prepare_graph_location(&self, key: &RepoKey) -> Result<(), RepoError> {
+        if let Location::Local(_) = self.inner.location {
+            tokio::fs::create_dir_all(self.graph_uri(key)).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the graph exists (its schema object is present).
+    pub async fn graph_exists(&self, key: &RepoKey) -> Result<bool, RepoError> {
+        let path = self.object_path(&format!(
+            "{}/{SCHEMA_OBJECT}",
+            graph_relative_path(&key.tenant, &key.graph)
+        ));
+        match self.inner.store.head(&path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The tenant's graphs, sorted by id.
+    pub async fn list_graphs(&self, tenant: &TenantId) -> Result<Vec<GraphId>, RepoError> {
+        let prefix = self.object_path(&format!("tenants/{tenant}/graphs"));
+        let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let candidates: Vec<GraphId> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename()?.strip_suffix(GRAPH_SUFFIX).map(str::to_string))
+            .filter_map(|name| GraphId::new(&name).ok())
+            .collect();
+        // A directory without a schema object is crash residue of a create or delete.
+        let mut graphs: Vec<GraphId> = futures::stream::iter(candidates)
+            .map(|graph| async move {
+                let key = RepoKey::new(tenant.clone(), graph.clone());
+                self.graph_exists(&key).await.map(|exists| exists.then_some(graph))
+            })
+            .buffer_unordered(8)
+            .try_filter_map(|graph| async move { Ok(graph) })
+            .try_collect()
+            .await?;
+        graphs.sort();
+        Ok(graphs)
+    }
+
+    /// Removes every object of a graph. The schema object goes first, so that a crash
+    /// part-way leaves residue that no longer counts as a graph.
+    pub async fn delete_graph(&self, key: &RepoKey) -> Result<(), RepoError> {
+        let relative = graph_relative_path(&key.tenant, &key.graph);
+        let schema = self.object_path(&format!("{relative}/{SCHEMA_OBJECT}"));
+        match self.inner.store.delete(&schema).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(err.into()),
+        }
+        match &self.inner.location {
+            Location::Local(_) => match tokio::fs::remove_dir_all(self.graph_uri(key)).await {
+                Ok(()) => Ok(()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(err) => Err(err.into()),
+            },
+            Location::S3 { .. } => {
+                let prefix = self.object_path(&relative);
+                let locations = self.inner.store.list(Some(&prefix)).map_ok(|meta| meta.location).boxed();
+                self.inner
+                    .store
+                    .delete_stream(locations)
+                    .try_collect::<Vec<_>>()
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn object_path(&self, relative: &str) -> ObjectPath {
+        match &self.inner.location {
+            Location::S3 { prefix, .. } if !prefix.is_empty() => ObjectPath::from(format!("{prefix}/{relative}")),
+            _ => ObjectPath::from(relative),
+        }
+    }
+}
+
+fn graph_relative_path(tenant: &TenantId, graph: &GraphId) -> String {
+    format!("tenants/{tenant}/graphs/{graph}{GRAPH_SUFFIX}")
+}
+
+/// Builds an S3 client the way the engine does, so that both see the same store.
+fn s3_store_from_env(bucket: &str) -> Result<object_store::aws::AmazonS3, RepoError> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    if let Some(endpoint) = endpoint {
+        if endpoint.starts_with("http://") {
+            builder = builder.with_allow_http(true);
+        }
+        builder = builder.with_endpoint(endpoint);
+    }
+    if env_truthy("AWS_ALLOW_HTTP") {
+        builder = builder.with_allow_http(true);
+    }
+    if env_truthy("AWS_S3_FORCE_PATH_STYLE") {
+        builder = builder.with_virtual_hosted_style_request(false);
+    }
+    if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
+        builder = builder.with_region("us-east-1");
+    }
+    Ok(builder.build()?)
+}
+
+fn env_truthy(name: &str) -> bool {
+    matches!(
+        std::env::var(name).as_deref(),
+        Ok("1" | "true" | "TRUE" | "True" | "yes" | "YES" | "on" | "ON")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(tenant: &str, graph: &str) -> RepoKey {
+        RepoKey::new(TenantId::new(tenant).unwrap(), GraphId::new(graph).unwrap())
+    }
+
+    #[test]
+    fn graph_uris_follow_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GraphStore::open(&StorageRoot::File(dir.path().into())).unwrap();
+        assert_eq!(
+            store.graph_uri(&key("acme", "g1")),
+            dir.path().join("tenants/acme/graphs/g1.omni").to_string_lossy()
+        );
+    }
+
+    #[tokio::test]
+    async fn lists_only_graphs_with_a_schema_and_deletes_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GraphStore::open(&StorageRoot::File(dir.path().into())).unwrap();
+        for graph in ["b", "a"] {
+            let path = dir.path().join(format!("tenants/t/graphs/{graph}.omni"));
+            std::fs::create_dir_all(&path).unwrap();
+            std::fs::write(path.join(SCHEMA_OBJECT), "node X { name: String @key }").unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("tenants/t/graphs/residue.omni")).unwrap();
+        let listed = store.list_graphs(&TenantId::new("t").unwrap()).await.unwrap();
+        assert_eq!(listed, vec![GraphId::new("a").unwrap(), GraphId::new("b").unwrap()]);
+        assert!(store.list_graphs(&TenantId::new("other").unwrap()).await.unwrap().is_empty());
+
+        store.delete_graph(&key("t", "a")).await.unwrap();
+        assert!(!store.graph_exists(&key("t", "a")).await.unwrap());
+        assert!(!dir.path().join("tenants/t/graphs/a.omni").exists());
+        store.delete_graph(&key("t", "a")).await.unwrap();
+    }
+}

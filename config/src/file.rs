@@ -1,0 +1,301 @@
+//! The configuration file as written by people, and its validation into [`NodeConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    ActorConfig, AuthConfig, AuthMode, ConfigError, LogConfig, LogFormat, NodeConfig,
+    ServerConfig, StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret,
+};
+
+/// The file printed by `omnigraph-cloud config default`: every key with its default value.
+pub const DEFAULT_CONFIG_TOML: &str = r#"# omnigraph-cloud node configuration.
+# Every key is optional; the values below are the defaults.
+# Any key can be overridden from the environment: OMNIGRAPH_CLOUD_<SECTION>__<KEY>,
+# e.g. OMNIGRAPH_CLOUD_SERVER__BIND=0.0.0.0:8080.
+
+[server]
+# Address the HTTP API listens on.
+bind = "127.0.0.1:8080"
+# Largest accepted request body, and the larger limit for /load and /ingest.
+body_limit_bytes = 1048576
+load_body_limit_bytes = 33554432
+# How long a graceful shutdown (SIGTERM, Ctrl-C) waits for in-flight requests.
+shutdown_grace = "30s"
+
+[storage]
+# file:///abs/path or file://./relative (local disk, the embedded default),
+# s3://bucket/prefix (AWS_* variables, AWS_ENDPOINT_URL_S3 for S3-compatible stores),
+# memory:// (ephemeral, for tests: gone when the process exits).
+root = "file://./omnigraph-data"
+
+[actors]
+# A graph with no request for this long is evicted from memory (scale-to-zero).
+idle_timeout = "10m"
+# The longest a caller waits for a graph's actor to answer a write.
+call_timeout = "10m"
+
+[auth]
+# "static" requires bearer tokens; "none" disables authentication (tenant "default").
+# Unset: "static" when tokens are configured, "none" on a loopback bind without tokens,
+# and a start-up error otherwise.
+# mode = "static"
+# tokens_file = "tokens.json"   # [{"token": "...", "actor": "...", "tenant": "..."}]
+# [[auth.tokens]]
+# token = "change-me"           # or token_sha256 = "<64 hex digits>"
+# actor = "alice"
+# tenant = "acme"
+
+[log]
+# tracing filter directive; RUST_LOG takes precedence when set.
+filter = "info"
+# "text" or "json"
+format = "text"
+"#;
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    pub server: ServerSection,
+    pub storage: StorageSection,
+    pub actors: ActorSection,
+    pub auth: AuthSection,
+    pub log: LogSection,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    pub bind: String,
+    pub body_limit_bytes: u64,
+    pub load_body_limit_bytes: u64,
+    pub shutdown_grace: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        ServerSection {
+            bind: "127.0.0.1:8080".into(),
+            body_limit_bytes: 1024 * 1024,
+            load_body_limit_bytes: 32 * 1024 * 1024,
+            shutdown_grace: "30s".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    pub root: String,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection {
+            root: "file://./omnigraph-data".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ActorSection {
+    pub idle_timeout: String,
+    pub call_timeout: String,
+}
+
+impl Default for ActorSection {
+    fn default() -> Self {
+        ActorSection {
+            idle_timeout: "10m".into(),
+            call_timeout: "10m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub mode: Option<String>,
+    pub tokens: Vec<TokenEntry>,
+    pub tokens_file: Option<PathBuf>,
+}
+
+/// One token entry, in the config file or in a tokens file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    pub actor: String,
+    pub tenant: String,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    pub filter: String,
+    pub format: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// Deserializes a (possibly env-amended) document. It goes back through text so that
+    /// errors carry the line and key they refer to.
+    pub(crate) fn deserialize_table(table: toml::Table) -> Result<FileConfig, ConfigError> {
+        let text = toml::to_string(&table).map_err(|err| ConfigError::Parse {
+            message: err.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|err| ConfigError::Parse {
+            message: err.to_string(),
+        })
+    }
+
+    /// Checks every value and produces the typed configuration.
+    pub fn validate(self) -> Result<NodeConfig, ConfigError> {
+        let bind: SocketAddr = self.server.bind.parse().map_err(|_| {
+            ConfigError::invalid("server.bind", &self.server.bind, "an IP:port such as 127.0.0.1:8080")
+        })?;
+        let server = ServerConfig {
+            bind,
+            body_limit_bytes: positive_size("server.body_limit_bytes", self.server.body_limit_bytes)?,
+            load_body_limit_bytes: positive_size(
+                "server.load_body_limit_bytes",
+                self.server.load_body_limit_bytes,
+            )?,
+            shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, false)?,
+        };
+        let storage = StorageConfig {
+            root: StorageRoot::parse(&self.storage.root)?,
+        };
+        let actors = ActorConfig {
+            idle_timeout: duration("actors.idle_timeout", &self.actors.idle_timeout, true)?,
+            call_timeout: duration("actors.call_timeout", &self.actors.call_timeout, true)?,
+        };
+        let auth = validate_auth(self.auth, bind)?;
+        let log = LogConfig {
+            filter: self.log.filter,
+            format: match self.log.format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => return Err(ConfigError::invalid("log.format", other, "\"text\" or \"json\"")),
+            },
+        };
+        Ok(NodeConfig {
+            server,
+            storage,
+            actors,
+            auth,
+            log,
+        })
+    }
+}
+
+/// Validates token entries; `key` is the path used in error messages, e.g. `auth.tokens`.
+pub fn validate_token_entries(
+    key: &str,
+    entries: Vec<TokenEntry>,
+) -> Result<Vec<StaticTokenConfig>, ConfigError> {
+    let mut tokens = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.into_iter().enumerate() {
+        let at = |field: &str| format!("{key}[{index}].{field}");
+        let secret = match (entry.token, entry.token_sha256) {
+            (Some(token), None) if !token.trim().is_empty() => TokenSecret::Plain(token.trim().to_string()),
+            (None, Some(hex)) if is_sha256_hex(&hex) => TokenSecret::Sha256Hex(hex.to_ascii_lowercase()),
+            (None, Some(hex)) => {
+                return Err(ConfigError::invalid(&at("token_sha256"), &hex, "64 hex digits"));
+            }
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::invalid(
+                    &at("token"),
+                    "<redacted>",
+                    "exactly one of token or token_sha256, not both",
+                ));
+            }
+            _ => {
+                return Err(ConfigError::invalid(
+                    &at("token"),
+                    "",
+                    "a non-blank token, or token_sha256",
+                ));
+            }
+        };
+        let actor = entry.actor.trim().to_string();
+        if actor.is_empty() {
+            return Err(ConfigError::invalid(&at("actor"), &entry.actor, "a non-blank actor id"));
+        }
+        let tenant = TenantId::new(&entry.tenant).map_err(|err| {
+            ConfigError::invalid(&at("tenant"), &entry.tenant, &err.to_string())
+        })?;
+        tokens.push(StaticTokenConfig { secret, actor, tenant });
+    }
+    Ok(tokens)
+}
+
+fn validate_auth(section: AuthSection, bind: SocketAddr) -> Result<AuthConfig, ConfigError> {
+    let tokens = validate_token_entries("auth.tokens", section.tokens)?;
+    let has_token_source = !tokens.is_empty() || section.tokens_file.is_some();
+    let mode = match section.mode.as_deref() {
+        Some("static") => {
+            if !has_token_source {
+                return Err(ConfigError::invalid(
+                    "auth.mode",
+                    "static",
+                    "at least one token in auth.tokens or an auth.tokens_file when mode is static",
+                ));
+            }
+            AuthMode::Static
+        }
+        Some("none") => AuthMode::None,
+        Some(other) => return Err(ConfigError::invalid("auth.mode", other, "\"static\" or \"none\"")),
+        None if has_token_source => AuthMode::Static,
+        None if bind.ip().is_loopback() => AuthMode::None,
+        None => {
+            return Err(ConfigError::invalid(
+                "auth.mode",
+                "<unset>",
+                "tokens (auth.tokens or auth.tokens_file), or auth.mode = \"none\" to serve a \
+                 non-loopback address without authentication",
+            ));
+        }
+    };
+    Ok(AuthConfig {
+        mode,
+        tokens,
+        tokens_file: section.tokens_file,
+    })
+}
+
+fn is_sha256_hex(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn positive_size(key: &str, value: u64) -> Result<usize, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, &value.to_string(), "a positive number of bytes"));
+    }
+    usize::try_from(value)
+        .map_err(|_| ConfigError::invalid(key, &value.to_string(), "a number of bytes that fits in memory"))
+}
+
+fn duration(key: &str, value: &str, must_be_positive: bool) -> Result<Duration, ConfigError> {
+    let parsed = humantime::parse_duration(value)
+        .map_err(|_| ConfigError::invalid(key, value, "a duration such as \"30s\", \"10m\" or \"1h\""))?;
+    if must_be_positive && parsed.is_zero() {
+        return Err(ConfigError::invalid(key, value, "a duration greater than zero"));
+    }
+    Ok(parsed)
+}

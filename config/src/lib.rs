@@ -1,0 +1,269 @@
+//! Typed configuration for an omnigraph-cloud node.
+//!
+//! A node reads an optional TOML file, applies `OMNIGRAPH_CLOUD_*` overrides handed in as a
+//! map (this crate never reads the process environment itself), and validates the result into
+//! [`NodeConfig`], the only form the rest of the workspace sees. Every error names the key, the
+//! offending value and what is allowed.
+//!
+//! Depends on: nothing of ours. Must not know: actors, http, runtime, the engine.
+
+mod env;
+mod error;
+mod file;
+mod ids;
+mod storage_root;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use env::ENV_PREFIX;
+pub use error::ConfigError;
+pub use file::{DEFAULT_CONFIG_TOML, FileConfig};
+pub use ids::{GraphId, IdError, TenantId};
+pub use storage_root::StorageRoot;
+
+/// The validated configuration of one node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub actors: ActorConfig,
+    pub auth: AuthConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on. Default `127.0.0.1:8080`.
+    pub bind: SocketAddr,
+    /// Largest request body accepted on every route but load/ingest. Default 1 MiB.
+    pub body_limit_bytes: usize,
+    /// Largest request body accepted on `/load` and `/ingest`. Default 32 MiB.
+    pub load_body_limit_bytes: usize,
+    /// How long a graceful shutdown waits for in-flight requests. Default 30s.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StorageConfig {
+    /// Where every tenant's graphs live. Default `file://./omnigraph-data`.
+    pub root: StorageRoot,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActorConfig {
+    /// A repo with no request for this long is evicted (scale-to-zero). Default 10m.
+    pub idle_timeout: Duration,
+    /// The longest a caller waits for its repo actor to answer a write. Default 10m.
+    pub call_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// Static tokens declared inline in the config file.
+    pub tokens: Vec<StaticTokenConfig>,
+    /// A JSON file holding more static tokens: `[{"token","actor","tenant"}, ...]`.
+    pub tokens_file: Option<PathBuf>,
+}
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Bearer tokens are required; they are hashed at load and compared in constant time.
+    Static,
+    /// No authentication; every request acts as actor `anonymous` in tenant `default`.
+    /// Only ever chosen explicitly, or implicitly on a loopback bind with no tokens at all.
+    None,
+}
+
+/// One static bearer token and the identity it grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaticTokenConfig {
+    pub secret: TokenSecret,
+    pub actor: String,
+    pub tenant: TenantId,
+}
+
+/// A token as written in configuration: either the plaintext (hashed at load and dropped)
+/// or its lowercase hex SHA-256, so that config files need not hold secrets.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TokenSecret {
+    Plain(String),
+    Sha256Hex(String),
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSecret::Plain(_) => f.write_str("Plain(<redacted>)"),
+            TokenSecret::Sha256Hex(hex) => write!(f, "Sha256Hex({hex})"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A `tracing` filter directive; `RUST_LOG` wins when set. Default `info`.
+    pub filter: String,
+    /// `text` (default) or `json` lines.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl NodeConfig {
+    /// Parses an optional TOML document, applies environment overrides and validates.
+    ///
+    /// `env` is every `(name, value)` pair of the environment; names without the
+    /// [`ENV_PREFIX`] are ignored.
+    pub fn load(
+        toml_source: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<NodeConfig, ConfigError> {
+        let mut document: toml::Table = match toml_source {
+            Some(source) => toml::from_str(source).map_err(|err| ConfigError::Parse {
+                message: err.to_string(),
+            })?,
+            None => toml::Table::new(),
+        };
+        env::apply_overrides(&mut document, env)?;
+        FileConfig::deserialize_table(document)?.validate()
+    }
+
+    /// The configuration used when no file and no overrides are given.
+    pub fn default_config() -> NodeConfig {
+        NodeConfig::load(None, std::iter::empty()).expect("built-in defaults are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_describe_a_local_single_node() {
+        let config = NodeConfig::default_config();
+        assert_eq!(config.server.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.server.body_limit_bytes, 1024 * 1024);
+        assert_eq!(config.server.load_body_limit_bytes, 32 * 1024 * 1024);
+        assert_eq!(config.actors.idle_timeout, Duration::from_secs(600));
+        assert!(matches!(config.storage.root, StorageRoot::File(ref p) if p.ends_with("omnigraph-data")));
+        assert_eq!(config.auth.mode, AuthMode::None);
+    }
+
+    #[test]
+    fn printed_default_file_parses_to_the_defaults() {
+        let from_text = NodeConfig::load(Some(DEFAULT_CONFIG_TOML), std::iter::empty()).unwrap();
+        assert_eq!(from_text, NodeConfig::default_config());
+    }
+
+    #[test]
+    fn env_overrides_win_over_the_file() {
+        let config = NodeConfig::load(
+            Some("[server]\nbind = \"127.0.0.1:9000\"\n"),
+            env(&[
+                ("OMNIGRAPH_CLOUD_SERVER__BIND", "127.0.0.1:9100"),
+                ("OMNIGRAPH_CLOUD_ACTORS__IDLE_TIMEOUT", "5s"),
+                ("OMNIGRAPH_CLOUD_SERVER__BODY_LIMIT_BYTES", "2048"),
+                ("UNRELATED", "x"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.bind, "127.0.0.1:9100".parse().unwrap());
+        assert_eq!(config.actors.idle_timeout, Duration::from_secs(5));
+        assert_eq!(config.server.body_limit_bytes, 2048);
+    }
+
+    #[test]
+    fn misspelt_key_is_named_in_the_error() {
+        let err = NodeConfig::load(Some("[server]\nbnid = \"x\"\n"), std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bnid"), "{err}");
+    }
+
+    #[test]
+    fn misspelt_env_key_is_named_in_the_error() {
+        let err = NodeConfig::load(None, env(&[("OMNIGRAPH_CLOUD_SERVER__BINDD", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("bindd"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_what_is_allowed() {
+        let cases = [
+            ("[server]\nbind = \"nowhere\"", "server.bind", "nowhere"),
+            ("[storage]\nroot = \"ftp://x\"", "storage.root", "ftp://x"),
+            ("[actors]\nidle_timeout = \"soon\"", "actors.idle_timeout", "soon"),
+            ("[actors]\nidle_timeout = \"0s\"", "actors.idle_timeout", "0s"),
+            ("[auth]\nmode = \"magic\"", "auth.mode", "magic"),
+            ("[log]\nformat = \"xml\"", "log.format", "xml"),
+            ("[server]\nbody_limit_bytes = 0", "server.body_limit_bytes", "0"),
+        ];
+        for (source, key, value) in cases {
+            let err = NodeConfig::load(Some(source), std::iter::empty())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{source}: {err}");
+            assert!(err.contains(value), "{source}: {err}");
+            assert!(err.contains("expected"), "{source}: {err}");
+        }
+    }
+
+    #[test]
+    fn static_mode_requires_a_token_source() {
+        let err = NodeConfig::load(Some("[auth]\nmode = \"static\""), std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.tokens"), "{err}");
+    }
+
+    #[test]
+    fn tokens_select_static_mode_and_are_validated() {
+        let config = NodeConfig::load(
+            Some(
+                "[[auth.tokens]]\ntoken = \"s3cret\"\nactor = \"alice\"\ntenant = \"acme\"\n",
+            ),
+            std::iter::empty(),
+        )
+        .unwrap();
+        assert_eq!(config.auth.mode, AuthMode::Static);
+        assert_eq!(config.auth.tokens[0].tenant.as_str(), "acme");
+
+        let err = NodeConfig::load(
+            Some("[[auth.tokens]]\ntoken = \"s\"\nactor = \"a\"\ntenant = \"_sys\"\n"),
+            std::iter::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("auth.tokens[0].tenant"), "{err}");
+    }
+
+    #[test]
+    fn unauthenticated_public_bind_needs_an_explicit_setting() {
+        let err = NodeConfig::load(Some("[server]\nbind = \"0.0.0.0:8080\""), std::iter::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("auth.mode"), "{err}");
+        let explicit = NodeConfig::load(
+            Some("[server]\nbind = \"0.0.0.0:8080\"\n[auth]\nmode = \"none\""),
+            std::iter::empty(),
+        )
+        .unwrap();
+        assert_eq!(explicit.auth.mode, AuthMode::None);
+    }
+}
