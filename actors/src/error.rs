@@ -65,10 +65,6 @@ impl RepoError {
     pub(crate) fn unavailable(message: impl Into<String>) -> RepoError {
         RepoError::Unavailable { message: message.into() }
     }
-
-    pub(crate) fn invalid(message: impl Into<String>) -> RepoError {
-        RepoError::Invalid { message: message.into() }
-    }
 }
 
 /// Classifies engine errors as upstream omnigraph-server 0.8 does.

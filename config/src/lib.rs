@@ -19,7 +19,7 @@ use std::time::Duration;
 
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
-pub use file::{DEFAULT_CONFIG_TOML, FileConfig};
+pub use file::{DEFAULT_CONFIG_TOML, FileConfig, TokenEntry, validate_token_entries};
 pub use ids::{GraphId, IdError, TenantId};
 pub use storage_root::StorageRoot;
 

@@ -1,1 +1,122 @@
-pub fn placeholder() {}
+//! The composition root of an omnigraph-cloud node: builds the components (storage, actor
+//! registry, token verifier, metrics) from a validated configuration, serves the HTTP API and
+//! shuts everything down in order. Embeddable, so that tests and users can run nodes in one
+//! process; the `omnigraph-cloud` binary is a thin command line over it.
+//!
+//! Depends on: config, actors, http.
+
+#![recursion_limit = "256"]
+
+use std::net::SocketAddr;
+
+use omnigraph_cloud_actors::{ActorMetrics, GraphStore, Registry, RepoError};
+use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
+use omnigraph_cloud_http::{AppState, BodyLimits, TokenVerifier, router};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("storage root {root} cannot be used: {source}")]
+    Storage {
+        root: String,
+        #[source]
+        source: RepoError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("http server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// A running node.
+pub struct Node {
+    addr: SocketAddr,
+    registry: Registry,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), std::io::Error>>,
+    config: NodeConfig,
+}
+
+impl Node {
+    /// Builds the node's components, binds the listener and starts serving.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        let store = GraphStore::open(&config.storage.root).map_err(|source| NodeError::Storage {
+            root: config.storage.root.display_uri(),
+            source,
+        })?;
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let registry = Registry::new(store, config.actors.clone(), ActorMetrics::register(&mut metrics));
+        let auth = TokenVerifier::from_config(&config.auth)?;
+        if auth.mode() == AuthMode::None {
+            warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default'");
+        }
+        let limits = BodyLimits {
+            default: config.server.body_limit_bytes,
+            load: config.server.load_body_limit_bytes,
+        };
+        let app = router(AppState::new(registry.clone(), auth, metrics, limits));
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.server.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(NodeError::Serve)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        info!(%addr, root = %config.storage.root.display_uri(), "omnigraph-cloud node serving");
+        Ok(Node {
+            addr,
+            registry,
+            stop: Some(stop),
+            server,
+            config,
+        })
+    }
+
+    /// The address the API listens on (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Graceful shutdown: stop accepting connections, let in-flight requests finish (up to
+    /// `server.shutdown_grace`), then stop every repo actor, waiting for writes in flight.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let grace = self.config.server.shutdown_grace;
+        let served = match tokio::time::timeout(grace, &mut self.server).await {
+            Ok(Ok(result)) => result.map_err(NodeError::Serve),
+            Ok(Err(join)) => Err(NodeError::Serve(std::io::Error::other(join))),
+            Err(_) => {
+                warn!(?grace, "in-flight requests did not finish within the shutdown grace; closing them");
+                self.server.abort();
+                Ok(())
+            }
+        };
+        self.registry.shutdown().await;
+        info!("omnigraph-cloud node stopped");
+        served
+    }
+}

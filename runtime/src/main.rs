@@ -1,1 +1,129 @@
-fn main() {}
+//! `omnigraph-cloud`: one binary, the deployment mode is configuration.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use omnigraph_cloud::Node;
+use omnigraph_cloud_config::{DEFAULT_CONFIG_TOML, LogFormat, NodeConfig};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "omnigraph-cloud", version, about = "Managed data plane for OmniGraph graphs on object storage")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a node. Without a config file: 127.0.0.1:8080, storage file://./omnigraph-data.
+    Serve {
+        /// TOML configuration file; OMNIGRAPH_CLOUD_<SECTION>__<KEY> variables override it.
+        #[arg(long, env = "OMNIGRAPH_CLOUD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Configuration helpers.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validates a configuration file (with the environment's overrides) and prints the result.
+    Check { file: PathBuf },
+    /// Prints the default configuration file, every key with its default.
+    Default,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Config { command: ConfigCommand::Default } => {
+            print!("{DEFAULT_CONFIG_TOML}");
+            ExitCode::SUCCESS
+        }
+        Command::Config { command: ConfigCommand::Check { file } } => match load_config(Some(&file)) {
+            Ok(config) => {
+                println!("{}: ok", file.display());
+                println!("{config:#?}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("error: {message}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config } => {
+            let config = match load_config(config.as_deref()) {
+                Ok(config) => config,
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_logging(&config);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            match runtime.block_on(serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    tracing::error!("{message}");
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn load_config(path: Option<&std::path::Path>) -> Result<NodeConfig, String> {
+    let source = match path {
+        Some(path) => Some(
+            std::fs::read_to_string(path).map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
+        ),
+        None => None,
+    };
+    NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())
+}
+
+fn init_logging(config: &NodeConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match config.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn serve(config: NodeConfig) -> Result<(), String> {
+    let node = Node::start(config).await.map_err(|err| err.to_string())?;
+    shutdown_signal().await;
+    tracing::info!("shutdown requested; finishing in-flight requests");
+    node.shutdown().await.map_err(|err| err.to_string())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

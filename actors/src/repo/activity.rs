@@ -83,6 +83,7 @@ impl Activity {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.state.lock().expect("activity lock poisoned").in_flight
     }

@@ -23,13 +23,12 @@ use omnigraph::db::Omnigraph;
 use ractor::ActorRef;
 use tokio::sync::watch;
 
-pub use activity::ActivityGuard;
 pub use export::ExportStream;
 pub use handle::{RepoHandle, RepoLease, SnapshotInfo, TableInfo};
 pub use messages::{RepoMsg, WriteOp, WriteOutcome};
 
 pub(crate) use activity::Activity;
-pub(crate) use supervisor::{RepoSupervisor, SupervisorArgs, SupervisorMsg};
+pub(crate) use supervisor::{RepoSupervisor, SupervisorArgs};
 
 use crate::RepoKey;
 

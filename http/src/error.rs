@@ -1,0 +1,188 @@
+//! The only place that knows HTTP statuses and the error body `{"error","code",...}`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use omnigraph::error::{ManifestConflictDetails, MergeConflict, MergeConflictKind, OmniError};
+use omnigraph_cloud_actors::{ErrorKind, RepoError};
+use tracing::error;
+
+use crate::dto::{ErrorOutput, ManifestConflictOutput, MergeConflictOutput};
+
+/// How many merge conflicts the message lists before "and N more" (as upstream).
+const MERGE_CONFLICTS_IN_MESSAGE: usize = 3;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    merge_conflicts: Vec<MergeConflictOutput>,
+    manifest_conflict: Option<ManifestConflictOutput>,
+    retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            merge_conflicts: Vec::new(),
+            manifest_conflict: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    fn unavailable(message: impl Into<String>) -> ApiError {
+        let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        err.retry_after_secs = Some(1);
+        err
+    }
+
+    /// A 500. The cause is logged here, once; the body does not carry internals.
+    fn internal(cause: &dyn std::fmt::Display) -> ApiError {
+        error!(error = %cause, "internal error");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the cause is in the server log",
+        )
+    }
+
+    fn conflict(err: RepoError) -> ApiError {
+        let mut api = ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string());
+        match err {
+            RepoError::Engine(OmniError::MergeConflicts(conflicts)) => {
+                api.message = merge_conflicts_message(&conflicts);
+                api.merge_conflicts = conflicts.iter().map(merge_conflict_output).collect();
+            }
+            RepoError::Engine(OmniError::Manifest(manifest)) => {
+                if let Some(ManifestConflictDetails::ExpectedVersionMismatch {
+                    table_key,
+                    expected,
+                    actual,
+                }) = manifest.details
+                {
+                    api.manifest_conflict = Some(ManifestConflictOutput {
+                        table_key,
+                        expected,
+                        actual,
+                    });
+                }
+            }
+            _ => {}
+        }
+        api
+    }
+}
+
+impl From<RepoError> for ApiError {
+    fn from(err: RepoError) -> ApiError {
+        match err.kind() {
+            // Exhaustive on purpose: a new kind must choose its status.
+            ErrorKind::Invalid => ApiError::bad_request(err.to_string()),
+            ErrorKind::NotFound => ApiError::not_found(err.to_string()),
+            ErrorKind::Conflict => ApiError::conflict(err),
+            ErrorKind::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", err.to_string()),
+            ErrorKind::Unavailable => ApiError::unavailable(err.to_string()),
+            ErrorKind::Internal => ApiError::internal(&err),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorOutput {
+            error: self.message,
+            code: self.code.to_string(),
+            merge_conflicts: self.merge_conflicts,
+            manifest_conflict: self.manifest_conflict,
+        };
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(seconds) = self.retry_after_secs {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+fn merge_conflict_output(conflict: &MergeConflict) -> MergeConflictOutput {
+    MergeConflictOutput {
+        table_key: conflict.table_key.clone(),
+        row_id: conflict.row_id.clone(),
+        kind: merge_conflict_kind(conflict.kind).to_string(),
+        message: conflict.message.clone(),
+    }
+}
+
+fn merge_conflict_kind(kind: MergeConflictKind) -> &'static str {
+    match kind {
+        MergeConflictKind::DivergentInsert => "divergent_insert",
+        MergeConflictKind::DivergentUpdate => "divergent_update",
+        MergeConflictKind::DeleteVsUpdate => "delete_vs_update",
+        MergeConflictKind::OrphanEdge => "orphan_edge",
+        MergeConflictKind::UniqueViolation => "unique_violation",
+        MergeConflictKind::CardinalityViolation => "cardinality_violation",
+        MergeConflictKind::ValueConstraintViolation => "value_constraint_violation",
+    }
+}
+
+/// `merge conflicts: node:Person:Alice (divergent_update); ...; and N more`.
+fn merge_conflicts_message(conflicts: &[MergeConflict]) -> String {
+    let listed: Vec<String> = conflicts
+        .iter()
+        .take(MERGE_CONFLICTS_IN_MESSAGE)
+        .map(|conflict| {
+            let row = conflict.row_id.as_deref().unwrap_or("-");
+            format!("{}:{} ({})", conflict.table_key, row, merge_conflict_kind(conflict.kind))
+        })
+        .collect();
+    let mut message = format!("merge conflicts: {}", listed.join("; "));
+    if conflicts.len() > MERGE_CONFLICTS_IN_MESSAGE {
+        message.push_str(&format!("; and {} more", conflicts.len() - MERGE_CONFLICTS_IN_MESSAGE));
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conflict(row: &str) -> MergeConflict {
+        MergeConflict {
+            table_key: "node:Person".into(),
+            row_id: Some(row.into()),
+            kind: MergeConflictKind::DivergentUpdate,
+            message: "both sides changed".into(),
+        }
+    }
+
+    #[test]
+    fn merge_conflict_message_lists_three_then_counts() {
+        let conflicts: Vec<_> = ["a", "b", "c", "d", "e"].into_iter().map(conflict).collect();
+        assert_eq!(
+            merge_conflicts_message(&conflicts),
+            "merge conflicts: node:Person:a (divergent_update); node:Person:b (divergent_update); \
+             node:Person:c (divergent_update); and 2 more"
+        );
+    }
+}

@@ -1,0 +1,70 @@
+//! Extractors that answer bad requests in the error JSON rather than axum's plain text.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use omnigraph_cloud_actors::RepoKey;
+use omnigraph_cloud_config::GraphId;
+use serde::de::DeserializeOwned;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// `axum::Json` with rejections in our error body: 415 without a JSON content type, 400 for
+/// malformed JSON, 422 for a missing field or a wrong type, 413 past the body limit.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Json<T>, ApiError> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Json(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let status = rejection.status();
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable_entity",
+        StatusCode::BAD_REQUEST => "bad_request",
+        _ => "bad_request",
+    };
+    ApiError::new(status, code, rejection.body_text())
+}
+
+/// The repo a per-graph route addresses: the caller's tenant and the `{graph_id}` of the
+/// path. Authentication runs first, so a bad token is a 401 whatever the graph id.
+pub struct Repo {
+    pub principal: Principal,
+    pub key: RepoKey,
+}
+
+impl FromRequestParts<AppState> for Repo {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Repo, ApiError> {
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|err| ApiError::bad_request(err.body_text()))?;
+        let raw = params
+            .iter()
+            .find(|(name, _)| name == "graph_id")
+            .map(|(_, value)| value.as_str())
+            .ok_or_else(|| ApiError::bad_request("missing graph id in path"))?;
+        let graph = parse_graph_id(raw)?;
+        let key = RepoKey::new(principal.tenant.clone(), graph);
+        Ok(Repo { principal, key })
+    }
+}
+
+pub(crate) fn parse_graph_id(raw: &str) -> Result<GraphId, ApiError> {
+    GraphId::new(raw).map_err(|err| ApiError::bad_request(err.to_string()))
+}

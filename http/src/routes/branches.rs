@@ -1,0 +1,139 @@
+//! Branches and commits.
+
+use axum::extract::{Path, Query, State};
+use omnigraph::db::{GraphCommit, MergeOutcome};
+
+use crate::dto::{
+    BranchCreateOutput, BranchCreateRequest, BranchDeleteOutput, BranchListOutput, BranchMergeOutput,
+    BranchMergeRequest, BranchQuery, CommitListOutput, CommitOutput, ErrorOutput,
+};
+use crate::error::ApiError;
+use crate::extract::{Json, Repo};
+use crate::routes::MAIN;
+use crate::state::AppState;
+
+#[utoipa::path(get, path = "/graphs/{graph_id}/branches", tag = "branches",
+    params(("graph_id" = String, Path)),
+    responses((status = 200, body = BranchListOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(State(state): State<AppState>, repo: Repo) -> Result<axum::Json<BranchListOutput>, ApiError> {
+    let lease = state.registry.repo(&repo.key).await?;
+    Ok(axum::Json(BranchListOutput {
+        branches: lease.branches().await?,
+    }))
+}
+
+#[utoipa::path(post, path = "/graphs/{graph_id}/branches", tag = "branches",
+    params(("graph_id" = String, Path)), request_body = BranchCreateRequest,
+    responses((status = 200, body = BranchCreateOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    repo: Repo,
+    Json(request): Json<BranchCreateRequest>,
+) -> Result<axum::Json<BranchCreateOutput>, ApiError> {
+    let name = request.name.trim().to_string();
+    if name.is_empty() {
+        return Err(ApiError::bad_request("branch name must not be empty"));
+    }
+    let from = request.from.unwrap_or_else(|| MAIN.into());
+    let actor = repo.principal.actor;
+    let lease = state.registry.repo(&repo.key).await?;
+    lease.create_branch(from.clone(), name.clone(), actor.clone()).await?;
+    Ok(axum::Json(BranchCreateOutput {
+        uri: lease.uri().to_string(),
+        from,
+        name,
+        actor_id: actor,
+    }))
+}
+
+/// Deletes a branch. A name with `/` is sent as one percent-encoded segment (`a%2Fb`).
+#[utoipa::path(delete, path = "/graphs/{graph_id}/branches/{branch}", tag = "branches",
+    params(("graph_id" = String, Path), ("branch" = String, Path)),
+    responses((status = 200, body = BranchDeleteOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    repo: Repo,
+    Path(path): Path<(String, String)>,
+) -> Result<axum::Json<BranchDeleteOutput>, ApiError> {
+    let (_, branch) = path;
+    let actor = repo.principal.actor;
+    let lease = state.registry.repo(&repo.key).await?;
+    lease.delete_branch(branch.clone(), actor.clone()).await?;
+    Ok(axum::Json(BranchDeleteOutput {
+        uri: lease.uri().to_string(),
+        name: branch,
+        actor_id: actor,
+    }))
+}
+
+#[utoipa::path(post, path = "/graphs/{graph_id}/branches/merge", tag = "branches",
+    params(("graph_id" = String, Path)), request_body = BranchMergeRequest,
+    responses((status = 200, body = BranchMergeOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn merge(
+    State(state): State<AppState>,
+    repo: Repo,
+    Json(request): Json<BranchMergeRequest>,
+) -> Result<axum::Json<BranchMergeOutput>, ApiError> {
+    let target = request.target.unwrap_or_else(|| MAIN.into());
+    let actor = repo.principal.actor;
+    let lease = state.registry.repo(&repo.key).await?;
+    let outcome = lease.merge(request.source.clone(), target.clone(), actor.clone()).await?;
+    let outcome = match outcome {
+        MergeOutcome::AlreadyUpToDate => "already_up_to_date",
+        MergeOutcome::FastForward => "fast_forward",
+        MergeOutcome::Merged => "merged",
+    };
+    Ok(axum::Json(BranchMergeOutput {
+        source: request.source,
+        target,
+        outcome: outcome.to_string(),
+        actor_id: actor,
+    }))
+}
+
+/// Commits of a branch, oldest first (upstream 0.8's order).
+#[utoipa::path(get, path = "/graphs/{graph_id}/commits", tag = "commits",
+    params(("graph_id" = String, Path), BranchQuery),
+    responses((status = 200, body = CommitListOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn commits(
+    State(state): State<AppState>,
+    repo: Repo,
+    Query(query): Query<BranchQuery>,
+) -> Result<axum::Json<CommitListOutput>, ApiError> {
+    let lease = state.registry.repo(&repo.key).await?;
+    let commits = lease.commits(query.branch.as_deref()).await?;
+    Ok(axum::Json(CommitListOutput {
+        commits: commits.into_iter().map(commit_output).collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/graphs/{graph_id}/commits/{commit_id}", tag = "commits",
+    params(("graph_id" = String, Path), ("commit_id" = String, Path)),
+    responses((status = 200, body = CommitOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn commit(
+    State(state): State<AppState>,
+    repo: Repo,
+    Path(path): Path<(String, String)>,
+) -> Result<axum::Json<CommitOutput>, ApiError> {
+    let (_, commit_id) = path;
+    let lease = state.registry.repo(&repo.key).await?;
+    Ok(axum::Json(commit_output(lease.commit(&commit_id).await?)))
+}
+
+fn commit_output(commit: GraphCommit) -> CommitOutput {
+    CommitOutput {
+        graph_commit_id: commit.graph_commit_id,
+        manifest_branch: commit.manifest_branch,
+        manifest_version: commit.manifest_version,
+        parent_commit_id: commit.parent_commit_id,
+        merged_parent_commit_id: commit.merged_parent_commit_id,
+        actor_id: commit.actor_id,
+        created_at: commit.created_at,
+    }
+}

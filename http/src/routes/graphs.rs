@@ -1,0 +1,68 @@
+//! Graph management, scoped to the caller's tenant: list, create, delete.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+
+use crate::auth::Principal;
+use crate::dto::{CreateGraphOutput, CreateGraphRequest, DeleteGraphOutput, ErrorOutput, GraphListItem, GraphListResponse};
+use crate::error::ApiError;
+use crate::extract::{Json, parse_graph_id};
+use crate::state::AppState;
+use omnigraph_cloud_actors::RepoKey;
+
+/// The caller's graphs, sorted by id. Other tenants' graphs are never listed.
+#[utoipa::path(get, path = "/graphs", tag = "graphs",
+    responses((status = 200, body = GraphListResponse), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn list(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<GraphListResponse>, ApiError> {
+    let graphs = state.registry.list_graphs(&principal.tenant).await?;
+    let store = state.registry.store();
+    Ok(axum::Json(GraphListResponse {
+        graphs: graphs
+            .into_iter()
+            .map(|graph| {
+                let uri = store.graph_uri(&RepoKey::new(principal.tenant.clone(), graph.clone()));
+                GraphListItem {
+                    graph_id: graph.to_string(),
+                    uri,
+                }
+            })
+            .collect(),
+    }))
+}
+
+/// Creates a graph with a schema. 409 if the caller's tenant already has one by that id.
+#[utoipa::path(post, path = "/graphs", tag = "graphs", request_body = CreateGraphRequest,
+    responses((status = 201, body = CreateGraphOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(request): Json<CreateGraphRequest>,
+) -> Result<(StatusCode, axum::Json<CreateGraphOutput>), ApiError> {
+    let graph = parse_graph_id(&request.graph_id)?;
+    let key = RepoKey::new(principal.tenant, graph);
+    state.registry.create_graph(&key, &request.schema_source).await?;
+    Ok((
+        StatusCode::CREATED,
+        axum::Json(CreateGraphOutput {
+            uri: state.registry.store().graph_uri(&key),
+            graph_id: request.graph_id,
+        }),
+    ))
+}
+
+/// Deletes a graph and all its data. Requests in flight on it finish first.
+#[utoipa::path(delete, path = "/graphs/{graph_id}", tag = "graphs",
+    params(("graph_id" = String, Path)),
+    responses((status = 200, body = DeleteGraphOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(graph_id): Path<String>,
+) -> Result<axum::Json<DeleteGraphOutput>, ApiError> {
+    let graph = parse_graph_id(&graph_id)?;
+    state.registry.delete_graph(&RepoKey::new(principal.tenant, graph)).await?;
+    Ok(axum::Json(DeleteGraphOutput { graph_id }))
+}

@@ -1,0 +1,44 @@
+//! Node-level routes: health, OpenAPI document, metrics. None needs a token.
+
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use omnigraph::db::manifest::INTERNAL_MANIFEST_SCHEMA_VERSION;
+use utoipa::OpenApi;
+
+use crate::dto::HealthOutput;
+use crate::openapi::ApiDoc;
+use crate::state::AppState;
+
+/// The engine release this node embeds (pinned exactly in the workspace manifest).
+const ENGINE_VERSION: &str = "0.8.0";
+
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = HealthOutput)))]
+pub(crate) async fn healthz() -> axum::Json<HealthOutput> {
+    axum::Json(HealthOutput {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        engine_version: ENGINE_VERSION.into(),
+        internal_schema_version: INTERNAL_MANIFEST_SCHEMA_VERSION,
+    })
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "This document")))]
+pub(crate) async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+/// Prometheus metrics in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "OpenMetrics text")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = String::new();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.metrics_registry) {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response();
+    }
+    let mut response = text.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    response
+}

@@ -1,0 +1,44 @@
+use std::sync::Arc;
+
+use omnigraph_cloud_actors::Registry;
+use prometheus_client::registry::Registry as MetricsRegistry;
+
+use crate::auth::TokenVerifier;
+use crate::metrics::HttpMetrics;
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub registry: Registry,
+    pub auth: Arc<TokenVerifier>,
+    pub(crate) metrics: HttpMetrics,
+    pub(crate) metrics_registry: Arc<MetricsRegistry>,
+    pub(crate) limits: BodyLimits,
+}
+
+/// Request body limits, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimits {
+    pub default: usize,
+    pub load: usize,
+}
+
+impl AppState {
+    /// Assembles the state. HTTP metrics are registered into `metrics_registry`, which then
+    /// becomes read-only and is what `/metrics` renders.
+    pub fn new(
+        registry: Registry,
+        auth: TokenVerifier,
+        mut metrics_registry: MetricsRegistry,
+        limits: BodyLimits,
+    ) -> AppState {
+        let metrics = HttpMetrics::register(&mut metrics_registry);
+        AppState {
+            registry,
+            auth: Arc::new(auth),
+            metrics,
+            metrics_registry: Arc::new(metrics_registry),
+            limits,
+        }
+    }
+}
