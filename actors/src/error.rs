@@ -51,19 +51,25 @@ pub enum RepoError {
 impl RepoError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RepoError::GraphNotFound { .. } | RepoError::BranchNotFound { .. } => ErrorKind::NotFound,
-            RepoError::GraphExists { .. } | RepoError::BranchExists { .. } | RepoError::Conflict { .. } => {
-                ErrorKind::Conflict
+            RepoError::GraphNotFound { .. } | RepoError::BranchNotFound { .. } => {
+                ErrorKind::NotFound
             }
+            RepoError::GraphExists { .. }
+            | RepoError::BranchExists { .. }
+            | RepoError::Conflict { .. } => ErrorKind::Conflict,
             RepoError::Invalid { .. } => ErrorKind::Invalid,
             RepoError::Unavailable { .. } => ErrorKind::Unavailable,
-            RepoError::Storage(_) | RepoError::Io(_) | RepoError::Internal { .. } => ErrorKind::Internal,
+            RepoError::Storage(_) | RepoError::Io(_) | RepoError::Internal { .. } => {
+                ErrorKind::Internal
+            }
             RepoError::Engine(err) => engine_error_kind(err),
         }
     }
 
     pub(crate) fn unavailable(message: impl Into<String>) -> RepoError {
-        RepoError::Unavailable { message: message.into() }
+        RepoError::Unavailable {
+            message: message.into(),
+        }
     }
 }
 

@@ -17,5 +17,7 @@ pub use error::{ErrorKind, RepoError};
 pub use key::RepoKey;
 pub use metrics::{ActorMetrics, RegistryStats};
 pub use registry::Registry;
-pub use repo::{ExportStream, RepoHandle, RepoLease, SnapshotInfo, TableInfo, WriteOp, WriteOutcome};
+pub use repo::{
+    ExportStream, RepoHandle, RepoLease, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
+};
 pub use storage::GraphStore;

@@ -24,7 +24,11 @@ impl ActorMetrics {
             restarts: Counter::default(),
             activation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         };
-        registry.register("omnigraph_repo_actors_active", "Repos warm in memory", metrics.active.clone());
+        registry.register(
+            "omnigraph_repo_actors_active",
+            "Repos warm in memory",
+            metrics.active.clone(),
+        );
         registry.register(
             "omnigraph_repo_activations",
             "Repos opened on first use",

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::metrics::{ActorMetrics, RegistryStats};
-use crate::repo::{Activity, Life, RepoHandle, RepoLease, RepoShared, RepoSupervisor, SupervisorArgs};
+use crate::repo::{
+    Activity, Life, RepoHandle, RepoLease, RepoShared, RepoSupervisor, SupervisorArgs,
+};
 use crate::{GraphStore, RepoError, RepoKey};
 
 /// How many times a request chases a repo that closes under it before giving up.
@@ -70,7 +72,11 @@ impl Registry {
     pub async fn repo(&self, key: &RepoKey) -> Result<RepoLease, RepoError> {
         for _ in 0..MAX_ACTIVATION_ATTEMPTS {
             let slot = self.slot(key);
-            let handle = match slot.handle.get_or_try_init(|| self.activate(key, &slot)).await {
+            let handle = match slot
+                .handle
+                .get_or_try_init(|| self.activate(key, &slot))
+                .await
+            {
                 Ok(handle) => handle.clone(),
                 Err(err) => {
                     self.forget_slot(key, &slot);
@@ -96,7 +102,9 @@ impl Registry {
         let lock = self.lifecycle_lock(key);
         let _held = lock.lock().await;
         if self.inner.store.graph_exists(key).await? {
-            return Err(RepoError::GraphExists { graph: key.graph.clone() });
+            return Err(RepoError::GraphExists {
+                graph: key.graph.clone(),
+            });
         }
         self.inner.store.prepare_graph_location(key).await?;
         let uri = self.inner.store.graph_uri(key);
@@ -105,7 +113,9 @@ impl Registry {
                 info!(repo = %key, "graph created");
                 Ok(())
             }
-            Err(OmniError::AlreadyInitialized { .. }) => Err(RepoError::GraphExists { graph: key.graph.clone() }),
+            Err(OmniError::AlreadyInitialized { .. }) => Err(RepoError::GraphExists {
+                graph: key.graph.clone(),
+            }),
             Err(err) => {
                 // We hold the lifecycle lock and the graph did not exist: what is there is ours.
                 if let Err(cleanup) = self.inner.store.delete_graph(key).await {
@@ -123,7 +133,9 @@ impl Registry {
         let lock = self.lifecycle_lock(key);
         let _held = lock.lock().await;
         if !self.inner.store.graph_exists(key).await? {
-            return Err(RepoError::GraphNotFound { graph: key.graph.clone() });
+            return Err(RepoError::GraphNotFound {
+                graph: key.graph.clone(),
+            });
         }
         let slot = self.inner.slots.get(key).map(|slot| Arc::clone(&slot));
         if let Some(handle) = slot.as_ref().and_then(|slot| slot.handle.get()) {
@@ -161,7 +173,9 @@ impl Registry {
     }
 
     fn forget_slot(&self, key: &RepoKey, slot: &Arc<Slot>) {
-        self.inner.slots.remove_if(key, |_, current| Arc::ptr_eq(current, slot));
+        self.inner
+            .slots
+            .remove_if(key, |_, current| Arc::ptr_eq(current, slot));
     }
 
     fn lifecycle_lock(&self, key: &RepoKey) -> Arc<Mutex<()>> {
@@ -182,7 +196,9 @@ impl Registry {
         let lock = self.lifecycle_lock(key);
         let _held = lock.lock().await;
         if !self.inner.store.graph_exists(key).await? {
-            return Err(RepoError::GraphNotFound { graph: key.graph.clone() });
+            return Err(RepoError::GraphNotFound {
+                graph: key.graph.clone(),
+            });
         }
         let started = Instant::now();
         let (life, _) = watch::channel(Life::Restarting);
@@ -199,12 +215,17 @@ impl Registry {
             metrics: self.inner.metrics.clone(),
             on_stop: self.on_stop(key.clone(), Arc::downgrade(slot)),
         };
-        let (supervisor, _) = Actor::spawn(None, RepoSupervisor, args).await.map_err(|err| {
-            RepoError::unavailable(format!("graph '{}' could not be opened: {err}", key.graph))
-        })?;
+        let (supervisor, _) = Actor::spawn(None, RepoSupervisor, args)
+            .await
+            .map_err(|err| {
+                RepoError::unavailable(format!("graph '{}' could not be opened: {err}", key.graph))
+            })?;
         self.inner.metrics.activations.inc();
         self.inner.metrics.active.inc();
-        self.inner.metrics.activation_seconds.observe(started.elapsed().as_secs_f64());
+        self.inner
+            .metrics
+            .activation_seconds
+            .observe(started.elapsed().as_secs_f64());
         info!(repo = %key, elapsed_ms = started.elapsed().as_millis() as u64, "repo activated");
         Ok(RepoHandle { shared, supervisor })
     }
@@ -216,7 +237,9 @@ impl Registry {
             let Some(inner) = inner.upgrade() else { return };
             inner.metrics.active.dec();
             if let Some(slot) = slot.upgrade() {
-                inner.slots.remove_if(&key, |_, current| Arc::ptr_eq(current, &slot));
+                inner
+                    .slots
+                    .remove_if(&key, |_, current| Arc::ptr_eq(current, &slot));
             }
         })
     }
@@ -225,5 +248,8 @@ impl Registry {
 /// Closes the repo to new requests, waits for those in flight, and stops its actors.
 async fn stop_repo(handle: &RepoHandle) {
     handle.shared.activity.close_and_drain().await;
-    let _ = handle.supervisor.stop_and_wait(Some("stopped".into()), None).await;
+    let _ = handle
+        .supervisor
+        .stop_and_wait(Some("stopped".into()), None)
+        .await;
 }

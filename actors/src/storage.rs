@@ -54,7 +54,9 @@ impl GraphStore {
                 (Location::Local(path.clone()), Arc::new(store), None)
             }
             StorageRoot::Memory => {
-                let dir = tempfile::Builder::new().prefix("omnigraph-memory-").tempdir()?;
+                let dir = tempfile::Builder::new()
+                    .prefix("omnigraph-memory-")
+                    .tempdir()?;
                 let path = dir.path().to_path_buf();
                 let store = LocalFileSystem::new_with_prefix(&path)?;
                 (Location::Local(path), Arc::new(store), Some(dir))
@@ -82,7 +84,9 @@ impl GraphStore {
         let relative = graph_relative_path(&key.tenant, &key.graph);
         match &self.inner.location {
             Location::Local(root) => root.join(relative).to_string_lossy().into_owned(),
-            Location::S3 { bucket, prefix } if prefix.is_empty() => format!("s3://{bucket}/{relative}"),
+            Location::S3 { bucket, prefix } if prefix.is_empty() => {
+                format!("s3://{bucket}/{relative}")
+            }
             Location::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/{relative}"),
         }
     }
@@ -120,14 +124,20 @@ impl GraphStore {
         let candidates: Vec<GraphId> = listing
             .common_prefixes
             .iter()
-            .filter_map(|dir| dir.filename()?.strip_suffix(GRAPH_SUFFIX).map(str::to_string))
+            .filter_map(|dir| {
+                dir.filename()?
+                    .strip_suffix(GRAPH_SUFFIX)
+                    .map(str::to_string)
+            })
             .filter_map(|name| GraphId::new(&name).ok())
             .collect();
         // A directory without a schema object is crash residue of a create or delete.
         let mut graphs: Vec<GraphId> = futures::stream::iter(candidates)
             .map(|graph| async move {
                 let key = RepoKey::new(tenant.clone(), graph.clone());
-                self.graph_exists(&key).await.map(|exists| exists.then_some(graph))
+                self.graph_exists(&key)
+                    .await
+                    .map(|exists| exists.then_some(graph))
             })
             .buffer_unordered(8)
             .try_filter_map(|graph| async move { Ok(graph) })
@@ -154,7 +164,12 @@ impl GraphStore {
             },
             Location::S3 { .. } => {
                 let prefix = self.object_path(&relative);
-                let locations = self.inner.store.list(Some(&prefix)).map_ok(|meta| meta.location).boxed();
+                let locations = self
+                    .inner
+                    .store
+                    .list(Some(&prefix))
+                    .map_ok(|meta| meta.location)
+                    .boxed();
                 self.inner
                     .store
                     .delete_stream(locations)
@@ -167,7 +182,9 @@ impl GraphStore {
 
     fn object_path(&self, relative: &str) -> ObjectPath {
         match &self.inner.location {
-            Location::S3 { prefix, .. } if !prefix.is_empty() => ObjectPath::from(format!("{prefix}/{relative}")),
+            Location::S3 { prefix, .. } if !prefix.is_empty() => {
+                ObjectPath::from(format!("{prefix}/{relative}"))
+            }
             _ => ObjectPath::from(relative),
         }
     }
@@ -223,7 +240,9 @@ mod tests {
         let store = GraphStore::open(&StorageRoot::File(dir.path().into())).unwrap();
         assert_eq!(
             store.graph_uri(&key("acme", "g1")),
-            dir.path().join("tenants/acme/graphs/g1.omni").to_string_lossy()
+            dir.path()
+                .join("tenants/acme/graphs/g1.omni")
+                .to_string_lossy()
         );
     }
 
@@ -237,9 +256,21 @@ mod tests {
             std::fs::write(path.join(SCHEMA_OBJECT), "node X { name: String @key }").unwrap();
         }
         std::fs::create_dir_all(dir.path().join("tenants/t/graphs/residue.omni")).unwrap();
-        let listed = store.list_graphs(&TenantId::new("t").unwrap()).await.unwrap();
-        assert_eq!(listed, vec![GraphId::new("a").unwrap(), GraphId::new("b").unwrap()]);
-        assert!(store.list_graphs(&TenantId::new("other").unwrap()).await.unwrap().is_empty());
+        let listed = store
+            .list_graphs(&TenantId::new("t").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            listed,
+            vec![GraphId::new("a").unwrap(), GraphId::new("b").unwrap()]
+        );
+        assert!(
+            store
+                .list_graphs(&TenantId::new("other").unwrap())
+                .await
+                .unwrap()
+                .is_empty()
+        );
 
         store.delete_graph(&key("t", "a")).await.unwrap();
         assert!(!store.graph_exists(&key("t", "a")).await.unwrap());

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    ActorConfig, AuthConfig, AuthMode, ConfigError, LogConfig, LogFormat, NodeConfig,
-    ServerConfig, StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret,
+    ActorConfig, AuthConfig, AuthMode, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig,
+    StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret,
 };
 
 /// The file printed by `omnigraph-cloud config default`: every key with its default value.
@@ -167,11 +167,18 @@ impl FileConfig {
     /// Checks every value and produces the typed configuration.
     pub fn validate(self) -> Result<NodeConfig, ConfigError> {
         let bind: SocketAddr = self.server.bind.parse().map_err(|_| {
-            ConfigError::invalid("server.bind", &self.server.bind, "an IP:port such as 127.0.0.1:8080")
+            ConfigError::invalid(
+                "server.bind",
+                &self.server.bind,
+                "an IP:port such as 127.0.0.1:8080",
+            )
         })?;
         let server = ServerConfig {
             bind,
-            body_limit_bytes: positive_size("server.body_limit_bytes", self.server.body_limit_bytes)?,
+            body_limit_bytes: positive_size(
+                "server.body_limit_bytes",
+                self.server.body_limit_bytes,
+            )?,
             load_body_limit_bytes: positive_size(
                 "server.load_body_limit_bytes",
                 self.server.load_body_limit_bytes,
@@ -191,7 +198,13 @@ impl FileConfig {
             format: match self.log.format.as_str() {
                 "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
-                other => return Err(ConfigError::invalid("log.format", other, "\"text\" or \"json\"")),
+                other => {
+                    return Err(ConfigError::invalid(
+                        "log.format",
+                        other,
+                        "\"text\" or \"json\"",
+                    ));
+                }
             },
         };
         Ok(NodeConfig {
@@ -213,10 +226,18 @@ pub fn validate_token_entries(
     for (index, entry) in entries.into_iter().enumerate() {
         let at = |field: &str| format!("{key}[{index}].{field}");
         let secret = match (entry.token, entry.token_sha256) {
-            (Some(token), None) if !token.trim().is_empty() => TokenSecret::Plain(token.trim().to_string()),
-            (None, Some(hex)) if is_sha256_hex(&hex) => TokenSecret::Sha256Hex(hex.to_ascii_lowercase()),
+            (Some(token), None) if !token.trim().is_empty() => {
+                TokenSecret::Plain(token.trim().to_string())
+            }
+            (None, Some(hex)) if is_sha256_hex(&hex) => {
+                TokenSecret::Sha256Hex(hex.to_ascii_lowercase())
+            }
             (None, Some(hex)) => {
-                return Err(ConfigError::invalid(&at("token_sha256"), &hex, "64 hex digits"));
+                return Err(ConfigError::invalid(
+                    &at("token_sha256"),
+                    &hex,
+                    "64 hex digits",
+                ));
             }
             (Some(_), Some(_)) => {
                 return Err(ConfigError::invalid(
@@ -235,12 +256,19 @@ pub fn validate_token_entries(
         };
         let actor = entry.actor.trim().to_string();
         if actor.is_empty() {
-            return Err(ConfigError::invalid(&at("actor"), &entry.actor, "a non-blank actor id"));
+            return Err(ConfigError::invalid(
+                &at("actor"),
+                &entry.actor,
+                "a non-blank actor id",
+            ));
         }
-        let tenant = TenantId::new(&entry.tenant).map_err(|err| {
-            ConfigError::invalid(&at("tenant"), &entry.tenant, &err.to_string())
-        })?;
-        tokens.push(StaticTokenConfig { secret, actor, tenant });
+        let tenant = TenantId::new(&entry.tenant)
+            .map_err(|err| ConfigError::invalid(&at("tenant"), &entry.tenant, &err.to_string()))?;
+        tokens.push(StaticTokenConfig {
+            secret,
+            actor,
+            tenant,
+        });
     }
     Ok(tokens)
 }
@@ -260,7 +288,13 @@ fn validate_auth(section: AuthSection, bind: SocketAddr) -> Result<AuthConfig, C
             AuthMode::Static
         }
         Some("none") => AuthMode::None,
-        Some(other) => return Err(ConfigError::invalid("auth.mode", other, "\"static\" or \"none\"")),
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "auth.mode",
+                other,
+                "\"static\" or \"none\"",
+            ));
+        }
         None if has_token_source => AuthMode::Static,
         None if bind.ip().is_loopback() => AuthMode::None,
         None => {
@@ -285,17 +319,31 @@ fn is_sha256_hex(value: &str) -> bool {
 
 fn positive_size(key: &str, value: u64) -> Result<usize, ConfigError> {
     if value == 0 {
-        return Err(ConfigError::invalid(key, &value.to_string(), "a positive number of bytes"));
+        return Err(ConfigError::invalid(
+            key,
+            &value.to_string(),
+            "a positive number of bytes",
+        ));
     }
-    usize::try_from(value)
-        .map_err(|_| ConfigError::invalid(key, &value.to_string(), "a number of bytes that fits in memory"))
+    usize::try_from(value).map_err(|_| {
+        ConfigError::invalid(
+            key,
+            &value.to_string(),
+            "a number of bytes that fits in memory",
+        )
+    })
 }
 
 fn duration(key: &str, value: &str, must_be_positive: bool) -> Result<Duration, ConfigError> {
-    let parsed = humantime::parse_duration(value)
-        .map_err(|_| ConfigError::invalid(key, value, "a duration such as \"30s\", \"10m\" or \"1h\""))?;
+    let parsed = humantime::parse_duration(value).map_err(|_| {
+        ConfigError::invalid(key, value, "a duration such as \"30s\", \"10m\" or \"1h\"")
+    })?;
     if must_be_positive && parsed.is_zero() {
-        return Err(ConfigError::invalid(key, value, "a duration greater than zero"));
+        return Err(ConfigError::invalid(
+            key,
+            value,
+            "a duration greater than zero",
+        ));
     }
     Ok(parsed)
 }

@@ -14,7 +14,9 @@ pub struct IdError {
 
 fn is_valid_id(value: &str) -> bool {
     (1..=64).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 macro_rules! id_type {
@@ -74,7 +76,16 @@ mod tests {
         for ok in ["a", "production", "Graph-1", &"x".repeat(64)] {
             assert!(GraphId::new(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "_system", "a_b", "a/b", "a.b", " a", &"x".repeat(65), "é"] {
+        for bad in [
+            "",
+            "_system",
+            "a_b",
+            "a/b",
+            "a.b",
+            " a",
+            &"x".repeat(65),
+            "é",
+        ] {
             let err = GraphId::new(bad).unwrap_err();
             assert_eq!(err.value, bad);
         }

@@ -160,7 +160,9 @@ mod tests {
         assert_eq!(config.server.body_limit_bytes, 1024 * 1024);
         assert_eq!(config.server.load_body_limit_bytes, 32 * 1024 * 1024);
         assert_eq!(config.actors.idle_timeout, Duration::from_secs(600));
-        assert!(matches!(config.storage.root, StorageRoot::File(ref p) if p.ends_with("omnigraph-data")));
+        assert!(
+            matches!(config.storage.root, StorageRoot::File(ref p) if p.ends_with("omnigraph-data"))
+        );
         assert_eq!(config.auth.mode, AuthMode::None);
     }
 
@@ -208,11 +210,23 @@ mod tests {
         let cases = [
             ("[server]\nbind = \"nowhere\"", "server.bind", "nowhere"),
             ("[storage]\nroot = \"ftp://x\"", "storage.root", "ftp://x"),
-            ("[actors]\nidle_timeout = \"soon\"", "actors.idle_timeout", "soon"),
-            ("[actors]\nidle_timeout = \"0s\"", "actors.idle_timeout", "0s"),
+            (
+                "[actors]\nidle_timeout = \"soon\"",
+                "actors.idle_timeout",
+                "soon",
+            ),
+            (
+                "[actors]\nidle_timeout = \"0s\"",
+                "actors.idle_timeout",
+                "0s",
+            ),
             ("[auth]\nmode = \"magic\"", "auth.mode", "magic"),
             ("[log]\nformat = \"xml\"", "log.format", "xml"),
-            ("[server]\nbody_limit_bytes = 0", "server.body_limit_bytes", "0"),
+            (
+                "[server]\nbody_limit_bytes = 0",
+                "server.body_limit_bytes",
+                "0",
+            ),
         ];
         for (source, key, value) in cases {
             let err = NodeConfig::load(Some(source), std::iter::empty())
@@ -235,9 +249,7 @@ mod tests {
     #[test]
     fn tokens_select_static_mode_and_are_validated() {
         let config = NodeConfig::load(
-            Some(
-                "[[auth.tokens]]\ntoken = \"s3cret\"\nactor = \"alice\"\ntenant = \"acme\"\n",
-            ),
+            Some("[[auth.tokens]]\ntoken = \"s3cret\"\nactor = \"alice\"\ntenant = \"acme\"\n"),
             std::iter::empty(),
         )
         .unwrap();
@@ -255,9 +267,12 @@ mod tests {
 
     #[test]
     fn unauthenticated_public_bind_needs_an_explicit_setting() {
-        let err = NodeConfig::load(Some("[server]\nbind = \"0.0.0.0:8080\""), std::iter::empty())
-            .unwrap_err()
-            .to_string();
+        let err = NodeConfig::load(
+            Some("[server]\nbind = \"0.0.0.0:8080\""),
+            std::iter::empty(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("auth.mode"), "{err}");
         let explicit = NodeConfig::load(
             Some("[server]\nbind = \"0.0.0.0:8080\"\n[auth]\nmode = \"none\""),

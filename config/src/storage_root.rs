@@ -16,7 +16,8 @@ pub enum StorageRoot {
     Memory,
 }
 
-const EXPECTED: &str = "file:///abs/path, file://./relative/path, s3://bucket[/prefix] or memory://";
+const EXPECTED: &str =
+    "file:///abs/path, file://./relative/path, s3://bucket[/prefix] or memory://";
 
 impl StorageRoot {
     pub fn parse(value: &str) -> Result<StorageRoot, ConfigError> {
@@ -37,9 +38,9 @@ impl StorageRoot {
             let rest = rest.trim_matches('/');
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let bucket_ok = (3..=63).contains(&bucket.len())
-                && bucket
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+                && bucket.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                });
             if !bucket_ok {
                 return Err(invalid());
             }
@@ -91,17 +92,37 @@ mod tests {
             StorageRoot::File("/data/og".into())
         );
         let relative = StorageRoot::parse("file://./x/../data").unwrap();
-        assert_eq!(relative, StorageRoot::File(std::env::current_dir().unwrap().join("data")));
+        assert_eq!(
+            relative,
+            StorageRoot::File(std::env::current_dir().unwrap().join("data"))
+        );
         assert_eq!(
             StorageRoot::parse("s3://bucket/a/b/").unwrap(),
-            StorageRoot::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+            StorageRoot::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
         );
         assert_eq!(
             StorageRoot::parse("s3://bucket").unwrap(),
-            StorageRoot::S3 { bucket: "bucket".into(), prefix: String::new() }
+            StorageRoot::S3 {
+                bucket: "bucket".into(),
+                prefix: String::new()
+            }
         );
-        assert_eq!(StorageRoot::parse("memory://").unwrap(), StorageRoot::Memory);
-        for bad in ["", "/plain/path", "file://", "s3://", "s3://UPPER", "http://x", "memory://x"] {
+        assert_eq!(
+            StorageRoot::parse("memory://").unwrap(),
+            StorageRoot::Memory
+        );
+        for bad in [
+            "",
+            "/plain/path",
+            "file://",
+            "s3://",
+            "s3://UPPER",
+            "http://x",
+            "memory://x",
+        ] {
             assert!(StorageRoot::parse(bad).is_err(), "{bad}");
         }
     }

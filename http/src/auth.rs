@@ -54,8 +54,9 @@ impl TokenVerifier {
                 TokenSecret::Plain(plain) => sha256(plain.as_bytes()),
                 TokenSecret::Sha256Hex(hex_digest) => {
                     let mut digest = [0u8; 32];
-                    hex::decode_to_slice(hex_digest, &mut digest)
-                        .map_err(|_| ConfigError::invalid("auth.tokens", hex_digest, "64 hex digits"))?;
+                    hex::decode_to_slice(hex_digest, &mut digest).map_err(|_| {
+                        ConfigError::invalid("auth.tokens", hex_digest, "64 hex digits")
+                    })?;
                     digest
                 }
             };
@@ -72,7 +73,10 @@ impl TokenVerifier {
                 tenant: token.tenant,
             });
         }
-        Ok(TokenVerifier { mode: auth.mode, entries })
+        Ok(TokenVerifier {
+            mode: auth.mode,
+            entries,
+        })
     }
 
     /// A verifier that authenticates nobody and lets everyone act in tenant `default`.
@@ -119,11 +123,18 @@ impl TokenVerifier {
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Principal, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Principal, ApiError> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
-            .map(|value| value.to_str().map_err(|_| ApiError::unauthorized("invalid bearer token")))
+            .map(|value| {
+                value
+                    .to_str()
+                    .map_err(|_| ApiError::unauthorized("invalid bearer token"))
+            })
             .transpose()?;
         state.auth.verify(header)
     }
@@ -174,10 +185,23 @@ mod tests {
         let alice = verifier.verify(Some("Bearer t-alice")).unwrap();
         assert_eq!(alice.actor.as_deref(), Some("alice"));
         assert_eq!(alice.tenant.as_str(), "acme");
-        assert_eq!(verifier.verify(Some("Bearer t-bob")).unwrap().tenant.as_str(), "globex");
+        assert_eq!(
+            verifier
+                .verify(Some("Bearer t-bob"))
+                .unwrap()
+                .tenant
+                .as_str(),
+            "globex"
+        );
         assert_eq!(verifier.verify(None).unwrap_err().status(), 401);
-        assert_eq!(verifier.verify(Some("Basic t-alice")).unwrap_err().status(), 401);
-        assert_eq!(verifier.verify(Some("Bearer nope")).unwrap_err().status(), 401);
+        assert_eq!(
+            verifier.verify(Some("Basic t-alice")).unwrap_err().status(),
+            401
+        );
+        assert_eq!(
+            verifier.verify(Some("Bearer nope")).unwrap_err().status(),
+            401
+        );
     }
 
     #[test]

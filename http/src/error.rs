@@ -100,7 +100,9 @@ impl From<RepoError> for ApiError {
             ErrorKind::Invalid => ApiError::bad_request(err.to_string()),
             ErrorKind::NotFound => ApiError::not_found(err.to_string()),
             ErrorKind::Conflict => ApiError::conflict(err),
-            ErrorKind::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", err.to_string()),
+            ErrorKind::Forbidden => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
+            }
             ErrorKind::Unavailable => ApiError::unavailable(err.to_string()),
             ErrorKind::Internal => ApiError::internal(&err),
         }
@@ -153,12 +155,20 @@ fn merge_conflicts_message(conflicts: &[MergeConflict]) -> String {
         .take(MERGE_CONFLICTS_IN_MESSAGE)
         .map(|conflict| {
             let row = conflict.row_id.as_deref().unwrap_or("-");
-            format!("{}:{} ({})", conflict.table_key, row, merge_conflict_kind(conflict.kind))
+            format!(
+                "{}:{} ({})",
+                conflict.table_key,
+                row,
+                merge_conflict_kind(conflict.kind)
+            )
         })
         .collect();
     let mut message = format!("merge conflicts: {}", listed.join("; "));
     if conflicts.len() > MERGE_CONFLICTS_IN_MESSAGE {
-        message.push_str(&format!("; and {} more", conflicts.len() - MERGE_CONFLICTS_IN_MESSAGE));
+        message.push_str(&format!(
+            "; and {} more",
+            conflicts.len() - MERGE_CONFLICTS_IN_MESSAGE
+        ));
     }
     message
 }
@@ -178,7 +188,10 @@ mod tests {
 
     #[test]
     fn merge_conflict_message_lists_three_then_counts() {
-        let conflicts: Vec<_> = ["a", "b", "c", "d", "e"].into_iter().map(conflict).collect();
+        let conflicts: Vec<_> = ["a", "b", "c", "d", "e"]
+            .into_iter()
+            .map(conflict)
+            .collect();
         assert_eq!(
             merge_conflicts_message(&conflicts),
             "merge conflicts: node:Person:a (divergent_update); node:Person:b (divergent_update); \

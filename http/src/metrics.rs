@@ -30,7 +30,9 @@ impl HttpMetrics {
     pub(crate) fn register(registry: &mut Registry) -> HttpMetrics {
         let metrics = HttpMetrics {
             requests: Family::default(),
-            latency: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0005, 2.0, 18))),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 18))
+            }),
         };
         registry.register(
             "omnigraph_http_requests",

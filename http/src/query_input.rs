@@ -28,7 +28,9 @@ pub(crate) fn resolve_query(
             .find(|query| query.name == name)
             .ok_or_else(|| ApiError::bad_request(format!("query '{name}' not found")))?,
         None if queries.len() == 1 => queries.remove(0),
-        None if queries.is_empty() => return Err(ApiError::bad_request("query source contains no queries")),
+        None if queries.is_empty() => {
+            return Err(ApiError::bad_request("query source contains no queries"));
+        }
         None => {
             return Err(ApiError::bad_request(
                 "query file contains multiple queries; pass --name",
@@ -53,7 +55,12 @@ mod tests {
 
     #[test]
     fn selects_by_name_or_the_only_query() {
-        let only = resolve_query("query a() { match { $p: Person } return { $p.name } }", None, None).unwrap();
+        let only = resolve_query(
+            "query a() { match { $p: Person } return { $p.name } }",
+            None,
+            None,
+        )
+        .unwrap();
         assert_eq!(only.name, "a");
         assert!(!only.is_mutation);
         let b = resolve_query(TWO, Some("b"), Some(&serde_json::json!({"name": "x"}))).unwrap();
@@ -64,7 +71,10 @@ mod tests {
     #[test]
     fn explains_each_failure() {
         let err = |source, name, params: Option<Value>| {
-            resolve_query(source, name, params.as_ref()).err().unwrap().status()
+            resolve_query(source, name, params.as_ref())
+                .err()
+                .unwrap()
+                .status()
         };
         assert_eq!(err(TWO, None, None), 400);
         assert_eq!(err(TWO, Some("c"), None), 400);

@@ -50,12 +50,17 @@ pub struct Node {
 impl Node {
     /// Builds the node's components, binds the listener and starts serving.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let store = GraphStore::open(&config.storage.root).map_err(|source| NodeError::Storage {
-            root: config.storage.root.display_uri(),
-            source,
-        })?;
+        let store =
+            GraphStore::open(&config.storage.root).map_err(|source| NodeError::Storage {
+                root: config.storage.root.display_uri(),
+                source,
+            })?;
         let mut metrics = prometheus_client::registry::Registry::default();
-        let registry = Registry::new(store, config.actors.clone(), ActorMetrics::register(&mut metrics));
+        let registry = Registry::new(
+            store,
+            config.actors.clone(),
+            ActorMetrics::register(&mut metrics),
+        );
         let auth = TokenVerifier::from_config(&config.auth)?;
         if auth.mode() == AuthMode::None {
             warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default'");
@@ -110,7 +115,10 @@ impl Node {
             Ok(Ok(result)) => result.map_err(NodeError::Serve),
             Ok(Err(join)) => Err(NodeError::Serve(std::io::Error::other(join))),
             Err(_) => {
-                warn!(?grace, "in-flight requests did not finish within the shutdown grace; closing them");
+                warn!(
+                    ?grace,
+                    "in-flight requests did not finish within the shutdown grace; closing them"
+                );
                 self.server.abort();
                 Ok(())
             }

@@ -9,7 +9,11 @@ use omnigraph_cloud_config::{DEFAULT_CONFIG_TOML, LogFormat, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "omnigraph-cloud", version, about = "Managed data plane for OmniGraph graphs on object storage")]
+#[command(
+    name = "omnigraph-cloud",
+    version,
+    about = "Managed data plane for OmniGraph graphs on object storage"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,11 +45,15 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Config { command: ConfigCommand::Default } => {
+        Command::Config {
+            command: ConfigCommand::Default,
+        } => {
             print!("{DEFAULT_CONFIG_TOML}");
             ExitCode::SUCCESS
         }
-        Command::Config { command: ConfigCommand::Check { file } } => match load_config(Some(&file)) {
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => match load_config(Some(&file)) {
             Ok(config) => {
                 println!("{}: ok", file.display());
                 println!("{config:#?}");
@@ -84,7 +92,8 @@ fn main() -> ExitCode {
 fn load_config(path: Option<&std::path::Path>) -> Result<NodeConfig, String> {
     let source = match path {
         Some(path) => Some(
-            std::fs::read_to_string(path).map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
         ),
         None => None,
     };
@@ -92,7 +101,8 @@ fn load_config(path: Option<&std::path::Path>) -> Result<NodeConfig, String> {
 }
 
 fn init_logging(config: &NodeConfig) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log.filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match config.log.format {
         LogFormat::Text => builder.init(),

@@ -90,7 +90,10 @@ impl Activity {
 
     fn release(&self) {
         let mut state = self.state.lock().expect("activity lock poisoned");
-        debug_assert!(state.in_flight > 0, "released more guards than were entered");
+        debug_assert!(
+            state.in_flight > 0,
+            "released more guards than were entered"
+        );
         state.in_flight -= 1;
         state.last_release = Instant::now();
         if state.in_flight == 0 {
@@ -114,9 +117,15 @@ mod tests {
         let activity = Activity::new();
         let guard = activity.enter().unwrap();
         tokio::time::sleep(Duration::from_secs(100)).await;
-        assert!(!activity.close_if_idle(Duration::from_secs(10)), "a request is in flight");
+        assert!(
+            !activity.close_if_idle(Duration::from_secs(10)),
+            "a request is in flight"
+        );
         drop(guard);
-        assert!(!activity.close_if_idle(Duration::from_secs(10)), "just released");
+        assert!(
+            !activity.close_if_idle(Duration::from_secs(10)),
+            "just released"
+        );
         tokio::time::sleep(Duration::from_secs(10)).await;
         assert!(activity.close_if_idle(Duration::from_secs(10)));
         assert!(activity.enter().is_none(), "a closed gate admits nobody");

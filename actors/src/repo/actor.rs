@@ -53,7 +53,10 @@ impl Actor for RepoActor {
                 // The caller may have given up (timeout); its write is applied regardless.
                 let _ = reply.send(result);
             }
-            RepoMsg::Crash => panic!("fault injected: repo actor for {} crashed", state.shared.key),
+            RepoMsg::Crash => panic!(
+                "fault injected: repo actor for {} crashed",
+                state.shared.key
+            ),
         }
         Ok(())
     }

@@ -76,7 +76,9 @@ pub(crate) async fn start(
     let first = match chunks.recv().await {
         None => None,
         Some(Ok(chunk)) => Some(chunk),
-        Some(Err(RepoError::Engine(err))) => return Err(branches::explain_error(&engine, &branch, err).await),
+        Some(Err(RepoError::Engine(err))) => {
+            return Err(branches::explain_error(&engine, &branch, err).await);
+        }
         Some(Err(err)) => return Err(err),
     };
     Ok(ExportStream {
@@ -98,9 +100,13 @@ impl ChannelWriter {
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buffer, Vec::with_capacity(CHUNK_BYTES)));
-        futures::executor::block_on(self.sender.send(Ok(chunk)))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "export reader went away"))
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK_BYTES),
+        ));
+        futures::executor::block_on(self.sender.send(Ok(chunk))).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "export reader went away")
+        })
     }
 }
 

@@ -6,8 +6,8 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use omnigraph::db::{GraphCommit, ReadTarget};
-use omnigraph::loader::{LoadMode, LoadResult};
 use omnigraph::db::{MergeOutcome, SchemaApplyResult};
+use omnigraph::loader::{LoadMode, LoadResult};
 use omnigraph_compiler::{MutationResult, ParamMap, QueryResult};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, MessagingErr};
@@ -53,7 +53,10 @@ pub struct TableInfo {
 
 impl RepoLease {
     pub(crate) fn new(handle: RepoHandle, guard: ActivityGuard) -> RepoLease {
-        RepoLease { handle, _guard: guard }
+        RepoLease {
+            handle,
+            _guard: guard,
+        }
     }
 
     /// Streams the branch as NDJSON. Fails before the first byte for a bad request (unknown
@@ -94,7 +97,10 @@ impl RepoHandle {
             Ok(snapshot) => snapshot,
             Err(err) => return Err(explained(err).await),
         };
-        let internal_schema_version = match engine.internal_schema_version_of(ReadTarget::branch(branch)).await {
+        let internal_schema_version = match engine
+            .internal_schema_version_of(ReadTarget::branch(branch))
+            .await
+        {
             Ok(version) => version,
             Err(err) => return Err(explained(err).await),
         };
@@ -127,7 +133,9 @@ impl RepoHandle {
         match engine.query(target.clone(), source, name, params).await {
             Ok(result) => Ok(result),
             Err(err) => match target {
-                ReadTarget::Branch(branch) => Err(branches::explain_error(&engine, &branch, err).await),
+                ReadTarget::Branch(branch) => {
+                    Err(branches::explain_error(&engine, &branch, err).await)
+                }
                 ReadTarget::Snapshot(_) => Err(err.into()),
             },
         }
@@ -151,7 +159,9 @@ impl RepoHandle {
         let engine = self.incarnation().await?.engine.clone();
         match engine.list_commits(branch).await {
             Ok(commits) => Ok(commits),
-            Err(err) => Err(branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await),
+            Err(err) => {
+                Err(branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await)
+            }
         }
     }
 
@@ -168,7 +178,16 @@ impl RepoHandle {
         params: ParamMap,
         actor: Option<String>,
     ) -> Result<MutationResult, RepoError> {
-        match self.write(WriteOp::Mutate { branch, source, name, params, actor }).await? {
+        match self
+            .write(WriteOp::Mutate {
+                branch,
+                source,
+                name,
+                params,
+                actor,
+            })
+            .await?
+        {
             WriteOutcome::Mutated(result) => Ok(result),
             other => Err(unexpected(other)),
         }
@@ -182,7 +201,16 @@ impl RepoHandle {
         mode: LoadMode,
         actor: Option<String>,
     ) -> Result<LoadResult, RepoError> {
-        match self.write(WriteOp::Load { branch, from, data, mode, actor }).await? {
+        match self
+            .write(WriteOp::Load {
+                branch,
+                from,
+                data,
+                mode,
+                actor,
+            })
+            .await?
+        {
             WriteOutcome::Loaded(result) => Ok(result),
             other => Err(unexpected(other)),
         }
@@ -194,28 +222,59 @@ impl RepoHandle {
         allow_data_loss: bool,
         actor: Option<String>,
     ) -> Result<SchemaApplyResult, RepoError> {
-        match self.write(WriteOp::ApplySchema { source, allow_data_loss, actor }).await? {
+        match self
+            .write(WriteOp::ApplySchema {
+                source,
+                allow_data_loss,
+                actor,
+            })
+            .await?
+        {
             WriteOutcome::SchemaApplied(result) => Ok(result),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn create_branch(&self, from: String, name: String, actor: Option<String>) -> Result<(), RepoError> {
-        match self.write(WriteOp::CreateBranch { from, name, actor }).await? {
+    pub async fn create_branch(
+        &self,
+        from: String,
+        name: String,
+        actor: Option<String>,
+    ) -> Result<(), RepoError> {
+        match self
+            .write(WriteOp::CreateBranch { from, name, actor })
+            .await?
+        {
             WriteOutcome::BranchCreated => Ok(()),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn delete_branch(&self, name: String, actor: Option<String>) -> Result<(), RepoError> {
+    pub async fn delete_branch(
+        &self,
+        name: String,
+        actor: Option<String>,
+    ) -> Result<(), RepoError> {
         match self.write(WriteOp::DeleteBranch { name, actor }).await? {
             WriteOutcome::BranchDeleted => Ok(()),
             other => Err(unexpected(other)),
         }
     }
 
-    pub async fn merge(&self, source: String, target: String, actor: Option<String>) -> Result<MergeOutcome, RepoError> {
-        match self.write(WriteOp::Merge { source, target, actor }).await? {
+    pub async fn merge(
+        &self,
+        source: String,
+        target: String,
+        actor: Option<String>,
+    ) -> Result<MergeOutcome, RepoError> {
+        match self
+            .write(WriteOp::Merge {
+                source,
+                target,
+                actor,
+            })
+            .await?
+        {
             WriteOutcome::Merged(outcome) => Ok(outcome),
             other => Err(unexpected(other)),
         }
@@ -239,7 +298,10 @@ impl RepoHandle {
             let incarnation = self.incarnation().await?;
             let call = incarnation
                 .mailbox
-                .call(|reply| RepoMsg::Write(op, reply), Some(self.shared.call_timeout))
+                .call(
+                    |reply| RepoMsg::Write(op, reply),
+                    Some(self.shared.call_timeout),
+                )
                 .await;
             match call {
                 Ok(CallResult::Success(result)) => return result,
@@ -259,7 +321,9 @@ impl RepoHandle {
                 Err(_) => break,
             }
         }
-        Err(RepoError::unavailable(format!("graph '{graph}' is restarting; retry the {kind}")))
+        Err(RepoError::unavailable(format!(
+            "graph '{graph}' is restarting; retry the {kind}"
+        )))
     }
 
     /// The serving incarnation, waiting (bounded) through a restart.

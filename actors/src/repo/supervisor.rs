@@ -53,7 +53,8 @@ impl Actor for RepoSupervisor {
         args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         let (child, _) =
-            Actor::spawn_linked(None, RepoActor, Arc::clone(&args.shared), myself.get_cell()).await?;
+            Actor::spawn_linked(None, RepoActor, Arc::clone(&args.shared), myself.get_cell())
+                .await?;
         arm_idle_check(&myself, args.idle_timeout);
         Ok(SupervisorState {
             shared: args.shared,
@@ -98,14 +99,24 @@ impl Actor for RepoSupervisor {
         let SupervisionEvent::ActorFailed(cell, reason) = event else {
             return Ok(());
         };
-        let is_current_child = state.child.as_ref().is_some_and(|child| child.get_id() == cell.get_id());
+        let is_current_child = state
+            .child
+            .as_ref()
+            .is_some_and(|child| child.get_id() == cell.get_id());
         if !is_current_child {
             return Ok(());
         }
         warn!(repo = %state.shared.key, %reason, "repo actor failed; restarting with a fresh engine handle");
         state.metrics.restarts.inc();
         state.shared.life.send_replace(Life::Restarting);
-        match Actor::spawn_linked(None, RepoActor, Arc::clone(&state.shared), myself.get_cell()).await {
+        match Actor::spawn_linked(
+            None,
+            RepoActor,
+            Arc::clone(&state.shared),
+            myself.get_cell(),
+        )
+        .await
+        {
             Ok((child, _)) => state.child = Some(child),
             Err(err) => {
                 error!(repo = %state.shared.key, error = %err, "repo actor could not be restarted");
@@ -126,7 +137,9 @@ impl Actor for RepoSupervisor {
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
         if let Some(child) = state.child.take() {
-            let _ = child.stop_and_wait(None, Some(Duration::from_secs(30))).await;
+            let _ = child
+                .stop_and_wait(None, Some(Duration::from_secs(30)))
+                .await;
         }
         state.shared.life.send_if_modified(|life| {
             if matches!(life, Life::Stopped(_)) {

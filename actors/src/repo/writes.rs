@@ -7,29 +7,55 @@
 use std::sync::Arc;
 
 use omnigraph::db::{Omnigraph, ReadTarget, SchemaApplyOptions};
+use omnigraph::error::OmniError;
 use tracing::{info, warn};
 
 use super::branches::{self, MAIN};
 use super::messages::{WriteOp, WriteOutcome};
 use crate::RepoError;
 
-pub(crate) async fn execute(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<WriteOutcome, RepoError> {
+pub(crate) async fn execute(
+    engine: &Arc<Omnigraph>,
+    op: WriteOp,
+) -> Result<WriteOutcome, RepoError> {
     match op {
-        WriteOp::Mutate { branch, source, name, params, actor } => {
-            let result = engine.mutate_as(&branch, &source, &name, &params, actor.as_deref()).await;
+        WriteOp::Mutate {
+            branch,
+            source,
+            name,
+            params,
+            actor,
+        } => {
+            let result = engine
+                .mutate_as(&branch, &source, &name, &params, actor.as_deref())
+                .await;
             match result {
                 Ok(result) => Ok(WriteOutcome::Mutated(result)),
                 Err(err) => Err(branches::explain_error(engine, &branch, err).await),
             }
         }
-        WriteOp::Load { branch, from, data, mode, actor } => {
+        WriteOp::Load {
+            branch,
+            from,
+            data,
+            mode,
+            actor,
+        } => {
             let base = ensure_load_target(engine, &branch, from.as_deref()).await?;
-            let result = engine.load_as(&branch, base, &data, mode, actor.as_deref()).await?;
+            let result = engine
+                .load_as(&branch, base, &data, mode, actor.as_deref())
+                .await?;
             Ok(WriteOutcome::Loaded(result))
         }
-        WriteOp::ApplySchema { source, allow_data_loss, actor } => {
+        WriteOp::ApplySchema {
+            source,
+            allow_data_loss,
+            actor,
+        } => {
             let options = SchemaApplyOptions { allow_data_loss };
-            let result = engine.apply_schema_as(&source, options, actor.as_deref()).await?;
+            let result = engine
+                .apply_schema_as(&source, options, actor.as_deref())
+                .await?;
             if result.applied {
                 spawn_index_build(engine);
             }
@@ -41,7 +67,10 @@ pub(crate) async fn execute(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<Writ
                 return Err(RepoError::BranchExists { branch: name });
             }
             if !branches::contains(&existing, &from) {
-                return Err(RepoError::BranchNotFound { branch: from, hint: "" });
+                return Err(RepoError::BranchNotFound {
+                    branch: from,
+                    hint: "",
+                });
             }
             engine
                 .branch_create_from_as(ReadTarget::branch(from.as_str()), &name, actor.as_deref())
@@ -52,17 +81,59 @@ pub(crate) async fn execute(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<Writ
             engine.branch_delete_as(&name, actor.as_deref()).await?;
             Ok(WriteOutcome::BranchDeleted)
         }
-        WriteOp::Merge { source, target, actor } => {
+        WriteOp::Merge {
+            source,
+            target,
+            actor,
+        } => {
             let existing = engine.branch_list().await?;
             for branch in [&source, &target] {
                 if !branches::contains(&existing, branch) {
-                    return Err(RepoError::BranchNotFound { branch: branch.clone(), hint: "" });
+                    return Err(RepoError::BranchNotFound {
+                        branch: branch.clone(),
+                        hint: "",
+                    });
                 }
             }
-            let outcome = engine.branch_merge_as(&source, &target, actor.as_deref()).await?;
-            Ok(WriteOutcome::Merged(outcome))
+            merge_with_stale_version_retry(engine, &source, &target, actor.as_deref()).await
         }
     }
+}
+
+/// Merges `source` into `target`, working around a defect of engine 0.8.0: a merge can fail
+/// with "Concurrent modification: table version N already exists" when the handle's view of
+/// the target table is behind its storage (see docs/known-engine-issues.md). Such a failure
+/// happens before the manifest publish, so nothing is visible; the handle is refreshed and
+/// the merge tried once more. If it fails again the caller gets a precise 409.
+async fn merge_with_stale_version_retry(
+    engine: &Omnigraph,
+    source: &str,
+    target: &str,
+    actor: Option<&str>,
+) -> Result<WriteOutcome, RepoError> {
+    match engine.branch_merge_as(source, target, actor).await {
+        Ok(outcome) => return Ok(WriteOutcome::Merged(outcome)),
+        Err(err) if !is_stale_table_version(&err) => return Err(err.into()),
+        Err(err) => {
+            warn!(source, target, error = %err, "merge hit a stale table version; refreshing and retrying once")
+        }
+    }
+    engine.refresh().await?;
+    match engine.branch_merge_as(source, target, actor).await {
+        Ok(outcome) => Ok(WriteOutcome::Merged(outcome)),
+        Err(err) if is_stale_table_version(&err) => Err(RepoError::Conflict {
+            message: format!(
+                "merging '{source}' into '{target}' hit a known engine 0.8.0 defect ({err}); nothing was \
+                 merged. Retry the merge; if it fails again, create a new branch from '{target}', \
+                 re-apply the changes of '{source}' there and merge that branch"
+            ),
+        }),
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn is_stale_table_version(err: &OmniError) -> bool {
+    matches!(err, OmniError::Lance(message) if message.contains("already exists") && message.contains("version"))
 }
 
 /// Checks the branch a load writes to, as upstream does: a missing branch needs `from`.
@@ -101,4 +172,23 @@ fn spawn_index_build(engine: &Arc<Omnigraph>) {
             Err(err) => warn!(error = %err, "index build after schema apply failed"),
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_the_stale_table_version_failure_only() {
+        let defect = OmniError::Lance(
+            "Concurrent modification: table version 5 already exists for node:Person".into(),
+        );
+        assert!(is_stale_table_version(&defect));
+        assert!(!is_stale_table_version(&OmniError::Lance(
+            "branch f1 already exists".into()
+        )));
+        assert!(!is_stale_table_version(&OmniError::DataFusion(
+            "version already exists".into()
+        )));
+    }
 }

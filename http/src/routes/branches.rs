@@ -4,8 +4,9 @@ use axum::extract::{Path, Query, State};
 use omnigraph::db::{GraphCommit, MergeOutcome};
 
 use crate::dto::{
-    BranchCreateOutput, BranchCreateRequest, BranchDeleteOutput, BranchListOutput, BranchMergeOutput,
-    BranchMergeRequest, BranchQuery, CommitListOutput, CommitOutput, ErrorOutput,
+    BranchCreateOutput, BranchCreateRequest, BranchDeleteOutput, BranchListOutput,
+    BranchMergeOutput, BranchMergeRequest, BranchQuery, CommitListOutput, CommitOutput,
+    ErrorOutput,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
@@ -16,7 +17,10 @@ use crate::state::AppState;
     params(("graph_id" = String, Path)),
     responses((status = 200, body = BranchListOutput), (status = "4XX", body = ErrorOutput)),
     security(("bearer" = [])))]
-pub(crate) async fn list(State(state): State<AppState>, repo: Repo) -> Result<axum::Json<BranchListOutput>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    repo: Repo,
+) -> Result<axum::Json<BranchListOutput>, ApiError> {
     let lease = state.registry.repo(&repo.key).await?;
     Ok(axum::Json(BranchListOutput {
         branches: lease.branches().await?,
@@ -39,7 +43,9 @@ pub(crate) async fn create(
     let from = request.from.unwrap_or_else(|| MAIN.into());
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
-    lease.create_branch(from.clone(), name.clone(), actor.clone()).await?;
+    lease
+        .create_branch(from.clone(), name.clone(), actor.clone())
+        .await?;
     Ok(axum::Json(BranchCreateOutput {
         uri: lease.uri().to_string(),
         from,
@@ -81,7 +87,9 @@ pub(crate) async fn merge(
     let target = request.target.unwrap_or_else(|| MAIN.into());
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
-    let outcome = lease.merge(request.source.clone(), target.clone(), actor.clone()).await?;
+    let outcome = lease
+        .merge(request.source.clone(), target.clone(), actor.clone())
+        .await?;
     let outcome = match outcome {
         MergeOutcome::AlreadyUpToDate => "already_up_to_date",
         MergeOutcome::FastForward => "fast_forward",

@@ -99,9 +99,16 @@ struct ReadArgs {
     snapshot: Option<String>,
 }
 
-async fn run_read(state: &AppState, repo: &Repo, read: ReadArgs, refuse_mutations: bool) -> Result<ReadOutput, ApiError> {
+async fn run_read(
+    state: &AppState,
+    repo: &Repo,
+    read: ReadArgs,
+    refuse_mutations: bool,
+) -> Result<ReadOutput, ApiError> {
     if read.branch.is_some() && read.snapshot.is_some() {
-        return Err(ApiError::bad_request("request may specify branch or snapshot, not both"));
+        return Err(ApiError::bad_request(
+            "request may specify branch or snapshot, not both",
+        ));
     }
     let resolved = resolve_query(&read.source, read.name.as_deref(), read.params.as_ref())?;
     if refuse_mutations && resolved.is_mutation {
@@ -130,12 +137,19 @@ async fn run_read(state: &AppState, repo: &Repo, read: ReadArgs, refuse_mutation
         }
     };
     let lease = state.registry.repo(&repo.key).await?;
-    let result = lease.query(target, &read.source, &resolved.name, &resolved.params).await?;
+    let result = lease
+        .query(target, &read.source, &resolved.name, &resolved.params)
+        .await?;
     Ok(ReadOutput {
         query_name: resolved.name,
         target: target_output,
         row_count: result.num_rows(),
-        columns: result.schema().fields().iter().map(|field| field.name().clone()).collect(),
+        columns: result
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| field.name().clone())
+            .collect(),
         rows: result.to_rust_json(),
     })
 }
@@ -166,13 +180,27 @@ pub(crate) async fn change(
     Ok(Deprecated::new(axum::Json(output), "mutate"))
 }
 
-async fn run_mutate(state: &AppState, repo: Repo, request: ChangeRequest) -> Result<ChangeOutput, ApiError> {
-    let resolved = resolve_query(&request.query, request.name.as_deref(), request.params.as_ref())?;
+async fn run_mutate(
+    state: &AppState,
+    repo: Repo,
+    request: ChangeRequest,
+) -> Result<ChangeOutput, ApiError> {
+    let resolved = resolve_query(
+        &request.query,
+        request.name.as_deref(),
+        request.params.as_ref(),
+    )?;
     let branch = request.branch.unwrap_or_else(|| MAIN.into());
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     let result = lease
-        .mutate(branch.clone(), request.query, resolved.name.clone(), resolved.params, actor.clone())
+        .mutate(
+            branch.clone(),
+            request.query,
+            resolved.name.clone(),
+            resolved.params,
+            actor.clone(),
+        )
         .await?;
     Ok(ChangeOutput {
         branch,
@@ -209,7 +237,11 @@ pub(crate) async fn ingest(
     Ok(Deprecated::new(axum::Json(output), "load"))
 }
 
-async fn run_load(state: &AppState, repo: Repo, request: IngestRequest) -> Result<IngestOutput, ApiError> {
+async fn run_load(
+    state: &AppState,
+    repo: Repo,
+    request: IngestRequest,
+) -> Result<IngestOutput, ApiError> {
     let mode = match request.mode.as_deref().unwrap_or("merge") {
         "merge" => LoadMode::Merge,
         "append" => LoadMode::Append,
@@ -224,7 +256,13 @@ async fn run_load(state: &AppState, repo: Repo, request: IngestRequest) -> Resul
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     let result = lease
-        .load(branch, request.from.clone(), request.data, mode, actor.clone())
+        .load(
+            branch,
+            request.from.clone(),
+            request.data,
+            mode,
+            actor.clone(),
+        )
         .await?;
     Ok(IngestOutput {
         uri: lease.uri().to_string(),
@@ -257,7 +295,9 @@ pub(crate) async fn export(
 ) -> Result<Response, ApiError> {
     let branch = request.branch.unwrap_or_else(|| MAIN.into());
     let lease = state.registry.repo(&repo.key).await?;
-    let stream = lease.export(branch, request.type_names, request.table_keys).await?;
+    let stream = lease
+        .export(branch, request.type_names, request.table_keys)
+        .await?;
     let mut response = Body::from_stream(stream).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -4,7 +4,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use crate::auth::Principal;
-use crate::dto::{CreateGraphOutput, CreateGraphRequest, DeleteGraphOutput, ErrorOutput, GraphListItem, GraphListResponse};
+use crate::dto::{
+    CreateGraphOutput, CreateGraphRequest, DeleteGraphOutput, ErrorOutput, GraphListItem,
+    GraphListResponse,
+};
 use crate::error::ApiError;
 use crate::extract::{Json, parse_graph_id};
 use crate::state::AppState;
@@ -14,7 +17,10 @@ use omnigraph_cloud_actors::RepoKey;
 #[utoipa::path(get, path = "/graphs", tag = "graphs",
     responses((status = 200, body = GraphListResponse), (status = "4XX", body = ErrorOutput)),
     security(("bearer" = [])))]
-pub(crate) async fn list(State(state): State<AppState>, principal: Principal) -> Result<axum::Json<GraphListResponse>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<axum::Json<GraphListResponse>, ApiError> {
     let graphs = state.registry.list_graphs(&principal.tenant).await?;
     let store = state.registry.store();
     Ok(axum::Json(GraphListResponse {
@@ -42,7 +48,10 @@ pub(crate) async fn create(
 ) -> Result<(StatusCode, axum::Json<CreateGraphOutput>), ApiError> {
     let graph = parse_graph_id(&request.graph_id)?;
     let key = RepoKey::new(principal.tenant, graph);
-    state.registry.create_graph(&key, &request.schema_source).await?;
+    state
+        .registry
+        .create_graph(&key, &request.schema_source)
+        .await?;
     Ok((
         StatusCode::CREATED,
         axum::Json(CreateGraphOutput {
@@ -63,6 +72,9 @@ pub(crate) async fn delete(
     Path(graph_id): Path<String>,
 ) -> Result<axum::Json<DeleteGraphOutput>, ApiError> {
     let graph = parse_graph_id(&graph_id)?;
-    state.registry.delete_graph(&RepoKey::new(principal.tenant, graph)).await?;
+    state
+        .registry
+        .delete_graph(&RepoKey::new(principal.tenant, graph))
+        .await?;
     Ok(axum::Json(DeleteGraphOutput { graph_id }))
 }

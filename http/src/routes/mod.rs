@@ -39,21 +39,39 @@ pub fn router(state: AppState) -> Router {
         .route("/graphs/{graph_id}/read", post(data::read))
         .route("/graphs/{graph_id}/mutate", post(data::mutate))
         .route("/graphs/{graph_id}/change", post(data::change))
-        .route("/graphs/{graph_id}/load", post(data::load).layer(load_limit))
-        .route("/graphs/{graph_id}/ingest", post(data::ingest).layer(load_limit))
+        .route(
+            "/graphs/{graph_id}/load",
+            post(data::load).layer(load_limit),
+        )
+        .route(
+            "/graphs/{graph_id}/ingest",
+            post(data::ingest).layer(load_limit),
+        )
         .route("/graphs/{graph_id}/export", post(data::export))
         .route("/graphs/{graph_id}/schema", get(schema::get))
         .route("/graphs/{graph_id}/schema/apply", post(schema::apply))
         .route("/graphs/{graph_id}/queries", get(schema::catalog))
         .route("/graphs/{graph_id}/queries/{name}", post(schema::invoke))
-        .route("/graphs/{graph_id}/branches", get(branches::list).post(branches::create))
+        .route(
+            "/graphs/{graph_id}/branches",
+            get(branches::list).post(branches::create),
+        )
         .route("/graphs/{graph_id}/branches/merge", post(branches::merge))
-        .route("/graphs/{graph_id}/branches/{branch}", delete(branches::delete))
+        .route(
+            "/graphs/{graph_id}/branches/{branch}",
+            delete(branches::delete),
+        )
         .route("/graphs/{graph_id}/commits", get(branches::commits))
-        .route("/graphs/{graph_id}/commits/{commit_id}", get(branches::commit))
+        .route(
+            "/graphs/{graph_id}/commits/{commit_id}",
+            get(branches::commit),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(limits.default))
-        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

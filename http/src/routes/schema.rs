@@ -2,7 +2,9 @@
 
 use axum::extract::State;
 
-use crate::dto::{ErrorOutput, QueriesCatalogOutput, SchemaApplyOutput, SchemaApplyRequest, SchemaOutput};
+use crate::dto::{
+    ErrorOutput, QueriesCatalogOutput, SchemaApplyOutput, SchemaApplyRequest, SchemaOutput,
+};
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
 use crate::state::AppState;
@@ -11,7 +13,10 @@ use crate::state::AppState;
     params(("graph_id" = String, Path)),
     responses((status = 200, body = SchemaOutput), (status = "4XX", body = ErrorOutput)),
     security(("bearer" = [])))]
-pub(crate) async fn get(State(state): State<AppState>, repo: Repo) -> Result<axum::Json<SchemaOutput>, ApiError> {
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    repo: Repo,
+) -> Result<axum::Json<SchemaOutput>, ApiError> {
     let lease = state.registry.repo(&repo.key).await?;
     Ok(axum::Json(SchemaOutput {
         schema_source: lease.schema_source().await?,
@@ -31,14 +36,20 @@ pub(crate) async fn apply(
 ) -> Result<axum::Json<SchemaApplyOutput>, ApiError> {
     let lease = state.registry.repo(&repo.key).await?;
     let result = lease
-        .apply_schema(request.schema_source, request.allow_data_loss, repo.principal.actor)
+        .apply_schema(
+            request.schema_source,
+            request.allow_data_loss,
+            repo.principal.actor,
+        )
         .await?;
     let steps = result
         .steps
         .iter()
         .map(serde_json::to_value)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| ApiError::bad_request(format!("schema plan could not be rendered: {err}")))?;
+        .map_err(|err| {
+            ApiError::bad_request(format!("schema plan could not be rendered: {err}"))
+        })?;
     Ok(axum::Json(SchemaApplyOutput {
         uri: lease.uri().to_string(),
         supported: result.supported,
@@ -54,10 +65,15 @@ pub(crate) async fn apply(
     params(("graph_id" = String, Path)),
     responses((status = 200, body = QueriesCatalogOutput), (status = "4XX", body = ErrorOutput)),
     security(("bearer" = [])))]
-pub(crate) async fn catalog(State(state): State<AppState>, repo: Repo) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
+pub(crate) async fn catalog(
+    State(state): State<AppState>,
+    repo: Repo,
+) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
     // Resolve the graph so that an unknown graph is a 404, as on every per-graph route.
     state.registry.repo(&repo.key).await?;
-    Ok(axum::Json(QueriesCatalogOutput { queries: Vec::new() }))
+    Ok(axum::Json(QueriesCatalogOutput {
+        queries: Vec::new(),
+    }))
 }
 
 /// Invokes a stored query. With no stored queries, every name is unknown (404).
@@ -65,7 +81,10 @@ pub(crate) async fn catalog(State(state): State<AppState>, repo: Repo) -> Result
     params(("graph_id" = String, Path), ("name" = String, Path)),
     responses((status = "4XX", body = ErrorOutput)),
     security(("bearer" = [])))]
-pub(crate) async fn invoke(State(state): State<AppState>, repo: Repo) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
+pub(crate) async fn invoke(
+    State(state): State<AppState>,
+    repo: Repo,
+) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
     state.registry.repo(&repo.key).await?;
     Err(ApiError::not_found("stored query not found"))
 }

@@ -32,8 +32,13 @@ pub(crate) async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "OpenMetrics text")))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = String::new();
-    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.metrics_registry) {
-        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, err.to_string()).into_response();
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.metrics_registry)
+    {
+        return (
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            err.to_string(),
+        )
+            .into_response();
     }
     let mut response = text.into_response();
     response.headers_mut().insert(

@@ -1,0 +1,178 @@
+//! Actor lifecycle seen from outside: activation, concurrency, eviction, supervision,
+//! graceful shutdown.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use omnigraph_cloud_actors::RepoKey;
+use omnigraph_cloud_config::{GraphId, TenantId};
+use serde_json::json;
+
+use crate::support::{TestNode, eventually};
+
+fn people(count: usize, prefix: &str) -> String {
+    (0..count)
+        .map(|i| {
+            format!(
+                "{{\"type\":\"Person\",\"data\":{{\"name\":\"{prefix}{i}\",\"age\":{}}}}}\n",
+                i % 90
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_first_requests_activate_once() {
+    let node = TestNode::start().await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let requests = (0..50).map(|_| {
+        let client = client.clone();
+        async move { client.get("/graphs/g/snapshot").await.status.as_u16() }
+    });
+    let statuses = join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(client.metric("omnigraph_repo_activations_total").await, 1.0);
+    assert_eq!(client.metric("omnigraph_repo_actors_active").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_all_land_on_one_graph_and_on_eight() {
+    let node = TestNode::start().await;
+    let client = node.client();
+    client.create_graph("hot").await;
+    let inserts = (0..32).map(|i| {
+        let client = client.clone();
+        async move { client.insert_person("hot", &format!("p{i}"), i).await }
+    });
+    for response in join_all(inserts).await {
+        assert_eq!(response.expect(200)["affected_nodes"], 1);
+    }
+    assert_eq!(client.count_people("hot", "main").await, 32);
+
+    let graphs: Vec<String> = (0..8).map(|i| format!("g{i}")).collect();
+    join_all(graphs.iter().map(|g| client.create_graph(g))).await;
+    let writes = graphs
+        .iter()
+        .flat_map(|graph| (0..4).map(move |i| (graph.clone(), i)))
+        .map(|(graph, i)| {
+            let client = client.clone();
+            async move {
+                client
+                    .insert_person(&graph, &format!("{graph}-{i}"), i)
+                    .await
+                    .status
+                    .as_u16()
+            }
+        });
+    let statuses = join_all(writes).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    for graph in &graphs {
+        assert_eq!(client.count_people(graph, "main").await, 4, "{graph}");
+    }
+    assert_eq!(client.metric("omnigraph_repo_actors_active").await, 9.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_repo_is_evicted_and_reactivates_with_its_data() {
+    let node = TestNode::start_with("[actors]\nidle_timeout = \"400ms\"\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.insert_person("g", "Ann", 7).await.expect(200);
+    assert_eq!(client.metric("omnigraph_repo_actors_active").await, 1.0);
+    let evicted = eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move { client.metric("omnigraph_repo_actors_active").await == 0.0 }
+    })
+    .await;
+    assert!(evicted, "repo still warm after its idle timeout");
+    assert_eq!(client.metric("omnigraph_repo_evictions_total").await, 1.0);
+    // Transparent re-activation, data intact.
+    assert_eq!(client.count_people("g", "main").await, 1);
+    assert_eq!(client.metric("omnigraph_repo_activations_total").await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eviction_never_drops_a_write_in_flight() {
+    // The idle timeout is far shorter than the load: the in-flight load holds the repo.
+    let node = TestNode::start_with("[actors]\nidle_timeout = \"100ms\"\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let data = people(3000, "w");
+    let loaded = client.load("g", &data, "append").await;
+    assert_eq!(loaded["tables"][0]["rows_loaded"], 3000);
+    assert_eq!(client.count_people("g", "main").await, 3000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_actor_is_restarted_and_callers_get_an_answer() {
+    let node = TestNode::start().await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.insert_person("g", "seed", 1).await.expect(200);
+    let key = RepoKey::new(TenantId::default_tenant(), GraphId::new("g").unwrap());
+    let lease = node.node().registry().repo(&key).await.unwrap();
+
+    let writes = (0..10).map(|i| {
+        let client = client.clone();
+        async move { client.insert_person("g", &format!("c{i}"), i).await }
+    });
+    let crash = async {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        lease.inject_crash();
+    };
+    let (responses, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(join_all(writes), crash)
+    })
+    .await
+    .expect("every caller is answered; none hangs");
+    drop(lease);
+    let mut acknowledged = 1;
+    for response in responses {
+        match response.status.as_u16() {
+            200 => acknowledged += 1,
+            503 => {
+                let body = response.expect_error(503, "unavailable", "restarting");
+                assert!(body["error"].as_str().unwrap().contains("graph 'g'"));
+            }
+            other => panic!("unexpected status {other}: {}", response.text),
+        }
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let client = client.clone();
+            async move { client.metric("omnigraph_repo_actor_restarts_total").await == 1.0 }
+        })
+        .await
+    );
+    // The restarted actor serves writes, and exactly the acknowledged writes are there.
+    client.insert_person("g", "after", 1).await.expect(200);
+    assert_eq!(client.count_people("g", "main").await, acknowledged + 1);
+    assert_eq!(
+        client.metric("omnigraph_repo_activations_total").await,
+        1.0,
+        "restart is not re-activation"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_writes_in_flight() {
+    let mut node = TestNode::start().await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let data = people(5000, "s");
+    let load = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .post("/graphs/g/load", json!({"data": data, "mode": "append"}))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    node.shutdown().await;
+    let response = load.await.unwrap();
+    assert_eq!(response.status, 200, "{}", response.text);
+    let restarted = TestNode::start_on(&node.root, "").await;
+    assert_eq!(restarted.client().count_people("g", "main").await, 5000);
+}

@@ -1,0 +1,11 @@
+//! Integration tests of an omnigraph-cloud node over real HTTP on loopback ports.
+//! One test binary for the crate, so that Lance is linked once.
+
+mod actors;
+mod defects;
+mod openapi;
+mod process;
+mod routes;
+mod support;
+mod tenants;
+mod workflow;

@@ -1,0 +1,177 @@
+//! The `omnigraph-cloud` binary as an operator runs it: real processes, signals, restarts.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Client, eventually};
+
+const BIN: &str = env!("CARGO_BIN_EXE_omnigraph-cloud");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    client: Client,
+}
+
+impl Server {
+    async fn start(config: &Path, port: u16) -> Server {
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("binary starts");
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), None);
+        let up = eventually(Duration::from_secs(30), || {
+            let url = format!("http://127.0.0.1:{port}/healthz");
+            async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        assert!(up, "server did not come up on port {port}");
+        Server { child, client }
+    }
+
+    /// Sends SIGTERM to the process we started and waits for it to exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.child.kill().unwrap();
+        panic!("server did not exit within 30s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+    let path = dir.join("node.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\nroot = \"file://{}/data\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_on_the_same_root_keeps_data_and_branches_and_sigterm_is_graceful() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+
+    let server = Server::start(&config, port).await;
+    let client = server.client.clone();
+    client.create_graph("kept").await;
+    client.insert_person("kept", "Ann", 30).await.expect(200);
+    client
+        .post("/graphs/kept/branches", json!({"name": "feature"}))
+        .await
+        .expect(200);
+    client
+        .post("/graphs/kept/mutate", json!({"query": crate::support::INSERT_PERSON, "params": {"name": "Ben", "age": 3}, "branch": "feature"}))
+        .await
+        .expect(200);
+    let status = server.terminate();
+    assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
+
+    let server = Server::start(&config, port).await;
+    let client = server.client.clone();
+    assert_eq!(
+        client.get("/graphs").await.expect(200)["graphs"][0]["graph_id"],
+        "kept"
+    );
+    assert_eq!(
+        client.get("/graphs/kept/branches").await.expect(200),
+        json!({"branches": ["feature", "main"]})
+    );
+    assert_eq!(client.count_people("kept", "main").await, 1);
+    assert_eq!(client.count_people("kept", "feature").await, 2);
+    assert!(server.terminate().success());
+}
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(BIN);
+    command.args(args);
+    for (key, value) in envs {
+        command.env(key, value);
+    }
+    command.output().expect("binary runs")
+}
+
+#[test]
+fn config_default_and_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let printed = run(&["config", "default"], &[]);
+    assert!(printed.status.success());
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, &printed.stdout).unwrap();
+    let checked = run(&["config", "check", file.to_str().unwrap()], &[]);
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[actors]\nidle_timeout = \"soon\"\n").unwrap();
+    let refused = run(&["config", "check", bad.to_str().unwrap()], &[]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("actors.idle_timeout") && stderr.contains("soon"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_config_fails_at_start_naming_key_and_value() {
+    let refused = run(
+        &["serve"],
+        &[("OMNIGRAPH_CLOUD_STORAGE__ROOT", "ftp://nowhere")],
+    );
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("storage.root")
+            && stderr.contains("ftp://nowhere")
+            && stderr.contains("expected"),
+        "{stderr}"
+    );
+
+    let refused = run(&["serve"], &[("OMNIGRAPH_CLOUD_SERVER__BIND", "0.0.0.0:0")]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("auth.mode"),
+        "unauthenticated public bind needs an explicit setting: {stderr}"
+    );
+}

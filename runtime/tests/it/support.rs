@@ -1,0 +1,256 @@
+//! Test harness: real nodes on loopback ports, real HTTP clients, fixtures from `shared/`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use omnigraph_cloud::Node;
+use omnigraph_cloud_config::NodeConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The fixtures in OmniGraph's formats, shared by the whole project (`../shared/fixtures`
+/// beside the repository), or `OMNIGRAPH_FIXTURES_DIR`.
+pub fn fixture(name: &str) -> String {
+    let dir = std::env::var_os("OMNIGRAPH_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    let path = dir.join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("fixture {}: {err}", path.display()))
+}
+
+pub fn schema() -> String {
+    fixture("test.pg")
+}
+
+pub const INSERT_PERSON: &str =
+    "query insert_person($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
+pub const GET_PERSON: &str = "query get_person($name: String) { match { $p: Person { name: $name } } return { $p.name, $p.age } }";
+pub const COUNT_PEOPLE: &str =
+    "query total() { match { $p: Person } return { count($p) as total } }";
+
+/// A node serving on a loopback port, with its storage root in a temporary directory.
+pub struct TestNode {
+    pub node: Option<Node>,
+    pub base: String,
+    pub root: PathBuf,
+    _dir: Option<TempDir>,
+}
+
+impl TestNode {
+    /// A node without authentication (tenant `default`).
+    pub async fn start() -> TestNode {
+        TestNode::start_with("").await
+    }
+
+    /// A node with extra TOML configuration on a fresh root.
+    pub async fn start_with(extra_toml: &str) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let mut node = TestNode::start_on(&root, extra_toml).await;
+        node._dir = Some(dir);
+        node
+    }
+
+    /// A node on an existing root (the caller keeps the directory alive).
+    pub async fn start_on(root: &Path, extra_toml: &str) -> TestNode {
+        let toml = format!(
+            "{extra_toml}\n[storage]\nroot = \"file://{}\"\n",
+            root.display()
+        );
+        let mut config = NodeConfig::load(Some(&toml), std::iter::empty()).expect("test config");
+        config.server.bind = "127.0.0.1:0".parse().unwrap();
+        let node = Node::start(config).await.expect("node starts");
+        TestNode {
+            base: format!("http://{}", node.local_addr()),
+            node: Some(node),
+            root: root.to_path_buf(),
+            _dir: None,
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.base, None)
+    }
+
+    pub fn client_with_token(&self, token: &str) -> Client {
+        Client::new(&self.base, Some(token))
+    }
+
+    pub fn node(&self) -> &Node {
+        self.node.as_ref().expect("node running")
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.shutdown().await.expect("clean shutdown");
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+/// A response, with its body parsed as JSON when it is JSON.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Resp {
+    /// Asserts the status and returns the JSON body.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self.json
+    }
+
+    /// Asserts an error response: status, `code` and a message containing `needle`.
+    #[track_caller]
+    pub fn expect_error(self, status: u16, code: &str, needle: &str) -> Value {
+        let body = self.expect(status);
+        assert_eq!(body["code"], code, "{body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(needle),
+            "error {message:?} lacks {needle:?}"
+        );
+        body
+    }
+}
+
+impl Client {
+    pub fn new(base: &str, token: Option<&str>) -> Client {
+        Client {
+            base: base.to_string(),
+            token: token.map(str::to_string),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Resp {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Resp {
+        self.send(self.http.post(self.url(path)).json(&body)).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> Resp {
+        let mut request = self.http.post(self.url(path)).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        self.send(request).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Resp {
+        self.send(self.http.delete(self.url(path))).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn send(&self, mut request: reqwest::RequestBuilder) -> Resp {
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body read");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Resp {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+
+    // --- shorthands for the common calls ---
+
+    pub async fn create_graph(&self, graph: &str) {
+        self.post(
+            "/graphs",
+            json!({"graph_id": graph, "schema_source": schema()}),
+        )
+        .await
+        .expect(201);
+    }
+
+    pub async fn load(&self, graph: &str, data: &str, mode: &str) -> Value {
+        self.post(
+            &format!("/graphs/{graph}/load"),
+            json!({"data": data, "mode": mode}),
+        )
+        .await
+        .expect(200)
+    }
+
+    pub async fn insert_person(&self, graph: &str, name: &str, age: i64) -> Resp {
+        self.post(
+            &format!("/graphs/{graph}/mutate"),
+            json!({"query": INSERT_PERSON, "params": {"name": name, "age": age}}),
+        )
+        .await
+    }
+
+    pub async fn count_people(&self, graph: &str, branch: &str) -> i64 {
+        let body = self
+            .post(
+                &format!("/graphs/{graph}/query"),
+                json!({"query": COUNT_PEOPLE, "branch": branch}),
+            )
+            .await
+            .expect(200);
+        body["rows"][0]["total"].as_i64().expect("count")
+    }
+
+    /// The value of a metric sample line, e.g. `omnigraph_repo_activations_total`.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = self.get("/metrics").await.text;
+        text.lines()
+            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("metric {sample} not found in:\n{text}"))
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `within` passes.
+pub async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,82 @@
+//! Tenants are resolved from the token only, and never see each other's graphs.
+
+use serde_json::json;
+
+use crate::support::{GET_PERSON, TestNode};
+
+const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"ann\"\ntenant = \"acme\"\n\
+                           [[auth.tokens]]\ntoken = \"globex-token\"\nactor = \"bob\"\ntenant = \"globex\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_graph_name_in_two_tenants_is_two_graphs() {
+    let node = TestNode::start_with(TWO_TENANTS).await;
+    let acme = node.client_with_token("acme-token");
+    let globex = node.client_with_token("globex-token");
+    acme.create_graph("production").await;
+    globex.create_graph("production").await;
+    acme.insert_person("production", "AcmeOnly", 1)
+        .await
+        .expect(200);
+    assert_eq!(acme.count_people("production", "main").await, 1);
+    assert_eq!(globex.count_people("production", "main").await, 0);
+
+    acme.create_graph("acme-secret").await;
+    let listed = globex.get("/graphs").await.expect(200);
+    assert_eq!(listed["graphs"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["graphs"][0]["graph_id"], "production");
+
+    // Every route answers 404 for another tenant's graph: existence does not leak.
+    globex
+        .get("/graphs/acme-secret/snapshot")
+        .await
+        .expect_error(404, "not_found", "not found");
+    globex
+        .post(
+            "/graphs/acme-secret/query",
+            json!({"query": GET_PERSON, "params": {"name": "x"}}),
+        )
+        .await
+        .expect(404);
+    globex
+        .insert_person("acme-secret", "intruder", 1)
+        .await
+        .expect(404);
+    globex
+        .post("/graphs/acme-secret/load", json!({"data": "{}"}))
+        .await
+        .expect(404);
+    globex
+        .post("/graphs/acme-secret/export", json!({}))
+        .await
+        .expect(404);
+    globex.get("/graphs/acme-secret/commits").await.expect(404);
+    globex.delete("/graphs/acme-secret").await.expect(404);
+    // A tenant can create its own graph of that name without touching the other's.
+    globex.create_graph("acme-secret").await;
+    assert_eq!(
+        acme.get("/graphs").await.expect(200)["graphs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // A header cannot pick the tenant.
+    let forged = reqwest::Client::new()
+        .get(format!("{}/graphs", node.base))
+        .bearer_auth("globex-token")
+        .header("x-tenant-id", "acme")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(forged["graphs"].as_array().unwrap().len(), 2);
+    assert!(
+        forged["graphs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["uri"].as_str().unwrap().contains("/tenants/globex/"))
+    );
+}

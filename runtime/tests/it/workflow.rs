@@ -1,0 +1,277 @@
+//! The whole user workflow, and the CLI 0.8's exact request shapes.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use crate::support::{Client, TestNode, fixture};
+
+/// Loaded records keyed by identity, comparable with an export: nodes by (type, key) and
+/// edges by (edge, from, to), each with its properties (generated ids left out).
+fn records(ndjson: &str) -> BTreeMap<String, Value> {
+    let mut out = BTreeMap::new();
+    for line in ndjson.lines().filter(|line| !line.trim().is_empty()) {
+        let record: Value = serde_json::from_str(line).unwrap();
+        let mut data = record["data"].as_object().cloned().unwrap_or_default();
+        data.remove("id");
+        data.retain(|_, value| !value.is_null());
+        let key = match record.get("type") {
+            Some(kind) => format!(
+                "{}:{}",
+                kind.as_str().unwrap(),
+                data["name"].as_str().unwrap()
+            ),
+            None => format!(
+                "{}:{}->{}",
+                record["edge"].as_str().unwrap(),
+                record["from"].as_str().unwrap(),
+                record["to"].as_str().unwrap()
+            ),
+        };
+        out.insert(key, Value::Object(data));
+    }
+    out
+}
+
+async fn export(client: &Client, graph: &str, branch: &str) -> String {
+    let response = client
+        .post(
+            &format!("/graphs/{graph}/export"),
+            json!({"branch": branch}),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text);
+    assert_eq!(
+        response.headers["content-type"],
+        "application/x-ndjson; charset=utf-8"
+    );
+    response.text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_load_query_branch_mutate_merge_commits_export() {
+    let node = TestNode::start().await;
+    let client = node.client();
+    client.create_graph("knowledge").await;
+    let data = fixture("test.jsonl");
+    let loaded = client.load("knowledge", &data, "overwrite").await;
+    let rows: u64 = loaded["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["rows_loaded"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        rows as usize,
+        data.lines().filter(|l| !l.trim().is_empty()).count()
+    );
+
+    let gq = fixture("test.gq");
+    let friends = client
+        .post(
+            "/graphs/knowledge/query",
+            json!({"query": gq, "name": "friends_of", "params": {"name": "Alice"}}),
+        )
+        .await
+        .expect(200);
+    assert!(friends["row_count"].as_u64().unwrap() >= 1);
+
+    client
+        .post("/graphs/knowledge/branches", json!({"name": "feature"}))
+        .await
+        .expect(200);
+    let on_branch = "{\"type\":\"Person\",\"data\":{\"name\":\"Mina\",\"age\":28}}\n{\"edge\":\"Knows\",\"from\":\"Mina\",\"to\":\"Alice\"}";
+    client
+        .post(
+            "/graphs/knowledge/load",
+            json!({"data": on_branch, "branch": "feature"}),
+        )
+        .await
+        .expect(200);
+    client
+        .post(
+            "/graphs/knowledge/mutate",
+            json!({"query": crate::support::INSERT_PERSON, "params": {"name": "Noor", "age": 41}, "branch": "feature"}),
+        )
+        .await
+        .expect(200);
+    let people_main = client.count_people("knowledge", "main").await;
+    assert_eq!(
+        client.count_people("knowledge", "feature").await,
+        people_main + 2,
+        "branch isolation"
+    );
+
+    let merged = client
+        .post(
+            "/graphs/knowledge/branches/merge",
+            json!({"source": "feature", "target": "main"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(merged["outcome"], "fast_forward");
+    assert_eq!(
+        client.count_people("knowledge", "main").await,
+        people_main + 2
+    );
+
+    let feature = client
+        .get("/graphs/knowledge/commits?branch=feature")
+        .await
+        .expect(200);
+    assert!(
+        feature["commits"].as_array().unwrap().len() >= 4,
+        "init, load, load, mutate: {feature}"
+    );
+    let commits = client
+        .get("/graphs/knowledge/commits?branch=main")
+        .await
+        .expect(200);
+    let commits = commits["commits"].as_array().unwrap();
+    let head = commits.last().unwrap();
+    assert!(
+        head["merged_parent_commit_id"].is_string(),
+        "the merge is main's head: {head}"
+    );
+    let versions: Vec<u64> = commits
+        .iter()
+        .map(|c| c["manifest_version"].as_u64().unwrap())
+        .collect();
+    assert!(
+        versions.windows(2).all(|w| w[0] <= w[1]),
+        "oldest first: {versions:?}"
+    );
+
+    // Export equals what was loaded, plus the branch's additions.
+    let mut expected = records(&data);
+    expected.extend(records(on_branch));
+    expected.insert("Person:Noor".into(), json!({"name": "Noor", "age": 41}));
+    let exported = export(&client, "knowledge", "main").await;
+    assert_eq!(records(&exported), expected);
+
+    // And it round-trips through load into a new graph.
+    client.create_graph("copy").await;
+    client.load("copy", &exported, "overwrite").await;
+    assert_eq!(records(&export(&client, "copy", "main").await), expected);
+
+    // Export errors come before the first byte.
+    client
+        .post("/graphs/knowledge/export", json!({"branch": "nope"}))
+        .await
+        .expect_error(404, "not_found", "branch 'nope'");
+    client
+        .post(
+            "/graphs/knowledge/export",
+            json!({"table_keys": ["node:Nope"]}),
+        )
+        .await
+        .expect(400);
+    let only_people = client
+        .post(
+            "/graphs/knowledge/export",
+            json!({"type_names": ["Person"]}),
+        )
+        .await
+        .text;
+    assert!(
+        only_people
+            .lines()
+            .all(|line| line.contains("\"type\":\"Person\"")),
+        "{only_people}"
+    );
+}
+
+/// Replays the requests the upstream `omnigraph` CLI 0.8 sends for its remote workflow
+/// (legacy `/read` and `/change` bodies, `/load`, `/branches`, `/export`, `/commits`), with
+/// the token in `Authorization: Bearer`, as `OMNIGRAPH_BEARER_TOKEN` makes it do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_cli_request_shapes() {
+    let node = TestNode::start_with(
+        "[[auth.tokens]]\ntoken = \"s3cret\"\nactor = \"act-andrew\"\ntenant = \"acme\"\n",
+    )
+    .await;
+    let cli = node.client_with_token("s3cret");
+    cli.create_graph("knowledge").await;
+    // omnigraph branch create --from main feature
+    let created = cli
+        .post(
+            "/graphs/knowledge/branches",
+            json!({"from": "main", "name": "feature"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(created["actor_id"], "act-andrew");
+    // omnigraph load --data people.jsonl --mode merge --branch feature
+    let loaded = cli
+        .post("/graphs/knowledge/load", json!({"branch": "feature", "from": null, "mode": "merge", "data": fixture("test.jsonl")}))
+        .await
+        .expect(200);
+    assert_eq!(
+        loaded["uri"]
+            .as_str()
+            .map(|u| u.ends_with("knowledge.omni")),
+        Some(true)
+    );
+    // omnigraph mutate -e '...' --params '{...}' --branch feature
+    let changed = cli
+        .post(
+            "/graphs/knowledge/change",
+            json!({"query_source": "query add($name: String, $age: I32) { insert Person { name: $name, age: $age } }",
+                   "branch": "feature", "params": {"name": "Mina", "age": 28}}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(changed["query_name"], "add");
+    // omnigraph query --query test.gq get_person --params '{"name":"Mina"}' --branch feature
+    let read = cli
+        .post(
+            "/graphs/knowledge/read",
+            json!({"query_source": fixture("test.gq"), "query_name": "get_person", "params": {"name": "Mina"}, "branch": "feature"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(read["rows"], json!([{"p.name": "Mina", "p.age": 28}]));
+    // omnigraph branch merge feature --into main
+    cli.post(
+        "/graphs/knowledge/branches/merge",
+        json!({"source": "feature", "target": "main"}),
+    )
+    .await
+    .expect(200);
+    // omnigraph commit list --branch main ; commit show ID
+    let commits = cli
+        .get("/graphs/knowledge/commits?branch=main")
+        .await
+        .expect(200);
+    let head = commits["commits"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(head["actor_id"], "act-andrew");
+    let shown = cli
+        .get(&format!(
+            "/graphs/knowledge/commits/{}",
+            head["graph_commit_id"].as_str().unwrap()
+        ))
+        .await
+        .expect(200);
+    assert_eq!(shown, head);
+    // omnigraph snapshot ; schema show ; branch list ; export
+    cli.get("/graphs/knowledge/snapshot?branch=main")
+        .await
+        .expect(200);
+    cli.get("/graphs/knowledge/schema").await.expect(200);
+    cli.get("/graphs/knowledge/branches").await.expect(200);
+    let exported = cli
+        .post(
+            "/graphs/knowledge/export",
+            json!({"branch": "main", "type_names": [], "table_keys": []}),
+        )
+        .await;
+    assert!(exported.text.contains("\"name\":\"Mina\""));
+    // omnigraph graphs list --server URL
+    let graphs = cli.get("/graphs").await.expect(200);
+    assert_eq!(graphs["graphs"][0]["graph_id"], "knowledge");
+}
