@@ -51,7 +51,8 @@ call_timeout = "10m"
 
 [log]
 # tracing filter directive; RUST_LOG takes precedence when set.
-filter = "info"
+# Lance logs every scan at info; it is kept at warn by default.
+filter = "info,lance=warn"
 # "text" or "json"
 format = "text"
 "#;
@@ -146,7 +147,7 @@ pub struct LogSection {
 impl Default for LogSection {
     fn default() -> Self {
         LogSection {
-            filter: "info".into(),
+            filter: "info,lance=warn".into(),
             format: "text".into(),
         }
     }

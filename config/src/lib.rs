@@ -105,7 +105,7 @@ impl std::fmt::Debug for TokenSecret {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
-    /// A `tracing` filter directive; `RUST_LOG` wins when set. Default `info`.
+    /// A `tracing` filter directive; `RUST_LOG` wins when set. Default `info,lance=warn`.
     pub filter: String,
     /// `text` (default) or `json` lines.
     pub format: LogFormat,
