@@ -17,9 +17,15 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after_secs: Option<u64>,
+    /// Conflict details; boxed because they are rare and errors travel in `Result`s.
+    conflict: Option<Box<ConflictDetails>>,
+}
+
+#[derive(Debug, Default)]
+struct ConflictDetails {
     merge_conflicts: Vec<MergeConflictOutput>,
     manifest_conflict: Option<ManifestConflictOutput>,
-    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -28,9 +34,8 @@ impl ApiError {
             status,
             code,
             message: message.into(),
-            merge_conflicts: Vec::new(),
-            manifest_conflict: None,
             retry_after_secs: None,
+            conflict: None,
         }
     }
 
@@ -71,7 +76,10 @@ impl ApiError {
         match err {
             RepoError::Engine(OmniError::MergeConflicts(conflicts)) => {
                 api.message = merge_conflicts_message(&conflicts);
-                api.merge_conflicts = conflicts.iter().map(merge_conflict_output).collect();
+                api.conflict = Some(Box::new(ConflictDetails {
+                    merge_conflicts: conflicts.iter().map(merge_conflict_output).collect(),
+                    manifest_conflict: None,
+                }));
             }
             RepoError::Engine(OmniError::Manifest(manifest)) => {
                 if let Some(ManifestConflictDetails::ExpectedVersionMismatch {
@@ -80,11 +88,14 @@ impl ApiError {
                     actual,
                 }) = manifest.details
                 {
-                    api.manifest_conflict = Some(ManifestConflictOutput {
-                        table_key,
-                        expected,
-                        actual,
-                    });
+                    api.conflict = Some(Box::new(ConflictDetails {
+                        merge_conflicts: Vec::new(),
+                        manifest_conflict: Some(ManifestConflictOutput {
+                            table_key,
+                            expected,
+                            actual,
+                        }),
+                    }));
                 }
             }
             _ => {}
@@ -111,11 +122,12 @@ impl From<RepoError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let conflict = self.conflict.map(|details| *details).unwrap_or_default();
         let body = ErrorOutput {
             error: self.message,
             code: self.code.to_string(),
-            merge_conflicts: self.merge_conflicts,
-            manifest_conflict: self.manifest_conflict,
+            merge_conflicts: conflict.merge_conflicts,
+            manifest_conflict: conflict.manifest_conflict,
         };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(seconds) = self.retry_after_secs {

@@ -16,15 +16,14 @@ pub(crate) fn contains(branches: &[String], name: &str) -> bool {
 /// cause (the engine reports it as a storage error, upstream as a 500). Only runs on the
 /// error path, so successful requests pay nothing for it.
 pub(crate) async fn explain_error(engine: &Omnigraph, branch: &str, err: OmniError) -> RepoError {
-    if branch != MAIN {
-        if let Ok(existing) = engine.branch_list().await {
-            if !contains(&existing, branch) {
-                return RepoError::BranchNotFound {
-                    branch: branch.to_string(),
-                    hint: "",
-                };
-            }
-        }
+    if branch != MAIN
+        && let Ok(existing) = engine.branch_list().await
+        && !contains(&existing, branch)
+    {
+        return RepoError::BranchNotFound {
+            branch: branch.to_string(),
+            hint: "",
+        };
     }
     RepoError::Engine(err)
 }

@@ -1,0 +1,336 @@
+//! Single-node benchmark, everything measured side by side in one run on local storage:
+//!
+//! 1. warm query latency through the HTTP path vs the same query on the engine in-process
+//!    (our overhead);
+//! 2. cold first-request latency (activation) vs the warm request right after it;
+//! 3. insert throughput with 1, 8 and 32 concurrent clients.
+//!
+//! Run: `cargo run --release -p omnigraph-cloud --example bench` (add `-- --quick` for a
+//! short run). Results go to docs/benchmarks.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use omnigraph::db::{Omnigraph, ReadTarget};
+use omnigraph_cloud::Node;
+use omnigraph_cloud_config::NodeConfig;
+use omnigraph_compiler::{JsonParamMode, find_named_query, json_params_to_param_map};
+use serde_json::{Value, json};
+
+const SCHEMA: &str = "node Person {\n    name: String @key\n    age: I32?\n}\nnode Company {\n    name: String @key\n}\n\
+                      edge Knows: Person -> Person\nedge WorksAt: Person -> Company\n";
+const GET_PERSON: &str = "query get_person($name: String) { match { $p: Person { name: $name } } return { $p.name, $p.age } }";
+const INSERT: &str =
+    "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
+
+struct Settings {
+    people: usize,
+    query_iterations: usize,
+    cold_graphs: usize,
+    insert_window: Duration,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let quick = std::env::args().any(|arg| arg == "--quick");
+    let settings = if quick {
+        Settings {
+            people: 200,
+            query_iterations: 50,
+            cold_graphs: 3,
+            insert_window: Duration::from_secs(3),
+        }
+    } else {
+        Settings {
+            people: 2000,
+            query_iterations: 300,
+            cold_graphs: 8,
+            insert_window: Duration::from_secs(10),
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let toml = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\nroot = \"file://{}\"\n[log]\nfilter = \"error\"\n",
+        dir.path().display()
+    );
+    let node = Node::start(NodeConfig::load(Some(&toml), std::iter::empty()).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", node.local_addr());
+    let http = reqwest::Client::new();
+    println!(
+        "omnigraph-cloud single-node benchmark ({} build, local storage)",
+        profile()
+    );
+    println!();
+
+    // --- 1. warm query: HTTP vs engine in-process ---
+    create_graph(&http, &base, "bench").await;
+    load_people(&http, &base, "bench", settings.people).await;
+    let uri = dir.path().join("tenants/default/graphs/bench.omni");
+    let engine = Arc::new(
+        Omnigraph::open_read_only(uri.to_str().unwrap())
+            .await
+            .unwrap(),
+    );
+    let decl = find_named_query(GET_PERSON, "get_person").unwrap();
+    let names: Vec<String> = (0..settings.query_iterations)
+        .map(|i| format!("p{}", (i * 7919) % settings.people))
+        .collect();
+    for name in names.iter().take(20) {
+        query_engine(&engine, &decl.params, name).await;
+        query_http(&http, &base, "bench", name).await;
+    }
+    let mut engine_samples = Vec::new();
+    let mut http_samples = Vec::new();
+    // Interleaved, so both see the same machine conditions.
+    for name in &names {
+        let started = Instant::now();
+        query_engine(&engine, &decl.params, name).await;
+        engine_samples.push(started.elapsed());
+        let started = Instant::now();
+        query_http(&http, &base, "bench", name).await;
+        http_samples.push(started.elapsed());
+    }
+    let (engine_p50, engine_p99) = percentiles(&mut engine_samples);
+    let (http_p50, http_p99) = percentiles(&mut http_samples);
+    println!(
+        "warm point query ({} rows in Person, {} iterations, interleaved)",
+        settings.people,
+        names.len()
+    );
+    println!("  {:<28} {:>10} {:>10}", "", "p50", "p99");
+    println!(
+        "  {:<28} {:>10} {:>10}",
+        "engine in-process",
+        ms(engine_p50),
+        ms(engine_p99)
+    );
+    println!(
+        "  {:<28} {:>10} {:>10}",
+        "omnigraph-cloud over HTTP",
+        ms(http_p50),
+        ms(http_p99)
+    );
+    println!(
+        "  {:<28} {:>10} {:>10}",
+        "ratio HTTP / engine",
+        ratio(http_p50, engine_p50),
+        ratio(http_p99, engine_p99)
+    );
+    println!();
+
+    // --- 2. cold first request (activation) vs warm ---
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    for i in 0..settings.cold_graphs {
+        let graph = format!("cold{i}");
+        create_graph(&http, &base, &graph).await;
+        load_people(&http, &base, &graph, 50).await;
+    }
+    // The loads above activated the graphs; restart the node so that every graph is cold.
+    let addr_toml = toml.clone();
+    node.shutdown().await.unwrap();
+    let node = Node::start(NodeConfig::load(Some(&addr_toml), std::iter::empty()).unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", node.local_addr());
+    for i in 0..settings.cold_graphs {
+        let graph = format!("cold{i}");
+        let started = Instant::now();
+        query_http(&http, &base, &graph, "p1").await;
+        cold.push(started.elapsed());
+        let started = Instant::now();
+        query_http(&http, &base, &graph, "p2").await;
+        warm.push(started.elapsed());
+    }
+    let (cold_p50, cold_max) = percentiles(&mut cold);
+    let (warm_p50, warm_max) = percentiles(&mut warm);
+    println!(
+        "first request to a cold graph (activation) vs the next one, {} graphs",
+        settings.cold_graphs
+    );
+    println!("  {:<28} {:>10} {:>10}", "", "p50", "max");
+    println!(
+        "  {:<28} {:>10} {:>10}",
+        "cold (opens the graph)",
+        ms(cold_p50),
+        ms(cold_max)
+    );
+    println!("  {:<28} {:>10} {:>10}", "warm", ms(warm_p50), ms(warm_max));
+    println!(
+        "  {:<28} {:>10}",
+        "ratio cold / warm",
+        ratio(cold_p50, warm_p50)
+    );
+    println!();
+
+    // --- 3. insert throughput ---
+    println!(
+        "single-row insert mutations on one graph, {:?} per level",
+        settings.insert_window
+    );
+    println!(
+        "  {:<10} {:>12} {:>10} {:>10} {:>8}",
+        "clients", "inserts/s", "p50", "p99", "errors"
+    );
+    for clients in [1usize, 8, 32] {
+        let graph = format!("ins{clients}");
+        create_graph(&http, &base, &graph).await;
+        let (done, errors, mut samples) =
+            insert_load(&http, &base, &graph, clients, settings.insert_window).await;
+        let rate = done as f64 / settings.insert_window.as_secs_f64();
+        let (p50, p99) = percentiles(&mut samples);
+        println!(
+            "  {:<10} {:>12.1} {:>10} {:>10} {:>8}",
+            clients,
+            rate,
+            ms(p50),
+            ms(p99),
+            errors
+        );
+    }
+    println!();
+    node.shutdown().await.unwrap();
+}
+
+fn profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    }
+}
+
+async fn create_graph(http: &reqwest::Client, base: &str, graph: &str) {
+    let response = http
+        .post(format!("{base}/graphs"))
+        .json(&json!({"graph_id": graph, "schema_source": SCHEMA}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+}
+
+async fn load_people(http: &reqwest::Client, base: &str, graph: &str, count: usize) {
+    let mut data = String::new();
+    for i in 0..count {
+        data.push_str(&format!(
+            "{{\"type\":\"Person\",\"data\":{{\"name\":\"p{i}\",\"age\":{}}}}}\n",
+            (i * 31) % 90
+        ));
+    }
+    for i in 0..count.saturating_sub(1) {
+        data.push_str(&format!(
+            "{{\"edge\":\"Knows\",\"from\":\"p{i}\",\"to\":\"p{}\"}}\n",
+            i + 1
+        ));
+    }
+    let response = http
+        .post(format!("{base}/graphs/{graph}/load"))
+        .json(&json!({"data": data, "mode": "overwrite"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+}
+
+async fn query_engine(
+    engine: &Omnigraph,
+    params: &[omnigraph_compiler::query::ast::Param],
+    name: &str,
+) {
+    let params = json_params_to_param_map(
+        Some(&json!({"name": name})),
+        params,
+        JsonParamMode::Standard,
+    )
+    .unwrap();
+    let result = engine
+        .query(
+            ReadTarget::branch("main"),
+            GET_PERSON,
+            "get_person",
+            &params,
+        )
+        .await
+        .unwrap();
+    assert_eq!(result.num_rows(), 1);
+}
+
+async fn query_http(http: &reqwest::Client, base: &str, graph: &str, name: &str) {
+    let response = http
+        .post(format!("{base}/graphs/{graph}/query"))
+        .json(&json!({"query": GET_PERSON, "params": {"name": name}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["row_count"], 1);
+}
+
+/// Runs `clients` concurrent loops of single inserts for `window`; returns the number that
+/// succeeded, the number that failed and the latency of each success.
+async fn insert_load(
+    http: &reqwest::Client,
+    base: &str,
+    graph: &str,
+    clients: usize,
+    window: Duration,
+) -> (usize, usize, Vec<Duration>) {
+    let deadline = Instant::now() + window;
+    let tasks = (0..clients).map(|client| {
+        let http = http.clone();
+        let url = format!("{base}/graphs/{graph}/mutate");
+        tokio::spawn(async move {
+            let (mut done, mut errors, mut samples) = (0, 0, Vec::new());
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let response = http
+                    .post(&url)
+                    .json(&json!({"query": INSERT, "params": {"name": format!("c{client}-{i}"), "age": 1}}))
+                    .send()
+                    .await;
+                match response {
+                    Ok(response) if response.status() == 200 => {
+                        done += 1;
+                        samples.push(started.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+                i += 1;
+            }
+            (done, errors, samples)
+        })
+    });
+    let mut totals = (0, 0, Vec::new());
+    for task in futures::future::join_all(tasks).await {
+        let (done, errors, samples) = task.unwrap();
+        totals.0 += done;
+        totals.1 += errors;
+        totals.2.extend(samples);
+    }
+    totals
+}
+
+fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
+    if samples.is_empty() {
+        return (Duration::ZERO, Duration::ZERO);
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
+}
+
+fn ratio(a: Duration, b: Duration) -> String {
+    if b.is_zero() {
+        return "-".into();
+    }
+    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
+}
