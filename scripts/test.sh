@@ -15,6 +15,16 @@ if ((${#missing[@]})); then
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# A real S3-compatible server for the S3 tests: moto in a virtual environment outside the
+# clone. The tests start it themselves (serially serving, see scripts/moto_serial.py).
+export OMNIGRAPH_MOTO_VENV="${OMNIGRAPH_MOTO_VENV:-$HOME/.cache/omnigraph-cloud/moto-venv}"
+if ! "$OMNIGRAPH_MOTO_VENV/bin/python" -c "import moto" 2>/dev/null; then
+  echo "installing moto into $OMNIGRAPH_MOTO_VENV"
+  python3 -m venv "$OMNIGRAPH_MOTO_VENV"
+  "$OMNIGRAPH_MOTO_VENV/bin/pip" install -q 'moto[s3]==5.2.5' flask flask-cors
+fi
+export OMNIGRAPH_TEST_S3=require
+
 # One target directory outside the clone, reused between runs.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omnigraph-cloud/target}"
 if command -v mold >/dev/null; then

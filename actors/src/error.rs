@@ -73,9 +73,10 @@ impl RepoError {
     }
 }
 
-/// Classifies engine errors as upstream omnigraph-server 0.8 does.
+/// Classifies engine errors as upstream omnigraph-server 0.8 does, except that a failure of
+/// the store itself (unreachable, or refusing load) is `Unavailable` rather than `Internal`.
 fn engine_error_kind(err: &OmniError) -> ErrorKind {
-    match err {
+    let kind = match err {
         OmniError::Compiler(_) | OmniError::DataFusion(_) => ErrorKind::Invalid,
         OmniError::Manifest(manifest) => match manifest.kind {
             ManifestErrorKind::BadRequest => ErrorKind::Invalid,
@@ -86,5 +87,42 @@ fn engine_error_kind(err: &OmniError) -> ErrorKind {
         OmniError::MergeConflicts(_) | OmniError::AlreadyInitialized { .. } => ErrorKind::Conflict,
         OmniError::Policy(_) => ErrorKind::Forbidden,
         OmniError::Lance(_) | OmniError::Io(_) => ErrorKind::Internal,
+    };
+    if kind == ErrorKind::Internal && is_store_unavailable(&err.to_string()) {
+        return ErrorKind::Unavailable;
+    }
+    kind
+}
+
+/// Whether an object-store failure means "the store is unreachable or refusing load right
+/// now" (the client's retries were exhausted on 5xx, throttling or connection errors), as
+/// opposed to a failure of the request itself. Those are answered 503, retryable.
+fn is_store_unavailable(message: &str) -> bool {
+    const SIGNS: &[&str] = &[
+        "max_retries",
+        "Service Unavailable",
+        "ServiceUnavailable",
+        "SlowDown",
+        "error sending request",
+        "connection closed",
+        "Connection refused",
+        "connection reset",
+        "operation timed out",
+    ];
+    SIGNS.iter().any(|sign| message.contains(sign))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_outages_are_unavailable_not_internal() {
+        let outage = OmniError::Lance(
+            "Generic S3 error: Error after 3 retries, max_retries: 3, retry_timeout: 180s, source: 503 Service Unavailable".into(),
+        );
+        assert_eq!(RepoError::Engine(outage).kind(), ErrorKind::Unavailable);
+        let corrupt = OmniError::Lance("Corrupt file: bad footer".into());
+        assert_eq!(RepoError::Engine(corrupt).kind(), ErrorKind::Internal);
     }
 }

@@ -9,13 +9,15 @@
 mod error;
 mod key;
 mod metrics;
+mod probe;
 mod registry;
 mod repo;
 mod storage;
 
 pub use error::{ErrorKind, RepoError};
 pub use key::RepoKey;
-pub use metrics::{ActorMetrics, RegistryStats};
+pub use metrics::{ActorMetrics, RegistryStats, StoreMetrics};
+pub use probe::{ProbeError, ProbeReport};
 pub use registry::Registry;
 pub use repo::{
     ExportStream, RepoHandle, RepoLease, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,

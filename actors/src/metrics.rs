@@ -1,6 +1,8 @@
 //! Counters of the actor layer, registered into the node's Prometheus registry.
 
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -74,4 +76,64 @@ pub struct RegistryStats {
     pub activations: u64,
     pub evictions: u64,
     pub restarts: u64,
+}
+
+/// Object-store requests our own code issues (existence checks, listings, deletions, the
+/// probe), by operation, tenant and graph. The engine's own I/O is not visible here; the
+/// fault-injecting proxy counts everything.
+#[derive(Clone, Debug)]
+pub struct StoreMetrics {
+    requests: Family<StoreLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub(crate) enum StoreOp {
+    Put,
+    List,
+    Head,
+    Delete,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    op: StoreOp,
+    tenant: String,
+    graph: String,
+}
+
+impl StoreMetrics {
+    pub fn register(registry: &mut Registry) -> StoreMetrics {
+        let metrics = StoreMetrics {
+            requests: Family::default(),
+        };
+        registry.register(
+            "omnigraph_object_store_requests",
+            "Object-store requests issued by the node itself (not the engine), by operation, tenant and graph",
+            metrics.requests.clone(),
+        );
+        metrics
+    }
+
+    pub fn unregistered() -> StoreMetrics {
+        StoreMetrics::register(&mut Registry::default())
+    }
+
+    pub(crate) fn record(&self, op: StoreOp, key: Option<&crate::RepoKey>) {
+        let (tenant, graph) = match key {
+            Some(key) => (key.tenant.to_string(), key.graph.to_string()),
+            None => ("_system".to_string(), String::new()),
+        };
+        self.requests
+            .get_or_create(&StoreLabels { op, tenant, graph })
+            .inc();
+    }
+
+    pub(crate) fn record_tenant(&self, op: StoreOp, tenant: &omnigraph_cloud_config::TenantId) {
+        let labels = StoreLabels {
+            op,
+            tenant: tenant.to_string(),
+            graph: String::new(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
 }

@@ -12,9 +12,11 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
+use crate::metrics::{StoreMetrics, StoreOp};
+use crate::probe::{self, ProbeError, ProbeReport};
 use crate::{RepoError, RepoKey};
 
 const SCHEMA_OBJECT: &str = "_schema.pg";
@@ -30,6 +32,7 @@ pub struct GraphStore {
 struct Inner {
     location: Location,
     store: Arc<dyn ObjectStore>,
+    metrics: StoreMetrics,
     /// Keeps a `memory://` root's private directory alive as long as the store.
     _ephemeral: Option<tempfile::TempDir>,
 }
@@ -46,7 +49,7 @@ impl GraphStore {
     ///
     /// `memory://` is backed by a private temporary directory removed when the store is
     /// dropped: the engine opens graphs by URI and has no in-memory URI of its own.
-    pub fn open(root: &StorageRoot) -> Result<GraphStore, RepoError> {
+    pub fn open(root: &StorageRoot, metrics: StoreMetrics) -> Result<GraphStore, RepoError> {
         let (location, store, ephemeral): (Location, Arc<dyn ObjectStore>, _) = match root {
             StorageRoot::File(path) => {
                 std::fs::create_dir_all(path)?;
@@ -74,6 +77,7 @@ impl GraphStore {
             inner: Arc::new(Inner {
                 location,
                 store,
+                metrics,
                 _ephemeral: ephemeral,
             }),
         })
@@ -100,8 +104,19 @@ impl GraphStore {
         Ok(())
     }
 
+    /// Checks that the store enforces conditional writes (see [`crate::probe`]).
+    pub async fn probe_conditional_writes(&self) -> Result<ProbeReport, ProbeError> {
+        let supports_update = matches!(self.inner.location, Location::S3 { .. });
+        let store = probe::Counted {
+            store: self.inner.store.as_ref(),
+            metrics: &self.inner.metrics,
+        };
+        probe::run(&store, &self.object_path(""), supports_update).await
+    }
+
     /// Whether the graph exists (its schema object is present).
     pub async fn graph_exists(&self, key: &RepoKey) -> Result<bool, RepoError> {
+        self.inner.metrics.record(StoreOp::Head, Some(key));
         let path = self.object_path(&format!(
             "{}/{SCHEMA_OBJECT}",
             graph_relative_path(&key.tenant, &key.graph)
@@ -116,6 +131,7 @@ impl GraphStore {
     /// The tenant's graphs, sorted by id.
     pub async fn list_graphs(&self, tenant: &TenantId) -> Result<Vec<GraphId>, RepoError> {
         let prefix = self.object_path(&format!("tenants/{tenant}/graphs"));
+        self.inner.metrics.record_tenant(StoreOp::List, tenant);
         let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
             Ok(listing) => listing,
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
@@ -152,6 +168,7 @@ impl GraphStore {
     pub async fn delete_graph(&self, key: &RepoKey) -> Result<(), RepoError> {
         let relative = graph_relative_path(&key.tenant, &key.graph);
         let schema = self.object_path(&format!("{relative}/{SCHEMA_OBJECT}"));
+        self.inner.metrics.record(StoreOp::Delete, Some(key));
         match self.inner.store.delete(&schema).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
@@ -164,6 +181,8 @@ impl GraphStore {
             },
             Location::S3 { .. } => {
                 let prefix = self.object_path(&relative);
+                self.inner.metrics.record(StoreOp::List, Some(key));
+                self.inner.metrics.record(StoreOp::Delete, Some(key));
                 let locations = self
                     .inner
                     .store
@@ -196,7 +215,16 @@ fn graph_relative_path(tenant: &TenantId, graph: &GraphId) -> String {
 
 /// Builds an S3 client the way the engine does, so that both see the same store.
 fn s3_store_from_env(bucket: &str) -> Result<object_store::aws::AmazonS3, RepoError> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    // As Lance's defaults: a few retries, so that an unreachable store fails fast (503)
+    // rather than holding requests for minutes.
+    let retry = RetryConfig {
+        max_retries: 3,
+        retry_timeout: std::time::Duration::from_secs(30),
+        ..RetryConfig::default()
+    };
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_retry(retry);
     let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok()
@@ -237,7 +265,11 @@ mod tests {
     #[test]
     fn graph_uris_follow_the_layout() {
         let dir = tempfile::tempdir().unwrap();
-        let store = GraphStore::open(&StorageRoot::File(dir.path().into())).unwrap();
+        let store = GraphStore::open(
+            &StorageRoot::File(dir.path().into()),
+            StoreMetrics::unregistered(),
+        )
+        .unwrap();
         assert_eq!(
             store.graph_uri(&key("acme", "g1")),
             dir.path()
@@ -249,7 +281,11 @@ mod tests {
     #[tokio::test]
     async fn lists_only_graphs_with_a_schema_and_deletes_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store = GraphStore::open(&StorageRoot::File(dir.path().into())).unwrap();
+        let store = GraphStore::open(
+            &StorageRoot::File(dir.path().into()),
+            StoreMetrics::unregistered(),
+        )
+        .unwrap();
         for graph in ["b", "a"] {
             let path = dir.path().join(format!("tenants/t/graphs/{graph}.omni"));
             std::fs::create_dir_all(&path).unwrap();

@@ -31,6 +31,9 @@ shutdown_grace = "30s"
 # s3://bucket/prefix (AWS_* variables, AWS_ENDPOINT_URL_S3 for S3-compatible stores),
 # memory:// (ephemeral, for tests: gone when the process exits).
 root = "file://./omnigraph-data"
+# At start the node checks that the store enforces conditional writes (If-None-Match,
+# If-Match) and refuses to start if not. Skip only for a store known to be good.
+skip_probe = false
 
 [actors]
 # A graph with no request for this long is evicted from memory (scale-to-zero).
@@ -91,12 +94,14 @@ impl Default for ServerSection {
 #[serde(deny_unknown_fields, default)]
 pub struct StorageSection {
     pub root: String,
+    pub skip_probe: bool,
 }
 
 impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             root: "file://./omnigraph-data".into(),
+            skip_probe: false,
         }
     }
 }
@@ -188,6 +193,7 @@ impl FileConfig {
         };
         let storage = StorageConfig {
             root: StorageRoot::parse(&self.storage.root)?,
+            skip_probe: self.storage.skip_probe,
         };
         let actors = ActorConfig {
             idle_timeout: duration("actors.idle_timeout", &self.actors.idle_timeout, true)?,

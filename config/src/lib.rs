@@ -49,6 +49,9 @@ pub struct ServerConfig {
 pub struct StorageConfig {
     /// Where every tenant's graphs live. Default `file://./omnigraph-data`.
     pub root: StorageRoot,
+    /// Skips the boot-time check that the store enforces conditional writes. Default false;
+    /// only for stores known to be good (a warning is logged).
+    pub skip_probe: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,9 @@
 
 use std::net::SocketAddr;
 
-use omnigraph_cloud_actors::{ActorMetrics, GraphStore, Registry, RepoError};
+use omnigraph_cloud_actors::{
+    ActorMetrics, GraphStore, ProbeError, Registry, RepoError, StoreMetrics,
+};
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{AppState, BodyLimits, TokenVerifier, router};
 use thiserror::Error;
@@ -27,6 +29,12 @@ pub enum NodeError {
         root: String,
         #[source]
         source: RepoError,
+    },
+    #[error("storage root {root} failed the conditional-write probe: {source}")]
+    Probe {
+        root: String,
+        #[source]
+        source: ProbeError,
     },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -50,12 +58,26 @@ pub struct Node {
 impl Node {
     /// Builds the node's components, binds the listener and starts serving.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
-        let store =
-            GraphStore::open(&config.storage.root).map_err(|source| NodeError::Storage {
-                root: config.storage.root.display_uri(),
+        let mut metrics = prometheus_client::registry::Registry::default();
+        let root = config.storage.root.display_uri();
+        let store = GraphStore::open(&config.storage.root, StoreMetrics::register(&mut metrics))
+            .map_err(|source| NodeError::Storage {
+                root: root.clone(),
                 source,
             })?;
-        let mut metrics = prometheus_client::registry::Registry::default();
+        if config.storage.skip_probe {
+            warn!(%root, "storage probe skipped (storage.skip_probe = true): conditional writes are assumed to work");
+        } else {
+            let report =
+                store
+                    .probe_conditional_writes()
+                    .await
+                    .map_err(|source| NodeError::Probe {
+                        root: root.clone(),
+                        source,
+                    })?;
+            info!(%root, update_if_match = report.update_if_match, "storage enforces conditional writes");
+        }
         let registry = Registry::new(
             store,
             config.actors.clone(),

@@ -6,6 +6,7 @@ mod defects;
 mod openapi;
 mod process;
 mod routes;
+mod storage;
 mod support;
 mod tenants;
 mod workflow;

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use omnigraph_cloud::Node;
-use omnigraph_cloud_config::NodeConfig;
+use omnigraph_cloud::{Node, NodeError};
+use omnigraph_cloud_chaos::{FaultProxy, S3Server};
+use omnigraph_cloud_config::{NodeConfig, StorageRoot};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -54,19 +55,36 @@ impl TestNode {
 
     /// A node on an existing root (the caller keeps the directory alive).
     pub async fn start_on(root: &Path, extra_toml: &str) -> TestNode {
-        let toml = format!(
-            "{extra_toml}\n[storage]\nroot = \"file://{}\"\n",
-            root.display()
-        );
-        let mut config = NodeConfig::load(Some(&toml), std::iter::empty()).expect("test config");
+        let uri = format!("file://{}", root.display());
+        let mut node = TestNode::try_start_uri(&uri, extra_toml)
+            .await
+            .expect("node starts");
+        node.root = root.to_path_buf();
+        node
+    }
+
+    /// A node on the S3 backend's bucket, under `prefix`.
+    pub async fn start_s3(backend: &S3Backend, prefix: &str, extra_toml: &str) -> TestNode {
+        let uri = format!("s3://{}/{prefix}", backend.bucket);
+        TestNode::try_start_uri(&uri, extra_toml)
+            .await
+            .expect("node starts on S3")
+    }
+
+    /// Starts a node on a storage root URI; the error is the node's own start-up error.
+    pub async fn try_start_uri(uri: &str, extra_toml: &str) -> Result<TestNode, NodeError> {
+        init_test_logging();
+        let mut config =
+            NodeConfig::load(Some(extra_toml), std::iter::empty()).expect("test config");
+        config.storage.root = StorageRoot::parse(uri).expect("test storage root");
         config.server.bind = "127.0.0.1:0".parse().unwrap();
-        let node = Node::start(config).await.expect("node starts");
-        TestNode {
+        let node = Node::start(config).await?;
+        Ok(TestNode {
             base: format!("http://{}", node.local_addr()),
             node: Some(node),
-            root: root.to_path_buf(),
+            root: PathBuf::new(),
             _dir: None,
-        }
+        })
     }
 
     pub fn client(&self) -> Client {
@@ -253,4 +271,64 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A real S3 server (moto, serving one request at a time) behind the fault-injecting proxy,
+/// a fresh bucket, and the `AWS_*` environment pointing at the proxy.
+///
+/// The engine reads its S3 settings from the process environment, so S3 tests of one process
+/// hold a lock for their whole run (nextest gives each test its own process anyway).
+pub struct S3Backend {
+    pub proxy: FaultProxy,
+    pub bucket: String,
+    _server: S3Server,
+    _env: tokio::sync::OwnedMutexGuard<()>,
+}
+
+/// The S3 backend, or `None` (with a note) when moto is not installed and S3 tests are not
+/// required. `scripts/test.sh` installs moto and sets `OMNIGRAPH_TEST_S3=require`.
+pub async fn s3_backend() -> Option<S3Backend> {
+    static ENV_LOCK: std::sync::OnceLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+        std::sync::OnceLock::new();
+    let required = std::env::var("OMNIGRAPH_TEST_S3").is_ok_and(|value| value == "require");
+    if !S3Server::available() {
+        assert!(
+            !required,
+            "OMNIGRAPH_TEST_S3=require but moto is not installed (run scripts/test.sh)"
+        );
+        eprintln!("skipping: moto is not installed; run scripts/test.sh to install it");
+        return None;
+    }
+    let env = ENV_LOCK
+        .get_or_init(Default::default)
+        .clone()
+        .lock_owned()
+        .await;
+    let server = S3Server::start().await.expect("moto starts");
+    let bucket = format!("og-test-{}", std::process::id());
+    server.create_bucket(&bucket).await.expect("bucket created");
+    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), server.endpoint())
+        .await
+        .expect("proxy starts");
+    for (name, value) in omnigraph_cloud_chaos::aws_env_for(&proxy.endpoint()) {
+        // SAFETY: S3 tests hold ENV_LOCK for their whole run, and no other test in this
+        // process reads these variables.
+        unsafe { std::env::set_var(name, value) };
+    }
+    Some(S3Backend {
+        proxy,
+        bucket,
+        _server: server,
+        _env: env,
+    })
+}
+
+/// Node logs go to the test's captured output, filtered by `RUST_LOG` (default `warn`).
+fn init_test_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }

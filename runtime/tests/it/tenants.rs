@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{GET_PERSON, TestNode};
+use crate::support::{GET_PERSON, TestNode, s3_backend};
 
 const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"ann\"\ntenant = \"acme\"\n\
                            [[auth.tokens]]\ntoken = \"globex-token\"\nactor = \"bob\"\ntenant = \"globex\"\n";
@@ -10,6 +10,17 @@ const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"an
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_graph_name_in_two_tenants_is_two_graphs() {
     let node = TestNode::start_with(TWO_TENANTS).await;
+    tenants_are_isolated(&node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_isolated_on_s3() {
+    let Some(s3) = s3_backend().await else { return };
+    let node = TestNode::start_s3(&s3, "tenants", TWO_TENANTS).await;
+    tenants_are_isolated(&node).await;
+}
+
+async fn tenants_are_isolated(node: &TestNode) {
     let acme = node.client_with_token("acme-token");
     let globex = node.client_with_token("globex-token");
     acme.create_graph("production").await;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestNode, fixture};
+use crate::support::{Client, TestNode, fixture, s3_backend};
 
 /// Loaded records keyed by identity, comparable with an export: nodes by (type, key) and
 /// edges by (edge, from, to), each with its properties (generated ids left out).
@@ -51,7 +51,24 @@ async fn export(client: &Client, graph: &str, branch: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_load_query_branch_mutate_merge_commits_export() {
     let node = TestNode::start().await;
-    let client = node.client();
+    full_workflow(&node.client()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workflow_on_s3() {
+    let Some(s3) = s3_backend().await else { return };
+    let node = TestNode::start_s3(&s3, "workflow", "").await;
+    full_workflow(&node.client()).await;
+    let stats = s3.proxy.stats();
+    assert!(
+        stats.by_graph.contains_key("default/knowledge"),
+        "the engine's I/O went through S3: {stats:?}"
+    );
+}
+
+/// Create, load, query, branch, load on the branch, mutate, merge, list commits, export and
+/// compare with what was loaded, round-trip the export, and export's errors.
+pub async fn full_workflow(client: &Client) {
     client.create_graph("knowledge").await;
     let data = fixture("test.jsonl");
     let loaded = client.load("knowledge", &data, "overwrite").await;
@@ -146,13 +163,13 @@ async fn create_load_query_branch_mutate_merge_commits_export() {
     let mut expected = records(&data);
     expected.extend(records(on_branch));
     expected.insert("Person:Noor".into(), json!({"name": "Noor", "age": 41}));
-    let exported = export(&client, "knowledge", "main").await;
+    let exported = export(client, "knowledge", "main").await;
     assert_eq!(records(&exported), expected);
 
     // And it round-trips through load into a new graph.
     client.create_graph("copy").await;
     client.load("copy", &exported, "overwrite").await;
-    assert_eq!(records(&export(&client, "copy", "main").await), expected);
+    assert_eq!(records(&export(client, "copy", "main").await), expected);
 
     // Export errors come before the first byte.
     client
