@@ -1,19 +1,24 @@
-//! Single-node benchmark, everything measured side by side in one run on local storage:
+//! Single-node benchmark, everything measured side by side in one run:
 //!
 //! 1. warm query latency through the HTTP path vs the same query on the engine in-process
 //!    (our overhead);
 //! 2. cold first-request latency (activation) vs the warm request right after it;
-//! 3. insert throughput with 1, 8 and 32 concurrent clients.
+//! 3. insert throughput with 1, 8 and 32 concurrent clients;
 //!
-//! Run: `cargo run --release -p omnigraph-cloud --example bench` (add `-- --quick` for a
-//! short run). Results go to docs/benchmarks.md.
+//! each on local storage and, with `--s3`, on a real S3 server (moto, installed by
+//! scripts/test.sh) behind the fault-injecting proxy at S3-like latency (GET p50 60 ms,
+//! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
+//!
+//! Run: `cargo run --release -p omnigraph-cloud --example bench -- [--s3] [--quick]`.
+//! Results go to docs/benchmarks.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use omnigraph::db::{Omnigraph, ReadTarget};
 use omnigraph_cloud::Node;
-use omnigraph_cloud_config::NodeConfig;
+use omnigraph_cloud_chaos::{FaultProxy, Faults, Latency, Op, S3Server};
+use omnigraph_cloud_config::{NodeConfig, StorageRoot};
 use omnigraph_compiler::{JsonParamMode, find_named_query, json_params_to_param_map};
 use serde_json::{Value, json};
 
@@ -30,46 +35,140 @@ struct Settings {
     insert_window: Duration,
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let quick = std::env::args().any(|arg| arg == "--quick");
-    let settings = if quick {
-        Settings {
-            people: 200,
-            query_iterations: 50,
-            cold_graphs: 3,
-            insert_window: Duration::from_secs(3),
+/// Where a run keeps its graphs.
+enum Backend {
+    Local(tempfile::TempDir),
+    S3 { bucket: String, prefix: String },
+}
+
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Local(_) => "local disk",
+            Backend::S3 { .. } => "S3 (moto) behind the proxy, S3-like latency",
         }
-    } else {
-        Settings {
+    }
+
+    fn root(&self) -> StorageRoot {
+        match self {
+            Backend::Local(dir) => StorageRoot::File(dir.path().to_path_buf()),
+            Backend::S3 { bucket, prefix } => StorageRoot::S3 {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+            },
+        }
+    }
+
+    fn graph_uri(&self, graph: &str) -> String {
+        match self {
+            Backend::Local(dir) => dir
+                .path()
+                .join(format!("tenants/default/graphs/{graph}.omni"))
+                .display()
+                .to_string(),
+            Backend::S3 { bucket, prefix } => {
+                format!("s3://{bucket}/{prefix}/tenants/default/graphs/{graph}.omni")
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|arg| arg == "--quick");
+    let with_s3 = args.iter().any(|arg| arg == "--s3");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        println!(
+            "omnigraph-cloud single-node benchmark ({} build)",
+            profile()
+        );
+        println!();
+        let local = Backend::Local(tempfile::tempdir().unwrap());
+        run(&local, &settings(quick, false)).await;
+        if with_s3 {
+            let server = S3Server::start()
+                .await
+                .expect("moto (run scripts/test.sh once to install it)");
+            server.create_bucket("bench").await.unwrap();
+            let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), server.endpoint())
+                .await
+                .unwrap();
+            for (name, value) in omnigraph_cloud_chaos::aws_env_for(&proxy.endpoint()) {
+                // SAFETY: set before any node or engine exists; nothing reads them concurrently.
+                unsafe { std::env::set_var(name, value) };
+            }
+            let latency = |p50_ms, jitter_ms| Latency { p50_ms, jitter_ms };
+            proxy.set_faults(Faults {
+                latency: [
+                    (Op::Get, latency(60, 20)),
+                    (Op::Put, latency(100, 30)),
+                    (Op::List, latency(80, 20)),
+                    (Op::Head, latency(30, 10)),
+                    (Op::Delete, latency(60, 20)),
+                    (Op::Post, latency(100, 30)),
+                ]
+                .into(),
+                ..Faults::default()
+            });
+            let s3 = Backend::S3 {
+                bucket: "bench".into(),
+                prefix: "run".into(),
+            };
+            run(&s3, &settings(quick, true)).await;
+            let stats = proxy.stats();
+            println!(
+                "S3 requests seen by the proxy during the S3 run: {:?}",
+                stats.by_op
+            );
+        }
+    });
+}
+
+fn settings(quick: bool, s3: bool) -> Settings {
+    match (quick, s3) {
+        (true, _) => Settings {
+            people: 200,
+            query_iterations: 20,
+            cold_graphs: 2,
+            insert_window: Duration::from_secs(3),
+        },
+        (false, false) => Settings {
             people: 2000,
             query_iterations: 300,
             cold_graphs: 8,
             insert_window: Duration::from_secs(10),
-        }
+        },
+        (false, true) => Settings {
+            people: 2000,
+            query_iterations: 60,
+            cold_graphs: 4,
+            insert_window: Duration::from_secs(20),
+        },
+    }
+}
+
+async fn run(backend: &Backend, settings: &Settings) {
+    println!("=== storage: {} ===", backend.name());
+    let start_node = || async {
+        let mut config =
+            NodeConfig::load(Some("[log]\nfilter = \"error\"\n"), std::iter::empty()).unwrap();
+        config.server.bind = "127.0.0.1:0".parse().unwrap();
+        config.storage.root = backend.root();
+        Node::start(config).await.unwrap()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let toml = format!(
-        "[server]\nbind = \"127.0.0.1:0\"\n[storage]\nroot = \"file://{}\"\n[log]\nfilter = \"error\"\n",
-        dir.path().display()
-    );
-    let node = Node::start(NodeConfig::load(Some(&toml), std::iter::empty()).unwrap())
-        .await
-        .unwrap();
+    let node = start_node().await;
     let base = format!("http://{}", node.local_addr());
     let http = reqwest::Client::new();
-    println!(
-        "omnigraph-cloud single-node benchmark ({} build, local storage)",
-        profile()
-    );
-    println!();
 
     // --- 1. warm query: HTTP vs engine in-process ---
     create_graph(&http, &base, "bench").await;
     load_people(&http, &base, "bench", settings.people).await;
-    let uri = dir.path().join("tenants/default/graphs/bench.omni");
     let engine = Arc::new(
-        Omnigraph::open_read_only(uri.to_str().unwrap())
+        Omnigraph::open_read_only(&backend.graph_uri("bench"))
             .await
             .unwrap(),
     );
@@ -77,7 +176,7 @@ async fn main() {
     let names: Vec<String> = (0..settings.query_iterations)
         .map(|i| format!("p{}", (i * 7919) % settings.people))
         .collect();
-    for name in names.iter().take(20) {
+    for name in names.iter().take(5) {
         query_engine(&engine, &decl.params, name).await;
         query_http(&http, &base, "bench", name).await;
     }
@@ -129,11 +228,8 @@ async fn main() {
         load_people(&http, &base, &graph, 50).await;
     }
     // The loads above activated the graphs; restart the node so that every graph is cold.
-    let addr_toml = toml.clone();
     node.shutdown().await.unwrap();
-    let node = Node::start(NodeConfig::load(Some(&addr_toml), std::iter::empty()).unwrap())
-        .await
-        .unwrap();
+    let node = start_node().await;
     let base = format!("http://{}", node.local_addr());
     for i in 0..settings.cold_graphs {
         let graph = format!("cold{i}");
