@@ -13,6 +13,8 @@ pub enum ErrorKind {
     Conflict,
     Forbidden,
     Unavailable,
+    /// Too much work queued for the repo; retry later.
+    Overloaded,
     Internal,
 }
 
@@ -35,6 +37,9 @@ pub enum RepoError {
     /// The repo cannot answer now (restarting, shutting down, timed out); retrying may work.
     #[error("{message}")]
     Unavailable { message: String },
+    /// The repo's write queue is full.
+    #[error("{message}")]
+    Overloaded { message: String },
     /// A broken invariant of our own; a bug, never the caller's fault.
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -59,6 +64,7 @@ impl RepoError {
             | RepoError::Conflict { .. } => ErrorKind::Conflict,
             RepoError::Invalid { .. } => ErrorKind::Invalid,
             RepoError::Unavailable { .. } => ErrorKind::Unavailable,
+            RepoError::Overloaded { .. } => ErrorKind::Overloaded,
             RepoError::Storage(_) | RepoError::Io(_) | RepoError::Internal { .. } => {
                 ErrorKind::Internal
             }

@@ -16,7 +16,7 @@ mod storage;
 
 pub use error::{ErrorKind, RepoError};
 pub use key::RepoKey;
-pub use metrics::{ActorMetrics, RegistryStats, StoreMetrics};
+pub use metrics::{ActorMetrics, CoalescerMetrics, RegistryStats, StoreMetrics};
 pub use probe::{ProbeError, ProbeReport};
 pub use registry::Registry;
 pub use repo::{

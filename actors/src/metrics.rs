@@ -14,6 +14,7 @@ pub struct ActorMetrics {
     pub(crate) evictions: Counter,
     pub(crate) restarts: Counter,
     pub(crate) activation_seconds: Histogram,
+    pub(crate) coalescer: CoalescerMetrics,
 }
 
 impl ActorMetrics {
@@ -25,6 +26,7 @@ impl ActorMetrics {
             evictions: Counter::default(),
             restarts: Counter::default(),
             activation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            coalescer: CoalescerMetrics::register(registry),
         };
         registry.register(
             "omnigraph_repo_actors_active",
@@ -135,5 +137,71 @@ impl StoreMetrics {
             graph: String::new(),
         };
         self.requests.get_or_create(&labels).inc();
+    }
+}
+
+/// The write coalescers of every repo on the node.
+#[derive(Clone, Debug)]
+pub struct CoalescerMetrics {
+    pub(crate) batches: Counter,
+    pub(crate) batch_writes: Histogram,
+    pub(crate) publish_seconds: Histogram,
+    pub(crate) queue_depth: Gauge,
+    pub(crate) retries: Counter,
+    pub(crate) splits: Counter,
+    pub(crate) rejected: Counter,
+}
+
+impl CoalescerMetrics {
+    pub fn register(registry: &mut Registry) -> CoalescerMetrics {
+        let metrics = CoalescerMetrics {
+            batches: Counter::default(),
+            batch_writes: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            publish_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
+            queue_depth: Gauge::default(),
+            retries: Counter::default(),
+            splits: Counter::default(),
+            rejected: Counter::default(),
+        };
+        registry.register(
+            "omnigraph_write_batches",
+            "Coalesced publishes of insert mutations",
+            metrics.batches.clone(),
+        );
+        registry.register(
+            "omnigraph_write_batch_size",
+            "Writes per coalesced publish",
+            metrics.batch_writes.clone(),
+        );
+        registry.register(
+            "omnigraph_write_publish_duration_seconds",
+            "Time to publish one unit of writes (a batch or a write alone)",
+            metrics.publish_seconds.clone(),
+        );
+        registry.register(
+            "omnigraph_write_queue_depth",
+            "Writes waiting for a publish, all repos",
+            metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "omnigraph_write_conflict_retries",
+            "Coalesced publishes retried after losing a race to another writer",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "omnigraph_write_batch_splits",
+            "Failed batches split in halves to isolate the failing writes",
+            metrics.splits.clone(),
+        );
+        registry.register(
+            "omnigraph_write_rejected",
+            "Writes refused with 429 because a repo's queue was full",
+            metrics.rejected.clone(),
+        );
+        metrics
+    }
+
+    pub fn unregistered() -> CoalescerMetrics {
+        CoalescerMetrics::register(&mut Registry::default())
     }
 }

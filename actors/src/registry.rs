@@ -13,7 +13,7 @@ use std::sync::{Arc, Weak};
 use dashmap::DashMap;
 use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
-use omnigraph_cloud_config::{ActorConfig, GraphId, TenantId};
+use omnigraph_cloud_config::{ActorConfig, GraphId, TenantId, WriteConfig};
 use ractor::Actor;
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
@@ -36,6 +36,7 @@ pub struct Registry {
 struct Inner {
     store: GraphStore,
     settings: ActorConfig,
+    writes: WriteConfig,
     metrics: ActorMetrics,
     slots: DashMap<RepoKey, Arc<Slot>>,
     lifecycle: DashMap<RepoKey, Arc<Mutex<()>>>,
@@ -47,11 +48,17 @@ struct Slot {
 }
 
 impl Registry {
-    pub fn new(store: GraphStore, settings: ActorConfig, metrics: ActorMetrics) -> Registry {
+    pub fn new(
+        store: GraphStore,
+        settings: ActorConfig,
+        writes: WriteConfig,
+        metrics: ActorMetrics,
+    ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
                 store,
                 settings,
+                writes,
                 metrics,
                 slots: DashMap::new(),
                 lifecycle: DashMap::new(),
@@ -208,6 +215,8 @@ impl Registry {
             activity: Activity::new(),
             life,
             call_timeout: self.inner.settings.call_timeout,
+            writes: self.inner.writes.clone(),
+            coalescer_metrics: self.inner.metrics.coalescer.clone(),
         });
         let args = SupervisorArgs {
             shared: Arc::clone(&shared),

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     ActorConfig, AuthConfig, AuthMode, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig,
-    StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret,
+    StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret, WriteConfig,
 };
 
 /// The file printed by `omnigraph-cloud config default`: every key with its default value.
@@ -41,6 +41,19 @@ idle_timeout = "10m"
 # The longest a caller waits for a graph's actor to answer a write.
 call_timeout = "10m"
 
+[writes]
+# Concurrent writes to one graph are coalesced: while one publish is in flight, arriving
+# insert-only mutations of the same branch and actor gather into the next, which commits
+# them together. Each caller still gets its own answer, after its write is durable.
+coalesce = true
+# Bounds of one batch.
+max_batch_writes = 256
+max_batch_bytes = 4194304
+# Writes queued per graph beyond this are refused with 429 and Retry-After.
+max_queue = 4096
+# Optional wait before a batch is published, to gather more writes (0s: none).
+max_wait = "0s"
+
 [auth]
 # "static" requires bearer tokens; "none" disables authentication (tenant "default").
 # Unset: "static" when tokens are configured, "none" on a loopback bind without tokens,
@@ -66,6 +79,7 @@ pub struct FileConfig {
     pub server: ServerSection,
     pub storage: StorageSection,
     pub actors: ActorSection,
+    pub writes: WritesSection,
     pub auth: AuthSection,
     pub log: LogSection,
 }
@@ -118,6 +132,28 @@ impl Default for ActorSection {
         ActorSection {
             idle_timeout: "10m".into(),
             call_timeout: "10m".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WritesSection {
+    pub coalesce: bool,
+    pub max_batch_writes: u64,
+    pub max_batch_bytes: u64,
+    pub max_queue: u64,
+    pub max_wait: String,
+}
+
+impl Default for WritesSection {
+    fn default() -> Self {
+        WritesSection {
+            coalesce: true,
+            max_batch_writes: 256,
+            max_batch_bytes: 4 * 1024 * 1024,
+            max_queue: 4096,
+            max_wait: "0s".into(),
         }
     }
 }
@@ -199,6 +235,16 @@ impl FileConfig {
             idle_timeout: duration("actors.idle_timeout", &self.actors.idle_timeout, true)?,
             call_timeout: duration("actors.call_timeout", &self.actors.call_timeout, true)?,
         };
+        let writes = WriteConfig {
+            coalesce: self.writes.coalesce,
+            max_batch_writes: positive_size(
+                "writes.max_batch_writes",
+                self.writes.max_batch_writes,
+            )?,
+            max_batch_bytes: positive_size("writes.max_batch_bytes", self.writes.max_batch_bytes)?,
+            max_queue: positive_size("writes.max_queue", self.writes.max_queue)?,
+            max_wait: duration("writes.max_wait", &self.writes.max_wait, false)?,
+        };
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
             filter: self.log.filter,
@@ -218,6 +264,7 @@ impl FileConfig {
             server,
             storage,
             actors,
+            writes,
             auth,
             log,
         })

@@ -29,6 +29,7 @@ pub struct NodeConfig {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub actors: ActorConfig,
+    pub writes: WriteConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
 }
@@ -60,6 +61,21 @@ pub struct ActorConfig {
     pub idle_timeout: Duration,
     /// The longest a caller waits for its repo actor to answer a write. Default 10m.
     pub call_timeout: Duration,
+}
+
+/// How writes to one graph are coalesced into shared publishes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteConfig {
+    /// Coalesce concurrent insert-only mutations into one publish. Default true.
+    pub coalesce: bool,
+    /// Most writes in one batch. Default 256.
+    pub max_batch_writes: usize,
+    /// Most request bytes in one batch. Default 4 MiB.
+    pub max_batch_bytes: usize,
+    /// Writes queued per graph beyond which new writes get 429. Default 4096.
+    pub max_queue: usize,
+    /// Wait before publishing a batch, to gather more writes. Default 0 (none).
+    pub max_wait: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -115,6 +115,15 @@ impl From<RepoError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
             }
             ErrorKind::Unavailable => ApiError::unavailable(err.to_string()),
+            ErrorKind::Overloaded => {
+                let mut api = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    err.to_string(),
+                );
+                api.retry_after_secs = Some(1);
+                api
+            }
             ErrorKind::Internal => ApiError::internal(&err),
         }
     }

@@ -81,6 +81,7 @@ impl Node {
         let registry = Registry::new(
             store,
             config.actors.clone(),
+            config.writes.clone(),
             ActorMetrics::register(&mut metrics),
         );
         let auth = TokenVerifier::from_config(&config.auth)?;

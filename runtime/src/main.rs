@@ -73,7 +73,9 @@ fn main() -> ExitCode {
                 }
             };
             init_logging(&config);
+            // The engine's futures are large; give worker threads room beyond the 2 MiB default.
             let runtime = tokio::runtime::Builder::new_multi_thread()
+                .thread_stack_size(8 * 1024 * 1024)
                 .enable_all()
                 .build()
                 .expect("tokio runtime");

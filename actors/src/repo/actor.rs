@@ -1,4 +1,4 @@
-//! `RepoActor`: owns the warm engine handle of one repo and applies its writes in order.
+//! `RepoActor`: owns the warm engine handle of one repo and its write coalescer.
 
 use std::sync::Arc;
 
@@ -6,14 +6,18 @@ use omnigraph::db::Omnigraph;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::debug;
 
+use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
-use super::{Incarnation, Life, RepoShared, writes};
+use super::{Incarnation, Life, RepoShared};
 
 pub(crate) struct RepoActor;
 
 pub(crate) struct RepoActorState {
     shared: Arc<RepoShared>,
     engine: Arc<Omnigraph>,
+    coalescer: Coalescer,
+    /// A `Flush` is in the mailbox (or armed); at most one at a time.
+    flush_scheduled: bool,
 }
 
 impl Actor for RepoActor {
@@ -34,24 +38,33 @@ impl Actor for RepoActor {
             mailbox: myself,
         })));
         debug!(repo = %shared.key, "repo actor started");
-        Ok(RepoActorState { shared, engine })
+        let coalescer = Coalescer::new(shared.writes.clone(), shared.coalescer_metrics.clone());
+        Ok(RepoActorState {
+            shared,
+            engine,
+            coalescer,
+            flush_scheduled: false,
+        })
     }
 
     async fn handle(
         &self,
-        _myself: ActorRef<RepoMsg>,
+        myself: ActorRef<RepoMsg>,
         message: RepoMsg,
         state: &mut RepoActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
             RepoMsg::Write(op, reply) => {
-                let kind = op.kind();
-                let result = writes::execute(&state.engine, op).await;
-                if let Err(err) = &result {
-                    debug!(repo = %state.shared.key, kind, error = %err, "write refused");
+                let catalog = state.engine.catalog();
+                state.coalescer.push(op, reply, &catalog);
+                schedule_flush(&myself, state);
+            }
+            RepoMsg::Flush => {
+                state.flush_scheduled = false;
+                if let Some(unit) = state.coalescer.next_unit() {
+                    coalescer::execute(&state.engine, unit, &state.shared.coalescer_metrics).await;
                 }
-                // The caller may have given up (timeout); its write is applied regardless.
-                let _ = reply.send(result);
+                schedule_flush(&myself, state);
             }
             RepoMsg::Crash => panic!(
                 "fault injected: repo actor for {} crashed",
@@ -59,5 +72,34 @@ impl Actor for RepoActor {
             ),
         }
         Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<RepoMsg>,
+        state: &mut RepoActorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Writes still queued are dropped with their reply ports: their callers are told the
+        // write was not acknowledged. (Eviction and shutdown drain requests before stopping,
+        // so this happens only when the actor fails.)
+        while let Some(unit) = state.coalescer.next_unit() {
+            drop(unit);
+        }
+        Ok(())
+    }
+}
+
+/// Arms one `Flush` if writes are waiting and none is armed. With `max_wait` it waits that
+/// long first, to gather more writes; without, it lands behind the writes already queued.
+fn schedule_flush(myself: &ActorRef<RepoMsg>, state: &mut RepoActorState) {
+    if state.flush_scheduled || state.coalescer.is_empty() {
+        return;
+    }
+    state.flush_scheduled = true;
+    let wait = state.shared.writes.max_wait;
+    if wait.is_zero() {
+        let _ = myself.cast(RepoMsg::Flush);
+    } else {
+        myself.send_after(wait, || RepoMsg::Flush);
     }
 }

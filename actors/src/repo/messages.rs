@@ -11,6 +11,9 @@ use crate::RepoError;
 pub enum RepoMsg {
     /// Applies one write and answers once it is durable and visible in `__manifest`.
     Write(WriteOp, RpcReplyPort<Result<WriteOutcome, RepoError>>),
+    /// Publishes the next unit of queued writes. Sent by the actor to itself: it lands behind
+    /// every write that arrived during the previous publish, so they all join the next one.
+    Flush,
     /// Fault injection for tests and chaos runs: the actor panics while handling it, and its
     /// supervisor restarts it with a fresh engine handle.
     Crash,

@@ -10,6 +10,7 @@
 mod activity;
 mod actor;
 mod branches;
+mod coalescer;
 mod export;
 mod handle;
 mod messages;
@@ -39,6 +40,8 @@ pub(crate) struct RepoShared {
     pub(crate) activity: Arc<Activity>,
     pub(crate) life: watch::Sender<Life>,
     pub(crate) call_timeout: Duration,
+    pub(crate) writes: omnigraph_cloud_config::WriteConfig,
+    pub(crate) coalescer_metrics: crate::metrics::CoalescerMetrics,
 }
 
 /// Where a repo's actor is in its life, as callers see it.

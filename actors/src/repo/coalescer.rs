@@ -1,0 +1,540 @@
+//! The write coalescer of one repo: group commit without artificial delay.
+//!
+//! Every write of a graph ends in one compare-and-swap on its `__manifest`, so one publish per
+//! request caps a hot graph at a few writes per second and makes concurrent writers fight.
+//! Instead, while one publish is in flight, arriving writes wait in this queue, and the next
+//! publish takes as many of them as can share it:
+//!
+//! - *Insert-only mutations* of the same branch and actor (every statement an `insert` whose
+//!   values are parameters or `now()`) are combined into one generated mutation, each
+//!   request's parameters renamed `r{i}_{name}` so that they cannot collide. One insert
+//!   affects exactly one node or edge, so each caller's own counts are known in advance.
+//! - Everything else (updates, deletes, loads, schema, branch operations, merges) runs alone.
+//!   A batch never jumps over an exclusive write that arrived before its members, and an
+//!   exclusive write never jumps over the writes before it.
+//!
+//! A combined mutation is atomic: if it fails, nothing was published, and it is split in halves
+//! that are tried again until the failing requests run alone, with their original text, and
+//! get their own errors. A publish lost to another writer (`manifest_conflict`) is retried after
+//! a refresh, a bounded number of times (inserts do not depend on what they read). Callers are
+//! answered only after the publish that holds their write returned.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use omnigraph::db::Omnigraph;
+use omnigraph::error::OmniError;
+use omnigraph_cloud_config::WriteConfig;
+use omnigraph_compiler::catalog::Catalog;
+use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
+use omnigraph_compiler::query::parser::parse_query;
+use omnigraph_compiler::{Literal, MutationResult, ParamMap};
+use ractor::RpcReplyPort;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use super::messages::{WriteOp, WriteOutcome};
+use super::{branches, writes};
+use crate::metrics::CoalescerMetrics;
+use crate::{ErrorKind, RepoError};
+
+/// How many times a combined publish that lost a race to another writer is re-planned.
+const CONFLICT_RETRIES: usize = 3;
+const COMBINED_QUERY_NAME: &str = "coalesced_inserts";
+
+pub(crate) type Reply = RpcReplyPort<Result<WriteOutcome, RepoError>>;
+
+/// A queued write.
+pub(crate) struct Pending {
+    op: WriteOp,
+    reply: Reply,
+    /// Set when the write can share a publish with others.
+    plan: Option<InsertPlan>,
+    bytes: usize,
+}
+
+/// An insert-only mutation, parsed, with its own affected counts known in advance.
+struct InsertPlan {
+    decl: QueryDecl,
+    nodes: usize,
+    edges: usize,
+}
+
+/// What the next publish will be.
+pub(crate) enum Unit {
+    Alone(Box<Pending>),
+    Batch(Vec<Pending>),
+}
+
+pub(crate) struct Coalescer {
+    queue: VecDeque<Pending>,
+    settings: WriteConfig,
+    metrics: CoalescerMetrics,
+}
+
+impl Coalescer {
+    pub(crate) fn new(settings: WriteConfig, metrics: CoalescerMetrics) -> Coalescer {
+        Coalescer {
+            queue: VecDeque::new(),
+            settings,
+            metrics,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Queues a write, or refuses it (429) when the queue is full.
+    pub(crate) fn push(&mut self, op: WriteOp, reply: Reply, catalog: &Catalog) {
+        if self.queue.len() >= self.settings.max_queue {
+            self.metrics.rejected.inc();
+            let _ = reply.send(Err(RepoError::Overloaded {
+                message: format!(
+                    "too many writes queued for this graph ({}); retry later",
+                    self.settings.max_queue
+                ),
+            }));
+            return;
+        }
+        let plan = if self.settings.coalesce {
+            insert_plan(&op, catalog)
+        } else {
+            None
+        };
+        let bytes = op_bytes(&op);
+        self.queue.push_back(Pending {
+            op,
+            reply,
+            plan,
+            bytes,
+        });
+        self.metrics.queue_depth.inc();
+    }
+
+    /// Takes the next unit of work: the head of the queue alone, or the head and every later
+    /// write that can share its publish, up to the first exclusive write and the batch bounds.
+    pub(crate) fn next_unit(&mut self) -> Option<Unit> {
+        let head = self.queue.pop_front()?;
+        self.metrics.queue_depth.dec();
+        if head.plan.is_none() {
+            return Some(Unit::Alone(Box::new(head)));
+        }
+        let key = batch_key(&head.op);
+        let mut bytes = head.bytes;
+        let mut batch = vec![head];
+        let mut index = 0;
+        while index < self.queue.len() && batch.len() < self.settings.max_batch_writes {
+            let candidate = &self.queue[index];
+            if candidate.plan.is_none() {
+                break; // an exclusive write: nothing after it may run before it
+            }
+            if batch_key(&candidate.op) == key
+                && bytes + candidate.bytes <= self.settings.max_batch_bytes
+            {
+                bytes += candidate.bytes;
+                batch.push(self.queue.remove(index).expect("index is in bounds"));
+                self.metrics.queue_depth.dec();
+            } else {
+                index += 1;
+            }
+        }
+        Some(Unit::Batch(batch))
+    }
+}
+
+/// Runs a unit on the engine and answers every caller in it.
+pub(crate) async fn execute(engine: &Arc<Omnigraph>, unit: Unit, metrics: &CoalescerMetrics) {
+    let started = Instant::now();
+    match unit {
+        Unit::Alone(pending) => {
+            let result = writes::execute(engine, pending.op).await;
+            let _ = pending.reply.send(result);
+            metrics
+                .publish_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        Unit::Batch(batch) => run_batch(engine, batch, metrics).await,
+    }
+}
+
+/// Publishes a batch of insert-only mutations as one, splitting it on failure. The halves
+/// are kept in a work list rather than recursed into: the engine's futures are large, and
+/// nesting them for every split would exhaust a worker thread's stack.
+async fn run_batch(engine: &Arc<Omnigraph>, batch: Vec<Pending>, metrics: &CoalescerMetrics) {
+    let mut work = vec![batch];
+    while let Some(batch) = work.pop() {
+        if let Some((first, second)) = publish(engine, batch, metrics).await {
+            metrics.splits.inc();
+            work.push(second);
+            work.push(first); // the earlier half goes first
+        }
+    }
+}
+
+/// Publishes one batch and answers its callers, or returns its two halves when something in
+/// it is wrong (nothing was published then).
+async fn publish(
+    engine: &Arc<Omnigraph>,
+    batch: Vec<Pending>,
+    metrics: &CoalescerMetrics,
+) -> Option<(Vec<Pending>, Vec<Pending>)> {
+    let started = Instant::now();
+    if batch.len() == 1 {
+        // Alone, a write runs with its own text: its result and its error are its own.
+        let pending = batch.into_iter().next().expect("one write");
+        let result = writes::execute(engine, pending.op).await;
+        let _ = pending.reply.send(result);
+        metrics.batches.inc();
+        metrics.batch_writes.observe(1.0);
+        metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+        return None;
+    }
+    let (source, params) = combine(&batch);
+    let (branch, actor) = batch_key(&batch[0].op);
+    let mut outcome = engine
+        .mutate_as(
+            &branch,
+            &source,
+            COMBINED_QUERY_NAME,
+            &params,
+            actor.as_deref(),
+        )
+        .await;
+    for _ in 0..CONFLICT_RETRIES {
+        match &outcome {
+            Err(err) if is_lost_race(err) => {
+                metrics.retries.inc();
+                if let Err(refresh) = engine.refresh().await {
+                    warn!(error = %refresh, "refresh before retrying a coalesced publish failed");
+                }
+                outcome = engine
+                    .mutate_as(
+                        &branch,
+                        &source,
+                        COMBINED_QUERY_NAME,
+                        &params,
+                        actor.as_deref(),
+                    )
+                    .await;
+            }
+            _ => break,
+        }
+    }
+    metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(total) => {
+            metrics.batches.inc();
+            metrics.batch_writes.observe(batch.len() as f64);
+            let predicted = batch
+                .iter()
+                .map(plan_counts)
+                .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+            if (total.affected_nodes, total.affected_edges) != predicted {
+                warn!(
+                    ?predicted,
+                    nodes = total.affected_nodes,
+                    edges = total.affected_edges,
+                    "coalesced mutation affected an unexpected count"
+                );
+            }
+            debug!(writes = batch.len(), "coalesced publish");
+            for pending in batch {
+                let (affected_nodes, affected_edges) = plan_counts(&pending);
+                let result = MutationResult {
+                    affected_nodes,
+                    affected_edges,
+                };
+                let _ = pending.reply.send(Ok(WriteOutcome::Mutated(result)));
+            }
+            None
+        }
+        Err(err) => {
+            let err = branches::explain_error(engine, &branch, err).await;
+            match err.kind() {
+                // Something in the batch is wrong: find it by halves.
+                ErrorKind::Invalid | ErrorKind::Conflict => {
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    Some((first, second))
+                }
+                // The branch, the store or the engine: every member would fail alike.
+                kind => {
+                    let message = err.to_string();
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(same_error(kind, &message, &err)));
+                    }
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// A copy of a batch's error for each of its callers.
+fn same_error(kind: ErrorKind, message: &str, original: &RepoError) -> RepoError {
+    match (kind, original) {
+        (ErrorKind::NotFound, RepoError::BranchNotFound { branch, hint }) => {
+            RepoError::BranchNotFound {
+                branch: branch.clone(),
+                hint,
+            }
+        }
+        (ErrorKind::Unavailable, _) => RepoError::Unavailable {
+            message: message.into(),
+        },
+        _ => RepoError::Internal {
+            message: message.into(),
+        },
+    }
+}
+
+fn is_lost_race(err: &OmniError) -> bool {
+    matches!(err, OmniError::Manifest(manifest) if manifest.kind == omnigraph::error::ManifestErrorKind::Conflict
+        && manifest.details.is_some())
+}
+
+/// Writes share a publish only with writes of the same branch and actor (a commit records
+/// one actor).
+fn batch_key(op: &WriteOp) -> (String, Option<String>) {
+    match op {
+        WriteOp::Mutate { branch, actor, .. } => (branch.clone(), actor.clone()),
+        _ => (String::new(), None),
+    }
+}
+
+fn plan_counts(pending: &Pending) -> (usize, usize) {
+    pending
+        .plan
+        .as_ref()
+        .map(|plan| (plan.nodes, plan.edges))
+        .unwrap_or_default()
+}
+
+fn op_bytes(op: &WriteOp) -> usize {
+    match op {
+        WriteOp::Mutate { source, params, .. } => source.len() + params.len() * 32,
+        WriteOp::Load { data, .. } => data.len(),
+        WriteOp::ApplySchema { source, .. } => source.len(),
+        _ => 256,
+    }
+}
+
+/// Parses a mutation and decides whether it can share a publish: every statement an insert
+/// of a known type whose values are parameters or `now()`.
+fn insert_plan(op: &WriteOp, catalog: &Catalog) -> Option<InsertPlan> {
+    let WriteOp::Mutate { source, name, .. } = op else {
+        return None;
+    };
+    let decl = parse_query(source)
+        .ok()?
+        .queries
+        .into_iter()
+        .find(|query| &query.name == name)?;
+    if decl.mutations.is_empty() || !decl.match_clause.is_empty() {
+        return None;
+    }
+    let (mut nodes, mut edges) = (0, 0);
+    for mutation in &decl.mutations {
+        let Mutation::Insert(insert) = mutation else {
+            return None;
+        };
+        let literal = insert
+            .assignments
+            .iter()
+            .any(|a| matches!(a.value, MatchValue::Literal(_)));
+        if literal {
+            return None;
+        }
+        if catalog.node_types.contains_key(&insert.type_name) {
+            nodes += 1;
+        } else if catalog.edge_types.contains_key(&insert.type_name)
+            || catalog
+                .edge_name_index
+                .contains_key(&insert.type_name.to_lowercase())
+        {
+            edges += 1;
+        } else {
+            return None; // unknown type: let it run alone and fail with its own error
+        }
+    }
+    Some(InsertPlan { decl, nodes, edges })
+}
+
+/// One mutation holding every statement of the batch, with parameters renamed per request.
+fn combine(batch: &[Pending]) -> (String, ParamMap) {
+    let mut declarations = Vec::new();
+    let mut statements = Vec::new();
+    let mut params: ParamMap = HashMap::new();
+    for (index, pending) in batch.iter().enumerate() {
+        let (Some(plan), WriteOp::Mutate { params: own, .. }) = (&pending.plan, &pending.op) else {
+            continue;
+        };
+        let rename = |name: &str| format!("r{index}_{name}");
+        for param in &plan.decl.params {
+            let optional = if param.nullable { "?" } else { "" };
+            declarations.push(format!(
+                "${}: {}{optional}",
+                rename(&param.name),
+                param.type_name
+            ));
+            let value = own.get(&param.name).cloned().unwrap_or(Literal::Null);
+            params.insert(rename(&param.name), value);
+        }
+        for mutation in &plan.decl.mutations {
+            let Mutation::Insert(insert) = mutation else {
+                continue;
+            };
+            let assignments: Vec<String> = insert
+                .assignments
+                .iter()
+                .map(|assignment| match &assignment.value {
+                    MatchValue::Variable(variable) => {
+                        format!("{}: ${}", assignment.property, rename(variable))
+                    }
+                    MatchValue::Now => format!("{}: now()", assignment.property),
+                    MatchValue::Literal(_) => unreachable!("plans never hold literal values"),
+                })
+                .collect();
+            statements.push(format!(
+                "    insert {} {{ {} }}",
+                insert.type_name,
+                assignments.join(", ")
+            ));
+        }
+    }
+    let source = format!(
+        "query {COMBINED_QUERY_NAME}({}) {{\n{}\n}}\n",
+        declarations.join(", "),
+        statements.join("\n")
+    );
+    (source, params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use omnigraph_compiler::build_catalog;
+    use omnigraph_compiler::schema::parser::parse_schema;
+
+    const SCHEMA: &str =
+        "node Person { name: String @key\n age: I32? }\nedge Knows: Person -> Person";
+    const INSERT: &str =
+        "query ins($name: String, $age: I32?) { insert Person { name: $name, age: $age } }";
+
+    fn catalog() -> Catalog {
+        build_catalog(&parse_schema(SCHEMA).unwrap()).unwrap()
+    }
+
+    fn mutate(source: &str, name: &str, branch: &str, params: &[(&str, Literal)]) -> WriteOp {
+        WriteOp::Mutate {
+            branch: branch.into(),
+            source: source.into(),
+            name: name.into(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+            actor: Some("a".into()),
+        }
+    }
+
+    fn coalescer(max_batch_writes: usize) -> Coalescer {
+        let settings = WriteConfig {
+            coalesce: true,
+            max_batch_writes,
+            max_batch_bytes: 1 << 20,
+            max_queue: 16,
+            max_wait: std::time::Duration::ZERO,
+        };
+        Coalescer::new(settings, CoalescerMetrics::unregistered())
+    }
+
+    fn port() -> Reply {
+        let (port, _receiver) = tokio::sync::oneshot::channel();
+        port.into()
+    }
+
+    #[test]
+    fn plans_only_parameterised_inserts_of_known_types() {
+        let catalog = catalog();
+        let plan = insert_plan(&mutate(INSERT, "ins", "main", &[]), &catalog).unwrap();
+        assert_eq!((plan.nodes, plan.edges), (1, 0));
+        let edge = "query e($a: String, $b: String) { insert Knows { from: $a, to: $b } }";
+        let plan = insert_plan(&mutate(edge, "e", "main", &[]), &catalog).unwrap();
+        assert_eq!((plan.nodes, plan.edges), (0, 1));
+        for (source, name) in [
+            (
+                "query u($n: String) { update Person set { age: 1 } where name = $n }",
+                "u",
+            ),
+            ("query l() { insert Person { name: \"x\" } }", "l"),
+            ("query z($n: String) { insert Nope { name: $n } }", "z"),
+        ] {
+            assert!(
+                insert_plan(&mutate(source, name, "main", &[]), &catalog).is_none(),
+                "{source}"
+            );
+        }
+    }
+
+    #[test]
+    fn combined_source_parses_with_renamed_parameters() {
+        let catalog = catalog();
+        let mut coalescer = coalescer(8);
+        for (i, branch) in ["main", "main", "feature", "main"].iter().enumerate() {
+            let params = [
+                ("name", Literal::String(format!("p{i}"))),
+                ("age", Literal::Integer(i as i64)),
+            ];
+            coalescer.push(mutate(INSERT, "ins", branch, &params), port(), &catalog);
+        }
+        let Some(Unit::Batch(batch)) = coalescer.next_unit() else {
+            panic!("a batch")
+        };
+        assert_eq!(
+            batch.len(),
+            3,
+            "the feature-branch write does not join main's batch"
+        );
+        let (source, params) = combine(&batch);
+        let decl = parse_query(&source).unwrap().queries.remove(0);
+        assert_eq!(decl.mutations.len(), 3);
+        assert_eq!(decl.params.len(), 6);
+        assert!(matches!(&params["r2_name"], Literal::String(name) if name == "p3"));
+        let Some(Unit::Batch(rest)) = coalescer.next_unit() else {
+            panic!("a batch")
+        };
+        assert_eq!(rest.len(), 1);
+        assert!(coalescer.is_empty());
+    }
+
+    #[test]
+    fn exclusive_writes_keep_their_place_and_the_queue_is_bounded() {
+        let catalog = catalog();
+        let mut coalescer = coalescer(8);
+        let update = "query u($n: String) { update Person set { age: 1 } where name = $n }";
+        coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        coalescer.push(mutate(update, "u", "main", &[]), port(), &catalog);
+        coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        assert!(matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 1));
+        assert!(matches!(coalescer.next_unit(), Some(Unit::Alone(_))));
+        assert!(matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 1));
+
+        for _ in 0..16 {
+            coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        }
+        let (reply, refused) = tokio::sync::oneshot::channel();
+        coalescer.push(mutate(INSERT, "ins", "main", &[]), reply.into(), &catalog);
+        let answer = refused.blocking_recv().unwrap();
+        assert!(matches!(answer, Err(RepoError::Overloaded { .. })));
+        assert!(
+            matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 8),
+            "bounded by max_batch_writes"
+        );
+    }
+}

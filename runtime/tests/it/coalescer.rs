@@ -1,0 +1,186 @@
+//! The write coalescer seen from outside: many concurrent writes, few publishes, each caller
+//! its own answer.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use serde_json::json;
+
+use crate::support::{TestNode, s3_backend};
+
+async fn commits(client: &crate::support::Client, graph: &str) -> usize {
+    client
+        .get(&format!("/graphs/{graph}/commits"))
+        .await
+        .expect(200)["commits"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_concurrent_inserts_share_few_publishes() {
+    let node = TestNode::start().await;
+    let client = node.client();
+    client.create_graph("hot").await;
+    let before = commits(&client, "hot").await;
+    let inserts = (0..200).map(|i| {
+        let client = client.clone();
+        async move { client.insert_person("hot", &format!("p{i}"), i % 90).await }
+    });
+    for response in join_all(inserts).await {
+        assert_eq!(
+            response.expect(200)["affected_nodes"],
+            1,
+            "every caller gets its own count"
+        );
+    }
+    assert_eq!(client.count_people("hot", "main").await, 200);
+    let publishes = commits(&client, "hot").await - before;
+    assert!(publishes <= 40, "200 inserts took {publishes} publishes");
+    let batches = client.metric("omnigraph_write_batches_total").await;
+    assert!(batches >= 1.0 && batches <= publishes as f64);
+}
+
+/// One request of a batch violates a constraint (an edge to a person who does not exist):
+/// it alone fails, with its own 4xx; the others succeed; nothing is half-applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_write_fails_alone_and_the_rest_of_its_batch_lands() {
+    // A short gathering wait makes every concurrent request join one batch.
+    let node = TestNode::start_with("[writes]\nmax_wait = \"300ms\"\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.insert_person("g", "Alice", 30).await.expect(200);
+    let knows = "query knows($a: String, $b: String) { insert Knows { from: $a, to: $b } }";
+    let good = (0..15).map(|i| {
+        let client = client.clone();
+        async move { client.insert_person("g", &format!("ok{i}"), 1).await }
+    });
+    let bad = {
+        let client = client.clone();
+        async move {
+            client
+                .post(
+                    "/graphs/g/mutate",
+                    json!({"query": knows, "params": {"a": "Alice", "b": "Nobody"}}),
+                )
+                .await
+        }
+    };
+    let (good, bad) = tokio::join!(join_all(good), bad);
+    assert!(bad.status.is_client_error(), "{}: {}", bad.status, bad.text);
+    assert!(
+        !bad.text.contains("r0_") && !bad.text.contains("coalesced"),
+        "the error is the request's own: {}",
+        bad.text
+    );
+    for response in good {
+        assert_eq!(response.expect(200)["affected_nodes"], 1);
+    }
+    assert_eq!(client.count_people("g", "main").await, 16);
+    assert!(
+        client.metric("omnigraph_write_batch_splits_total").await >= 1.0,
+        "the batch was split to find the culprit"
+    );
+    let friends = client
+        .post(
+            "/graphs/g/query",
+            json!({"query": "query f() { match { $p: Person $p knows $f } return { $f.name } }"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(friends["row_count"], 0, "the bad edge was not applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_429_and_the_node_stays_healthy() {
+    let node = TestNode::start_with("[writes]\nmax_queue = 2\nmax_wait = \"500ms\"\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let inserts = (0..20).map(|i| {
+        let client = client.clone();
+        async move { client.insert_person("g", &format!("q{i}"), 1).await }
+    });
+    let responses = join_all(inserts).await;
+    let mut accepted = 0;
+    let mut refused = 0;
+    for response in responses {
+        match response.status.as_u16() {
+            200 => accepted += 1,
+            429 => {
+                assert_eq!(response.headers["retry-after"], "1");
+                response.expect_error(429, "too_many_requests", "too many writes queued");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {}", response.text),
+        }
+    }
+    assert!(refused > 0, "the queue bound was never hit");
+    assert!(accepted >= 2);
+    client.get("/healthz").await.expect(200);
+    client.insert_person("g", "later", 1).await.expect(200);
+    assert_eq!(client.count_people("g", "main").await, accepted + 1);
+    assert_eq!(
+        client.metric("omnigraph_write_rejected_total").await,
+        refused as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabled_coalescing_publishes_each_write() {
+    let node = TestNode::start_with("[writes]\ncoalesce = false\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let before = commits(&client, "g").await;
+    let inserts = (0..10).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .insert_person("g", &format!("s{i}"), 1)
+                .await
+                .status
+                .as_u16()
+        }
+    });
+    assert!(join_all(inserts).await.iter().all(|s| *s == 200));
+    assert_eq!(commits(&client, "g").await - before, 10);
+}
+
+/// At S3-like latency the coalescer turns a queue of writes into a few publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_on_s3_with_latency() {
+    let Some(s3) = s3_backend().await else { return };
+    let node = TestNode::start_s3(&s3, "coalesce", "").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let latency = omnigraph_cloud_chaos::Latency {
+        p50_ms: 20,
+        jitter_ms: 5,
+    };
+    s3.proxy.set_faults(omnigraph_cloud_chaos::Faults {
+        latency: [
+            (omnigraph_cloud_chaos::Op::Put, latency),
+            (omnigraph_cloud_chaos::Op::Get, latency),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let before = commits(&client, "g").await;
+    let inserts = (0..40).map(|i| {
+        let client = client.clone();
+        async move {
+            client
+                .insert_person("g", &format!("s{i}"), 1)
+                .await
+                .status
+                .as_u16()
+        }
+    });
+    let statuses = tokio::time::timeout(Duration::from_secs(240), join_all(inserts))
+        .await
+        .expect("bounded");
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(client.count_people("g", "main").await, 40);
+    let publishes = commits(&client, "g").await - before;
+    assert!(publishes <= 10, "40 inserts took {publishes} publishes");
+}
