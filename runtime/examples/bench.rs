@@ -81,6 +81,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    let writes_only = args.iter().any(|arg| arg == "--writes");
     runtime.block_on(async move {
         println!(
             "omnigraph-cloud single-node benchmark ({} build)",
@@ -88,7 +89,11 @@ fn main() {
         );
         println!();
         let local = Backend::Local(tempfile::tempdir().unwrap());
-        run(&local, &settings(quick, false)).await;
+        if writes_only {
+            write_bench(&local, if quick { 2 } else { 5 }).await;
+        } else {
+            run(&local, &settings(quick, false)).await;
+        }
         if with_s3 {
             let server = S3Server::start()
                 .await
@@ -118,7 +123,11 @@ fn main() {
                 bucket: "bench".into(),
                 prefix: "run".into(),
             };
-            run(&s3, &settings(quick, true)).await;
+            if writes_only {
+                write_bench(&s3, if quick { 5 } else { 15 }).await;
+            } else {
+                run(&s3, &settings(quick, true)).await;
+            }
             let stats = proxy.stats();
             println!(
                 "S3 requests seen by the proxy during the S3 run: {:?}",
@@ -290,6 +299,140 @@ async fn run(backend: &Backend, settings: &Settings) {
     }
     println!();
     node.shutdown().await.unwrap();
+}
+
+/// Insert throughput with the write coalescer on and off, 1 to 256 clients. Each level runs
+/// on a fresh node and graph for `window_secs`; only answers within the window count, and the
+/// node is then stopped (queued writes are abandoned) so that levels do not overlap.
+async fn write_bench(backend: &Backend, window_secs: u64) {
+    let window = Duration::from_secs(window_secs);
+    println!(
+        "=== storage: {} — single-row inserts on one graph, {window_secs}s per level ===",
+        backend.name()
+    );
+    println!(
+        "  {:<9} {:>8} {:>11} {:>10} {:>10} {:>10} {:>12}",
+        "coalesce", "clients", "inserts/s", "p50", "p99", "publishes", "writes/pub"
+    );
+    let mut rates: Vec<(bool, usize, f64)> = Vec::new();
+    for coalesce in [true, false] {
+        for clients in [1usize, 8, 64, 256] {
+            let toml = format!(
+                "[log]\nfilter = \"error\"\n[server]\nshutdown_grace = \"1s\"\n[writes]\ncoalesce = {coalesce}\n"
+            );
+            let mut config = NodeConfig::load(Some(&toml), std::iter::empty()).unwrap();
+            config.server.bind = "127.0.0.1:0".parse().unwrap();
+            config.storage.root = backend.root();
+            let node = Node::start(config).await.unwrap();
+            let base = format!("http://{}", node.local_addr());
+            let http = reqwest::Client::new();
+            let graph = format!("w{}-{clients}", if coalesce { "on" } else { "off" });
+            create_graph(&http, &base, &graph).await;
+            let before = commit_count(&http, &base, &graph).await;
+            let (done, errors, mut samples) =
+                insert_window(&http, &base, &graph, clients, window).await;
+            let publishes = commit_count(&http, &base, &graph).await - before;
+            let rate = done as f64 / window.as_secs_f64();
+            let (p50, p99) = percentiles(&mut samples);
+            let per_publish = if publishes == 0 {
+                0.0
+            } else {
+                done as f64 / publishes as f64
+            };
+            let on = if coalesce { "on" } else { "off" };
+            let errors = if errors > 0 {
+                format!("  ({errors} errors)")
+            } else {
+                String::new()
+            };
+            println!(
+                "  {on:<9} {clients:>8} {rate:>11.1} {:>10} {:>10} {publishes:>10} {per_publish:>12.1}{errors}",
+                ms(p50),
+                ms(p99),
+            );
+            rates.push((coalesce, clients, rate));
+            let _ = node.shutdown().await;
+        }
+    }
+    println!("  speed-up, coalescer on / off:");
+    for clients in [1usize, 8, 64, 256] {
+        let rate = |mode| {
+            rates
+                .iter()
+                .find(|(c, n, _)| *c == mode && *n == clients)
+                .map(|r| r.2)
+                .unwrap_or(0.0)
+        };
+        let (on, off) = (rate(true), rate(false));
+        let speedup = if off > 0.0 {
+            format!("{:.1}x", on / off)
+        } else {
+            "n/a (off: none within the window)".into()
+        };
+        println!("    {clients:>4} clients: {speedup}");
+    }
+    println!();
+}
+
+async fn commit_count(http: &reqwest::Client, base: &str, graph: &str) -> usize {
+    let body: Value = http
+        .get(format!("{base}/graphs/{graph}/commits"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    body["commits"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+/// `clients` loops of single inserts; only answers that arrive within `window` count. The
+/// loops are abandoned at the end of the window.
+async fn insert_window(
+    http: &reqwest::Client,
+    base: &str,
+    graph: &str,
+    clients: usize,
+    window: Duration,
+) -> (usize, usize, Vec<Duration>) {
+    let deadline = Instant::now() + window;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let http = http.clone();
+            let sender = sender.clone();
+            let url = format!("{base}/graphs/{graph}/mutate");
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let started = Instant::now();
+                    let body = json!({"query": INSERT, "params": {"name": format!("c{client}-{i}"), "age": 1}});
+                    let ok = matches!(http.post(&url).json(&body).send().await, Ok(r) if r.status() == 200);
+                    if sender.send((ok, started.elapsed(), Instant::now())).is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(sender);
+    let (mut done, mut errors, mut samples) = (0, 0, Vec::new());
+    while let Ok(Some((ok, latency, at))) =
+        tokio::time::timeout_at(deadline.into(), receiver.recv()).await
+    {
+        if at > deadline {
+            break;
+        }
+        if ok {
+            done += 1;
+            samples.push(latency);
+        } else {
+            errors += 1;
+        }
+    }
+    for task in tasks {
+        task.abort();
+    }
+    (done, errors, samples)
 }
 
 fn profile() -> &'static str {

@@ -184,3 +184,28 @@ async fn coalescing_on_s3_with_latency() {
     let publishes = commits(&client, "g").await - before;
     assert!(publishes <= 10, "40 inserts took {publishes} publishes");
 }
+
+/// The same on the load path (a batch of node inserts): one insert breaks a `@range`
+/// constraint; it alone fails with its own message, the others land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_node_insert_fails_alone_on_the_load_path() {
+    let node = TestNode::start_with("[writes]\nmax_wait = \"300ms\"\n").await;
+    let client = node.client();
+    let schema = "node Person {\n    name: String @key\n    age: I32?\n    @range(age, 0..200)\n}\n";
+    client.post("/graphs", json!({"graph_id": "g", "schema_source": schema})).await.expect(201);
+    let inserts = (0..12).map(|i| {
+        let client = client.clone();
+        async move { client.insert_person("g", &format!("p{i}"), if i == 5 { 999 } else { 30 }).await }
+    });
+    let responses = join_all(inserts).await;
+    for (i, response) in responses.into_iter().enumerate() {
+        if i == 5 {
+            let body = response.expect(400);
+            assert!(body["error"].as_str().unwrap().contains("@range"), "{body}");
+        } else {
+            assert_eq!(response.expect(200)["affected_nodes"], 1);
+        }
+    }
+    assert_eq!(client.count_people("g", "main").await, 11);
+    assert!(client.metric("omnigraph_write_batch_splits_total").await >= 1.0);
+}
