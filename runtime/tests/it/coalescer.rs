@@ -191,11 +191,19 @@ async fn coalescing_on_s3_with_latency() {
 async fn a_bad_node_insert_fails_alone_on_the_load_path() {
     let node = TestNode::start_with("[writes]\nmax_wait = \"300ms\"\n").await;
     let client = node.client();
-    let schema = "node Person {\n    name: String @key\n    age: I32?\n    @range(age, 0..200)\n}\n";
-    client.post("/graphs", json!({"graph_id": "g", "schema_source": schema})).await.expect(201);
+    let schema =
+        "node Person {\n    name: String @key\n    age: I32?\n    @range(age, 0..200)\n}\n";
+    client
+        .post("/graphs", json!({"graph_id": "g", "schema_source": schema}))
+        .await
+        .expect(201);
     let inserts = (0..12).map(|i| {
         let client = client.clone();
-        async move { client.insert_person("g", &format!("p{i}"), if i == 5 { 999 } else { 30 }).await }
+        async move {
+            client
+                .insert_person("g", &format!("p{i}"), if i == 5 { 999 } else { 30 })
+                .await
+        }
     });
     let responses = join_all(inserts).await;
     for (i, response) in responses.into_iter().enumerate() {

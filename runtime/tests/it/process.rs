@@ -175,3 +175,85 @@ fn invalid_config_fails_at_start_naming_key_and_value() {
         "unauthenticated public bind needs an explicit setting: {stderr}"
     );
 }
+
+/// SIGKILL while batches are in flight: after a restart every acknowledged write is there,
+/// and nothing appears that was never sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_mid_batch_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = write_config(dir.path(), port);
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("[writes]\nmax_wait = \"100ms\"\n");
+    std::fs::write(&config, text).unwrap();
+
+    let mut server = Server::start(&config, port).await;
+    let client = server.client.clone();
+    client.create_graph("g").await;
+    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let writers: Vec<_> = (0..8)
+        .map(|writer| {
+            let client = client.clone();
+            let sender = sender.clone();
+            tokio::spawn(async move {
+                for i in 0..1000 {
+                    let name = format!("w{writer}-{i}");
+                    let body = json!({"query": crate::support::INSERT_PERSON, "params": {"name": name, "age": 1}});
+                    let response = client.post_or_fail("/graphs/g/mutate", body).await;
+                    match response {
+                        Some(200) => {
+                            let _ = sender.send(name);
+                        }
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    drop(sender);
+    // Let some batches land, then kill the process in the middle of the next ones.
+    let mut acknowledged = Vec::new();
+    while acknowledged.len() < 40 {
+        acknowledged.push(
+            receiver
+                .recv()
+                .await
+                .expect("writes are being acknowledged"),
+        );
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for writer in writers {
+        let _ = writer.await;
+    }
+    while let Ok(name) = receiver.try_recv() {
+        acknowledged.push(name);
+    }
+
+    let server = Server::start(&config, port).await;
+    let rows = server
+        .client
+        .post(
+            "/graphs/g/query",
+            json!({"query": "query all() { match { $p: Person } return { $p.name } }"}),
+        )
+        .await
+        .expect(200);
+    let present: std::collections::HashSet<String> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| row["p.name"].as_str().unwrap().to_string())
+        .collect();
+    for name in &acknowledged {
+        assert!(
+            present.contains(name),
+            "acknowledged write {name} lost after the kill"
+        );
+    }
+    assert!(
+        present.iter().all(|name| name.starts_with('w')),
+        "only sent writes appear"
+    );
+    assert!(server.terminate().success());
+}

@@ -182,6 +182,26 @@ impl Client {
         self.send(request).await
     }
 
+    /// A POST whose transport failure (the server died) is `None` rather than a panic.
+    pub fn post_or_fail(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> impl std::future::Future<Output = Option<u16>> + use<> {
+        let request = self.http.post(self.url(path)).json(&body);
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        async move {
+            request
+                .send()
+                .await
+                .ok()
+                .map(|response| response.status().as_u16())
+        }
+    }
+
     pub async fn delete(&self, path: &str) -> Resp {
         self.send(self.http.delete(self.url(path))).await
     }
