@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
-use omnigraph::loader::LoadMode;
+use omnigraph::loader::{LoadMode, LoadResult};
 use omnigraph_cloud_config::WriteConfig;
 use omnigraph_compiler::catalog::Catalog;
 use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
@@ -57,6 +57,8 @@ pub(crate) struct Pending {
     reply: Reply,
     /// Set when the write can share a publish with others.
     plan: Option<InsertPlan>,
+    /// Set when the write is a load that can share a publish with other loads.
+    load: Option<LoadPlan>,
     bytes: usize,
 }
 
@@ -65,6 +67,20 @@ struct InsertPlan {
     decl: QueryDecl,
     nodes: usize,
     edges: usize,
+}
+
+/// An append or merge load without `from`, with its own rows per table known in advance and
+/// the node keys it writes (loads that write the same key never share a publish).
+struct LoadPlan {
+    nodes: HashMap<String, usize>,
+    edges: HashMap<String, usize>,
+    keys: std::collections::HashSet<(String, String)>,
+}
+
+impl Pending {
+    fn shares(&self) -> bool {
+        self.plan.is_some() || self.load.is_some()
+    }
 }
 
 /// What the next publish will be.
@@ -104,16 +120,16 @@ impl Coalescer {
             }));
             return;
         }
-        let plan = if self.settings.coalesce {
-            insert_plan(&op, catalog)
-        } else {
-            None
+        let (plan, load) = match self.settings.coalesce {
+            true => (insert_plan(&op, catalog), load_plan(&op, catalog)),
+            false => (None, None),
         };
         let bytes = op_bytes(&op);
         self.queue.push_back(Pending {
             op,
             reply,
             plan,
+            load,
             bytes,
         });
         self.metrics.queue_depth.inc();
@@ -124,23 +140,38 @@ impl Coalescer {
     pub(crate) fn next_unit(&mut self) -> Option<Unit> {
         let head = self.queue.pop_front()?;
         self.metrics.queue_depth.dec();
-        if head.plan.is_none() {
+        if !head.shares() {
             return Some(Unit::Alone(Box::new(head)));
         }
         let key = batch_key(&head.op);
         let mut bytes = head.bytes;
+        let mut keys = head
+            .load
+            .as_ref()
+            .map(|load| load.keys.clone())
+            .unwrap_or_default();
         let mut batch = vec![head];
         let mut index = 0;
         while index < self.queue.len() && batch.len() < self.settings.max_batch_writes {
             let candidate = &self.queue[index];
-            if candidate.plan.is_none() {
+            if !candidate.shares() {
                 break; // an exclusive write: nothing after it may run before it
+            }
+            if let Some(load) = &candidate.load
+                && batch_key(&candidate.op) == key
+                && !load.keys.is_disjoint(&keys)
+            {
+                break; // it writes a key of the batch: it must run after it
             }
             if batch_key(&candidate.op) == key
                 && bytes + candidate.bytes <= self.settings.max_batch_bytes
             {
                 bytes += candidate.bytes;
-                batch.push(self.queue.remove(index).expect("index is in bounds"));
+                let taken = self.queue.remove(index).expect("index is in bounds");
+                if let Some(load) = &taken.load {
+                    keys.extend(load.keys.iter().cloned());
+                }
+                batch.push(taken);
                 self.metrics.queue_depth.dec();
             } else {
                 index += 1;
@@ -199,7 +230,10 @@ async fn publish(
             .observe(started.elapsed().as_secs_f64());
         return None;
     }
-    let (branch, actor) = batch_key(&batch[0].op);
+    if batch[0].load.is_some() {
+        return publish_loads(engine, batch, metrics, started).await;
+    }
+    let (_, branch, actor) = batch_key(&batch[0].op);
     let as_load = node_load(&batch, &engine.catalog());
     let (source, params) = combine(&batch);
     let attempt = async || match &as_load {
@@ -298,12 +332,22 @@ fn is_lost_race(err: &OmniError) -> bool {
         && manifest.details.is_some())
 }
 
-/// Writes share a publish only with writes of the same branch and actor (a commit records
-/// one actor).
-fn batch_key(op: &WriteOp) -> (String, Option<String>) {
+/// Writes share a publish only with writes of the same kind, branch and actor (a commit
+/// records one actor), and loads only with loads of the same mode.
+fn batch_key(op: &WriteOp) -> (String, String, Option<String>) {
     match op {
-        WriteOp::Mutate { branch, actor, .. } => (branch.clone(), actor.clone()),
-        _ => (String::new(), None),
+        WriteOp::Mutate { branch, actor, .. } => ("mutate".into(), branch.clone(), actor.clone()),
+        WriteOp::Load {
+            branch,
+            mode,
+            actor,
+            ..
+        } => (
+            format!("load:{}", mode.as_str()),
+            branch.clone(),
+            actor.clone(),
+        ),
+        _ => (String::new(), String::new(), None),
     }
 }
 
@@ -322,6 +366,124 @@ fn op_bytes(op: &WriteOp) -> usize {
         WriteOp::ApplySchema { source, .. } => source.len(),
         _ => 256,
     }
+}
+
+/// Publishes a batch of loads as one load of their concatenated records.
+async fn publish_loads(
+    engine: &Arc<Omnigraph>,
+    batch: Vec<Pending>,
+    metrics: &CoalescerMetrics,
+    started: Instant,
+) -> Option<(Vec<Pending>, Vec<Pending>)> {
+    let (_, branch, actor) = batch_key(&batch[0].op);
+    let mode = match &batch[0].op {
+        WriteOp::Load { mode, .. } => *mode,
+        _ => unreachable!("load batches hold loads only"),
+    };
+    let mut data = String::new();
+    for pending in &batch {
+        if let WriteOp::Load { data: own, .. } = &pending.op {
+            data.push_str(own);
+            data.push('\n');
+        }
+    }
+    let mut outcome = engine
+        .load_as(&branch, None, &data, mode, actor.as_deref())
+        .await;
+    for _ in 0..CONFLICT_RETRIES {
+        match &outcome {
+            Err(err) if is_lost_race(err) => {
+                metrics.retries.inc();
+                if let Err(refresh) = engine.refresh().await {
+                    warn!(error = %refresh, "refresh before retrying a coalesced load failed");
+                }
+                outcome = engine
+                    .load_as(&branch, None, &data, mode, actor.as_deref())
+                    .await;
+            }
+            _ => break,
+        }
+    }
+    metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match outcome {
+        Ok(_) => {
+            metrics.batches.inc();
+            metrics.batch_writes.observe(batch.len() as f64);
+            debug!(loads = batch.len(), "coalesced load");
+            for pending in batch {
+                let own = pending.load.expect("load batches hold load plans");
+                let result = LoadResult {
+                    branch: branch.clone(),
+                    base_branch: None,
+                    branch_created: false,
+                    nodes_loaded: own.nodes,
+                    edges_loaded: own.edges,
+                };
+                let _ = pending.reply.send(Ok(WriteOutcome::Loaded(result)));
+            }
+            None
+        }
+        Err(err) => {
+            let err = branches::explain_error(engine, &branch, err).await;
+            match err.kind() {
+                ErrorKind::Invalid | ErrorKind::Conflict => {
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    Some((first, second))
+                }
+                kind => {
+                    let message = err.to_string();
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(same_error(kind, &message, &err)));
+                    }
+                    None
+                }
+            }
+        }
+    }
+}
+
+/// Reads an append or merge load to the existing branch (no `from`) and decides whether it can
+/// share a publish: every record of a known type, no node key twice within it.
+fn load_plan(op: &WriteOp, catalog: &Catalog) -> Option<LoadPlan> {
+    let WriteOp::Load {
+        data,
+        from: None,
+        mode: LoadMode::Append | LoadMode::Merge,
+        ..
+    } = op
+    else {
+        return None;
+    };
+    let mut plan = LoadPlan {
+        nodes: HashMap::new(),
+        edges: HashMap::new(),
+        keys: std::collections::HashSet::new(),
+    };
+    for record in serde_json::Deserializer::from_str(data).into_iter::<serde_json::Value>() {
+        let record = record.ok()?;
+        if let Some(type_name) = record.get("type").and_then(|t| t.as_str()) {
+            let node_type = catalog.node_types.get(type_name)?;
+            if let Some(key) = node_type.key_property() {
+                let value = record.get("data")?.get(key)?.to_string();
+                if !plan.keys.insert((type_name.to_string(), value)) {
+                    return None;
+                }
+            }
+            *plan.nodes.entry(type_name.to_string()).or_default() += 1;
+        } else if let Some(edge) = record.get("edge").and_then(|e| e.as_str()) {
+            let canonical = match catalog.edge_types.get_key_value(edge) {
+                Some((name, _)) => name.clone(),
+                None => catalog.edge_name_index.get(&edge.to_lowercase())?.clone(),
+            };
+            *plan.edges.entry(canonical).or_default() += 1;
+        } else {
+            return None;
+        }
+    }
+    Some(plan)
 }
 
 /// Parses a mutation and decides whether it can share a publish: every statement an insert
