@@ -215,7 +215,7 @@ impl Registry {
             activity: Activity::new(),
             life,
             call_timeout: self.inner.settings.call_timeout,
-            writes: self.inner.writes.clone(),
+            writes: self.inner.writes.for_tenant(&key.tenant),
             coalescer_metrics: self.inner.metrics.coalescer.clone(),
         });
         let args = SupervisorArgs {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     ActorConfig, AuthConfig, AuthMode, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig,
     StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret, WriteConfig,
+    WriteOverrides,
 };
 
 /// The file printed by `omnigraph-cloud config default`: every key with its default value.
@@ -53,6 +54,9 @@ max_batch_bytes = 4194304
 max_queue = 4096
 # Optional wait before a batch is published, to gather more writes (0s: none).
 max_wait = "0s"
+# Any of these can be overridden per tenant:
+# [writes.tenants.acme]
+# max_queue = 512
 
 [auth]
 # "static" requires bearer tokens; "none" disables authentication (tenant "default").
@@ -144,6 +148,18 @@ pub struct WritesSection {
     pub max_batch_bytes: u64,
     pub max_queue: u64,
     pub max_wait: String,
+    /// Per-tenant overrides: `[writes.tenants.<tenant>]` with any of the keys above.
+    pub tenants: std::collections::BTreeMap<String, WritesOverride>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WritesOverride {
+    pub coalesce: Option<bool>,
+    pub max_batch_writes: Option<u64>,
+    pub max_batch_bytes: Option<u64>,
+    pub max_queue: Option<u64>,
+    pub max_wait: Option<String>,
 }
 
 impl Default for WritesSection {
@@ -154,6 +170,7 @@ impl Default for WritesSection {
             max_batch_bytes: 4 * 1024 * 1024,
             max_queue: 4096,
             max_wait: "0s".into(),
+            tenants: Default::default(),
         }
     }
 }
@@ -235,16 +252,7 @@ impl FileConfig {
             idle_timeout: duration("actors.idle_timeout", &self.actors.idle_timeout, true)?,
             call_timeout: duration("actors.call_timeout", &self.actors.call_timeout, true)?,
         };
-        let writes = WriteConfig {
-            coalesce: self.writes.coalesce,
-            max_batch_writes: positive_size(
-                "writes.max_batch_writes",
-                self.writes.max_batch_writes,
-            )?,
-            max_batch_bytes: positive_size("writes.max_batch_bytes", self.writes.max_batch_bytes)?,
-            max_queue: positive_size("writes.max_queue", self.writes.max_queue)?,
-            max_wait: duration("writes.max_wait", &self.writes.max_wait, false)?,
-        };
+        let writes = validate_writes(self.writes)?;
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
             filter: self.log.filter,
@@ -364,6 +372,38 @@ fn validate_auth(section: AuthSection, bind: SocketAddr) -> Result<AuthConfig, C
         mode,
         tokens,
         tokens_file: section.tokens_file,
+    })
+}
+
+fn validate_writes(section: WritesSection) -> Result<WriteConfig, ConfigError> {
+    let mut tenants = std::collections::BTreeMap::new();
+    for (tenant, limits) in section.tenants {
+        let key = |field: &str| format!("writes.tenants.{tenant}.{field}");
+        let id = TenantId::new(&tenant)
+            .map_err(|err| ConfigError::invalid("writes.tenants", &tenant, &err.to_string()))?;
+        let size = |field: &str, value: Option<u64>| {
+            value.map(|v| positive_size(&key(field), v)).transpose()
+        };
+        let overrides = WriteOverrides {
+            coalesce: limits.coalesce,
+            max_batch_writes: size("max_batch_writes", limits.max_batch_writes)?,
+            max_batch_bytes: size("max_batch_bytes", limits.max_batch_bytes)?,
+            max_queue: size("max_queue", limits.max_queue)?,
+            max_wait: limits
+                .max_wait
+                .as_deref()
+                .map(|v| duration(&key("max_wait"), v, false))
+                .transpose()?,
+        };
+        tenants.insert(id, overrides);
+    }
+    Ok(WriteConfig {
+        coalesce: section.coalesce,
+        max_batch_writes: positive_size("writes.max_batch_writes", section.max_batch_writes)?,
+        max_batch_bytes: positive_size("writes.max_batch_bytes", section.max_batch_bytes)?,
+        max_queue: positive_size("writes.max_queue", section.max_queue)?,
+        max_wait: duration("writes.max_wait", &section.max_wait, false)?,
+        tenants,
     })
 }
 

@@ -19,7 +19,9 @@ use std::time::Duration;
 
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
-pub use file::{DEFAULT_CONFIG_TOML, FileConfig, TokenEntry, validate_token_entries};
+pub use file::{
+    DEFAULT_CONFIG_TOML, FileConfig, TokenEntry, WritesOverride, validate_token_entries,
+};
 pub use ids::{GraphId, IdError, TenantId};
 pub use storage_root::StorageRoot;
 
@@ -76,6 +78,40 @@ pub struct WriteConfig {
     pub max_queue: usize,
     /// Wait before publishing a batch, to gather more writes. Default 0 (none).
     pub max_wait: Duration,
+    /// Per-tenant overrides of the values above.
+    pub tenants: std::collections::BTreeMap<TenantId, WriteOverrides>,
+}
+
+/// A tenant's overrides of [`WriteConfig`]; unset fields keep the node's value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteOverrides {
+    pub coalesce: Option<bool>,
+    pub max_batch_writes: Option<usize>,
+    pub max_batch_bytes: Option<usize>,
+    pub max_queue: Option<usize>,
+    pub max_wait: Option<Duration>,
+}
+
+impl WriteConfig {
+    /// The settings in force for `tenant`'s graphs.
+    pub fn for_tenant(&self, tenant: &TenantId) -> WriteConfig {
+        let mut effective = WriteConfig {
+            tenants: Default::default(),
+            ..self.clone()
+        };
+        if let Some(overrides) = self.tenants.get(tenant) {
+            effective.coalesce = overrides.coalesce.unwrap_or(effective.coalesce);
+            effective.max_batch_writes = overrides
+                .max_batch_writes
+                .unwrap_or(effective.max_batch_writes);
+            effective.max_batch_bytes = overrides
+                .max_batch_bytes
+                .unwrap_or(effective.max_batch_bytes);
+            effective.max_queue = overrides.max_queue.unwrap_or(effective.max_queue);
+            effective.max_wait = overrides.max_wait.unwrap_or(effective.max_wait);
+        }
+        effective
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -255,6 +291,26 @@ mod tests {
             assert!(err.contains(value), "{source}: {err}");
             assert!(err.contains("expected"), "{source}: {err}");
         }
+    }
+
+    #[test]
+    fn write_limits_can_be_overridden_per_tenant() {
+        let config = NodeConfig::load(
+            Some("[writes]\nmax_queue = 100\n[writes.tenants.acme]\nmax_queue = 5\ncoalesce = false\n"),
+            std::iter::empty(),
+        )
+        .unwrap();
+        let acme = config.writes.for_tenant(&TenantId::new("acme").unwrap());
+        assert_eq!((acme.max_queue, acme.coalesce), (5, false));
+        let other = config.writes.for_tenant(&TenantId::new("other").unwrap());
+        assert_eq!((other.max_queue, other.coalesce), (100, true));
+        let err = NodeConfig::load(
+            Some("[writes.tenants.acme]\nmax_queue = 0\n"),
+            std::iter::empty(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("writes.tenants.acme.max_queue"), "{err}");
     }
 
     #[test]

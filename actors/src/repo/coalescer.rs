@@ -665,6 +665,7 @@ mod tests {
             max_batch_bytes: 1 << 20,
             max_queue: 16,
             max_wait: std::time::Duration::ZERO,
+            tenants: Default::default(),
         };
         Coalescer::new(settings, CoalescerMetrics::unregistered())
     }

@@ -286,3 +286,36 @@ async fn concurrent_loads_coalesce_per_branch() {
     b.expect(200);
     assert_eq!(client.count_people("g", "main").await, 31);
 }
+
+/// Coalescing is configured per node and overridable per tenant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_tenant_overrides_apply_to_that_tenants_graphs() {
+    let node = TestNode::start_with(
+        "[writes]\nmax_wait = \"200ms\"\n[writes.tenants.solo]\ncoalesce = false\n\
+         [[auth.tokens]]\ntoken = \"t-solo\"\nactor = \"s\"\ntenant = \"solo\"\n\
+         [[auth.tokens]]\ntoken = \"t-team\"\nactor = \"t\"\ntenant = \"team\"\n",
+    )
+    .await;
+    for (token, expect_batched) in [("t-solo", false), ("t-team", true)] {
+        let client = node.client_with_token(token);
+        client.create_graph("g").await;
+        let before = commits(&client, "g").await;
+        let inserts = (0..8).map(|i| {
+            let client = client.clone();
+            async move {
+                client
+                    .insert_person("g", &format!("x{i}"), 1)
+                    .await
+                    .status
+                    .as_u16()
+            }
+        });
+        assert!(join_all(inserts).await.iter().all(|s| *s == 200));
+        let publishes = commits(&client, "g").await - before;
+        if expect_batched {
+            assert!(publishes < 8, "{token}: {publishes} publishes");
+        } else {
+            assert_eq!(publishes, 8, "{token}: coalescing is off for this tenant");
+        }
+    }
+}
