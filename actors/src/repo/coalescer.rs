@@ -28,6 +28,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
 use omnigraph::loader::{LoadMode, LoadResult};
@@ -230,41 +231,47 @@ async fn publish(
             .observe(started.elapsed().as_secs_f64());
         return None;
     }
-    if batch[0].load.is_some() {
-        return publish_loads(engine, batch, metrics, started).await;
-    }
     let (_, branch, actor) = batch_key(&batch[0].op);
-    let as_load = node_load(&batch, &engine.catalog());
-    let (source, params) = combine(&batch);
-    let attempt = async || match &as_load {
-        Some(ndjson) => engine
-            .load_as(&branch, None, ndjson, LoadMode::Merge, actor.as_deref())
-            .await
-            .map(|_| ()),
-        None => engine
-            .mutate_as(
-                &branch,
-                &source,
-                COMBINED_QUERY_NAME,
-                &params,
-                actor.as_deref(),
-            )
-            .await
-            .map(|_| ()),
-    };
-    let mut outcome = attempt().await;
-    for _ in 0..CONFLICT_RETRIES {
-        match &outcome {
-            Err(err) if is_lost_race(err) => {
-                metrics.retries.inc();
-                if let Err(refresh) = engine.refresh().await {
-                    warn!(error = %refresh, "refresh before retrying a coalesced publish failed");
+    let outcome = if batch[0].load.is_some() {
+        let (mode, data) = concatenated_load(&batch);
+        retrying_lost_races(engine, metrics, || {
+            Box::pin(async {
+                let result = engine
+                    .load_as(&branch, None, &data, mode, actor.as_deref())
+                    .await;
+                result.map(|_| ())
+            })
+        })
+        .await
+    } else {
+        let as_load = node_load(&batch, &engine.catalog());
+        let (source, params) = combine(&batch);
+        retrying_lost_races(engine, metrics, || {
+            Box::pin(async {
+                match &as_load {
+                    Some(ndjson) => {
+                        let result = engine
+                            .load_as(&branch, None, ndjson, LoadMode::Merge, actor.as_deref())
+                            .await;
+                        result.map(|_| ())
+                    }
+                    None => {
+                        let result = engine
+                            .mutate_as(
+                                &branch,
+                                &source,
+                                COMBINED_QUERY_NAME,
+                                &params,
+                                actor.as_deref(),
+                            )
+                            .await;
+                        result.map(|_| ())
+                    }
                 }
-                outcome = attempt().await;
-            }
-            _ => break,
-        }
-    }
+            })
+        })
+        .await
+    };
     metrics
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -272,25 +279,17 @@ async fn publish(
         Ok(()) => {
             metrics.batches.inc();
             metrics.batch_writes.observe(batch.len() as f64);
-            debug!(
-                writes = batch.len(),
-                as_load = as_load.is_some(),
-                "coalesced publish"
-            );
+            debug!(writes = batch.len(), "coalesced publish");
             for pending in batch {
-                let (affected_nodes, affected_edges) = plan_counts(&pending);
-                let result = MutationResult {
-                    affected_nodes,
-                    affected_edges,
-                };
-                let _ = pending.reply.send(Ok(WriteOutcome::Mutated(result)));
+                let outcome = own_outcome(&pending, &branch);
+                let _ = pending.reply.send(Ok(outcome));
             }
             None
         }
         Err(err) => {
             let err = branches::explain_error(engine, &branch, err).await;
             match err.kind() {
-                // Something in the batch is wrong: find it by halves.
+                // Something in the batch is wrong (nothing was published): find it by halves.
                 ErrorKind::Invalid | ErrorKind::Conflict => {
                     let mut first = batch;
                     let second = first.split_off(first.len() / 2);
@@ -307,6 +306,67 @@ async fn publish(
             }
         }
     }
+}
+
+/// Runs `attempt`, and again after a refresh when it lost a race to another writer, at most
+/// `CONFLICT_RETRIES` more times. Inserts and append/merge loads do not depend on what they
+/// read, so re-running them is safe.
+async fn retrying_lost_races<'a>(
+    engine: &Omnigraph,
+    metrics: &CoalescerMetrics,
+    mut attempt: impl FnMut() -> BoxFuture<'a, Result<(), OmniError>>,
+) -> Result<(), OmniError> {
+    let mut outcome = attempt().await;
+    for _ in 0..CONFLICT_RETRIES {
+        match &outcome {
+            Err(err) if is_lost_race(err) => {
+                metrics.retries.inc();
+                if let Err(refresh) = engine.refresh().await {
+                    warn!(error = %refresh, "refresh before retrying a coalesced publish failed");
+                }
+                outcome = attempt().await;
+            }
+            _ => break,
+        }
+    }
+    outcome
+}
+
+/// What a member of a published batch would have got alone.
+fn own_outcome(pending: &Pending, branch: &str) -> WriteOutcome {
+    if let Some(load) = &pending.load {
+        return WriteOutcome::Loaded(LoadResult {
+            branch: branch.to_string(),
+            base_branch: None,
+            branch_created: false,
+            nodes_loaded: load.nodes.clone(),
+            edges_loaded: load.edges.clone(),
+        });
+    }
+    let (affected_nodes, affected_edges) = plan_counts(pending);
+    WriteOutcome::Mutated(MutationResult {
+        affected_nodes,
+        affected_edges,
+    })
+}
+
+/// The records of a batch of loads, as one load.
+fn concatenated_load(batch: &[Pending]) -> (LoadMode, String) {
+    let mut mode = LoadMode::Merge;
+    let mut data = String::new();
+    for pending in batch {
+        if let WriteOp::Load {
+            data: own,
+            mode: own_mode,
+            ..
+        } = &pending.op
+        {
+            mode = *own_mode;
+            data.push_str(own);
+            data.push('\n');
+        }
+    }
+    (mode, data)
 }
 
 /// A copy of a batch's error for each of its callers.
@@ -365,83 +425,6 @@ fn op_bytes(op: &WriteOp) -> usize {
         WriteOp::Load { data, .. } => data.len(),
         WriteOp::ApplySchema { source, .. } => source.len(),
         _ => 256,
-    }
-}
-
-/// Publishes a batch of loads as one load of their concatenated records.
-async fn publish_loads(
-    engine: &Arc<Omnigraph>,
-    batch: Vec<Pending>,
-    metrics: &CoalescerMetrics,
-    started: Instant,
-) -> Option<(Vec<Pending>, Vec<Pending>)> {
-    let (_, branch, actor) = batch_key(&batch[0].op);
-    let mode = match &batch[0].op {
-        WriteOp::Load { mode, .. } => *mode,
-        _ => unreachable!("load batches hold loads only"),
-    };
-    let mut data = String::new();
-    for pending in &batch {
-        if let WriteOp::Load { data: own, .. } = &pending.op {
-            data.push_str(own);
-            data.push('\n');
-        }
-    }
-    let mut outcome = engine
-        .load_as(&branch, None, &data, mode, actor.as_deref())
-        .await;
-    for _ in 0..CONFLICT_RETRIES {
-        match &outcome {
-            Err(err) if is_lost_race(err) => {
-                metrics.retries.inc();
-                if let Err(refresh) = engine.refresh().await {
-                    warn!(error = %refresh, "refresh before retrying a coalesced load failed");
-                }
-                outcome = engine
-                    .load_as(&branch, None, &data, mode, actor.as_deref())
-                    .await;
-            }
-            _ => break,
-        }
-    }
-    metrics
-        .publish_seconds
-        .observe(started.elapsed().as_secs_f64());
-    match outcome {
-        Ok(_) => {
-            metrics.batches.inc();
-            metrics.batch_writes.observe(batch.len() as f64);
-            debug!(loads = batch.len(), "coalesced load");
-            for pending in batch {
-                let own = pending.load.expect("load batches hold load plans");
-                let result = LoadResult {
-                    branch: branch.clone(),
-                    base_branch: None,
-                    branch_created: false,
-                    nodes_loaded: own.nodes,
-                    edges_loaded: own.edges,
-                };
-                let _ = pending.reply.send(Ok(WriteOutcome::Loaded(result)));
-            }
-            None
-        }
-        Err(err) => {
-            let err = branches::explain_error(engine, &branch, err).await;
-            match err.kind() {
-                ErrorKind::Invalid | ErrorKind::Conflict => {
-                    let mut first = batch;
-                    let second = first.split_off(first.len() / 2);
-                    Some((first, second))
-                }
-                kind => {
-                    let message = err.to_string();
-                    for pending in batch {
-                        let _ = pending.reply.send(Err(same_error(kind, &message, &err)));
-                    }
-                    None
-                }
-            }
-        }
     }
 }
 
