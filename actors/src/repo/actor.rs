@@ -73,20 +73,6 @@ impl Actor for RepoActor {
         }
         Ok(())
     }
-
-    async fn post_stop(
-        &self,
-        _myself: ActorRef<RepoMsg>,
-        state: &mut RepoActorState,
-    ) -> Result<(), ActorProcessingErr> {
-        // Writes still queued are dropped with their reply ports: their callers are told the
-        // write was not acknowledged. (Eviction and shutdown drain requests before stopping,
-        // so this happens only when the actor fails.)
-        while let Some(unit) = state.coalescer.next_unit() {
-            drop(unit);
-        }
-        Ok(())
-    }
 }
 
 /// Arms one `Flush` if writes are waiting and none is armed. With `max_wait` it waits that

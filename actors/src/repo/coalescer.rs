@@ -182,6 +182,16 @@ impl Coalescer {
     }
 }
 
+/// Writes still queued when the actor goes away (it failed, or was stopped) are dropped with
+/// their reply ports, so their callers are told the write was not acknowledged; the gauge
+/// forgets them. This runs on every path: after a panic the actor's state is dropped without
+/// `post_stop`.
+impl Drop for Coalescer {
+    fn drop(&mut self) {
+        self.metrics.queue_depth.dec_by(self.queue.len() as i64);
+    }
+}
+
 /// Runs a unit on the engine and answers every caller in it.
 pub(crate) async fn execute(engine: &Arc<Omnigraph>, unit: Unit, metrics: &CoalescerMetrics) {
     let started = Instant::now();

@@ -106,7 +106,9 @@ async fn eviction_never_drops_a_write_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_actor_is_restarted_and_callers_get_an_answer() {
-    let node = TestNode::start().await;
+    // Writes wait 500 ms in the queue before their publish, so the crash at 150 ms finds them
+    // queued: they are lost, and each caller must be told so.
+    let node = TestNode::start_with("[writes]\nmax_wait = \"500ms\"\n").await;
     let client = node.client();
     client.create_graph("g").await;
     client.insert_person("g", "seed", 1).await.expect(200);
@@ -118,7 +120,7 @@ async fn crashed_actor_is_restarted_and_callers_get_an_answer() {
         async move { client.insert_person("g", &format!("c{i}"), i).await }
     });
     let crash = async {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
         lease.inject_crash();
     };
     let (responses, ()) = tokio::time::timeout(Duration::from_secs(60), async {
@@ -128,6 +130,8 @@ async fn crashed_actor_is_restarted_and_callers_get_an_answer() {
     .expect("every caller is answered; none hangs");
     drop(lease);
     let mut acknowledged = 1;
+    let lost = responses.iter().filter(|r| r.status == 503).count();
+    assert!(lost > 0, "the crash found queued writes");
     for response in responses {
         match response.status.as_u16() {
             200 => acknowledged += 1,
@@ -152,6 +156,11 @@ async fn crashed_actor_is_restarted_and_callers_get_an_answer() {
         client.metric("omnigraph_repo_activations_total").await,
         1.0,
         "restart is not re-activation"
+    );
+    assert_eq!(
+        client.metric("omnigraph_write_queue_depth").await,
+        0.0,
+        "writes lost in the crash are not counted as queued"
     );
 }
 
