@@ -35,6 +35,8 @@ export LANCE_MEM_POOL_SIZE="${LANCE_MEM_POOL_SIZE:-1073741824}"
 export RUST_LOG="${RUST_LOG:-warn}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
+./scripts/check-deps.sh
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
 else
