@@ -65,6 +65,9 @@ impl RepoError {
             RepoError::Invalid { .. } => ErrorKind::Invalid,
             RepoError::Unavailable { .. } => ErrorKind::Unavailable,
             RepoError::Overloaded { .. } => ErrorKind::Overloaded,
+            RepoError::Storage(err) if is_store_unavailable(&err.to_string()) => {
+                ErrorKind::Unavailable
+            }
             RepoError::Storage(_) | RepoError::Io(_) | RepoError::Internal { .. } => {
                 ErrorKind::Internal
             }

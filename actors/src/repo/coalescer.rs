@@ -36,6 +36,7 @@ use omnigraph_cloud_config::WriteConfig;
 use omnigraph_compiler::catalog::Catalog;
 use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
 use omnigraph_compiler::query::parser::parse_query;
+use omnigraph_compiler::query::typecheck::typecheck_query_decl;
 use omnigraph_compiler::{Literal, MutationResult, ParamMap};
 use ractor::RpcReplyPort;
 use tokio::time::Instant;
@@ -493,6 +494,9 @@ fn insert_plan(op: &WriteOp, catalog: &Catalog) -> Option<InsertPlan> {
     if decl.mutations.is_empty() || !decl.match_clause.is_empty() {
         return None;
     }
+    // Only writes the engine would accept share a publish: a batch published as a load
+    // would not type-check them (the loader nulls a value of the wrong type).
+    typecheck_query_decl(catalog, &decl).ok()?;
     let (mut nodes, mut edges) = (0, 0);
     for mutation in &decl.mutations {
         let Mutation::Insert(insert) = mutation else {
@@ -544,7 +548,8 @@ fn node_load(batch: &[Pending], catalog: &Catalog) -> Option<String> {
                 data.insert(assignment.property.clone(), value);
             }
             if let Some(key) = node_type.key_property() {
-                let value = data.get(key)?.to_string();
+                // The loader keys nodes by string; other key types stay on the mutation path.
+                let value = data.get(key)?.as_str()?.to_string();
                 if !keys.insert((insert.type_name.clone(), value)) {
                     return None;
                 }
@@ -683,6 +688,15 @@ mod tests {
             ),
             ("query l() { insert Person { name: \"x\" } }", "l"),
             ("query z($n: String) { insert Nope { name: $n } }", "z"),
+            // Would not type-check: must run alone and get the engine's 400.
+            (
+                "query t($n: String, $a: String) { insert Person { name: $n, age: $a } }",
+                "t",
+            ),
+            (
+                "query p($n: String, $x: String) { insert Person { name: $n, nick: $x } }",
+                "p",
+            ),
         ] {
             assert!(
                 insert_plan(&mutate(source, name, "main", &[]), &catalog).is_none(),

@@ -319,3 +319,43 @@ async fn per_tenant_overrides_apply_to_that_tenants_graphs() {
         }
     }
 }
+
+/// Regression: coalesced node inserts were published as a load without type checking, and
+/// the loader stored a value of the wrong type as null. They must get the engine's 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn badly_typed_inserts_are_refused_even_when_batched() {
+    let node = TestNode::start_with("[writes]\nmax_wait = \"300ms\"\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let wrong = "query w($n: String, $a: String) { insert Person { name: $n, age: $a } }";
+    let requests =
+        (0..4).map(|i| {
+            let client = client.clone();
+            async move {
+                match i {
+                    0 => client.insert_person("g", "fine", 1).await,
+                    _ => client
+                        .post(
+                            "/graphs/g/mutate",
+                            json!({"query": wrong, "params": {"n": format!("bad{i}"), "a": "old"}}),
+                        )
+                        .await,
+                }
+            }
+        });
+    let responses = join_all(requests).await;
+    for (i, response) in responses.into_iter().enumerate() {
+        let status = response.status.as_u16();
+        assert_eq!(
+            status,
+            if i == 0 { 200 } else { 400 },
+            "request {i}: {}",
+            response.text
+        );
+    }
+    assert_eq!(
+        client.count_people("g", "main").await,
+        1,
+        "nothing badly typed was stored"
+    );
+}

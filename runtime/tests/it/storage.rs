@@ -150,6 +150,10 @@ async fn store_errors_and_partitions_are_clean_503s_and_the_node_recovers() {
         assert!(started.elapsed() < Duration::from_secs(60), "no hang");
         let body = failed.expect(503);
         assert_eq!(body["code"], "unavailable", "{body}");
+        // The node's own requests (listing graphs, activating a cold one) too.
+        let listed = client.get("/graphs").await;
+        assert_eq!(listed.status, 503, "{}", listed.text);
+        client.get("/graphs/cold/snapshot").await.expect(503);
         s3.proxy.set_faults(Faults::default());
         // Recovery: the same graph serves writes again once the store is back.
         client
