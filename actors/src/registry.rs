@@ -106,13 +106,15 @@ impl Registry {
     /// Creates a graph with `schema_source`. Fails with `GraphExists` if it already exists.
     pub async fn create_graph(&self, key: &RepoKey, schema_source: &str) -> Result<(), RepoError> {
         self.refuse_if_shutting_down()?;
-        let lock = self.lifecycle_lock(key);
-        let _held = lock.lock().await;
+        let _held = self.lifecycle_lock(key).await;
         if self.inner.store.graph_exists(key).await? {
             return Err(RepoError::GraphExists {
                 graph: key.graph.clone(),
             });
         }
+        // Residue of a create or delete that crashed part-way (no schema object, other
+        // files left) would make the engine refuse to init: it is ours to clear.
+        self.inner.store.delete_graph(key).await?;
         self.inner.store.prepare_graph_location(key).await?;
         let uri = self.inner.store.graph_uri(key);
         match Omnigraph::init(&uri, schema_source).await {
@@ -137,16 +139,17 @@ impl Registry {
     /// object of the graph is removed.
     pub async fn delete_graph(&self, key: &RepoKey) -> Result<(), RepoError> {
         self.refuse_if_shutting_down()?;
-        let lock = self.lifecycle_lock(key);
-        let _held = lock.lock().await;
+        let _held = self.lifecycle_lock(key).await;
         if !self.inner.store.graph_exists(key).await? {
+            // Still clear residue of a delete that crashed part-way.
+            self.inner.store.delete_graph(key).await?;
             return Err(RepoError::GraphNotFound {
                 graph: key.graph.clone(),
             });
         }
         let slot = self.inner.slots.get(key).map(|slot| Arc::clone(&slot));
         if let Some(handle) = slot.as_ref().and_then(|slot| slot.handle.get()) {
-            stop_repo(handle).await;
+            stop_repo(handle, self.inner.settings.call_timeout).await;
         }
         self.inner.store.delete_graph(key).await?;
         info!(repo = %key, "graph deleted");
@@ -159,7 +162,8 @@ impl Registry {
     }
 
     /// Stops accepting activations, lets in-flight requests finish, and stops every actor.
-    pub async fn shutdown(&self) {
+    /// Requests still in flight after `within` are cut off (their repos are stopped anyway).
+    pub async fn shutdown(&self, within: std::time::Duration) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let handles: Vec<RepoHandle> = self
             .inner
@@ -167,7 +171,7 @@ impl Registry {
             .iter()
             .filter_map(|slot| slot.handle.get().cloned())
             .collect();
-        futures::future::join_all(handles.iter().map(stop_repo)).await;
+        futures::future::join_all(handles.iter().map(|handle| stop_repo(handle, within))).await;
     }
 
     fn slot(&self, key: &RepoKey) -> Arc<Slot> {
@@ -185,8 +189,15 @@ impl Registry {
             .remove_if(key, |_, current| Arc::ptr_eq(current, slot));
     }
 
-    fn lifecycle_lock(&self, key: &RepoKey) -> Arc<Mutex<()>> {
-        Arc::clone(&self.inner.lifecycle.entry(key.clone()).or_default())
+    /// Takes the per-key lock shared by activation, creation and deletion. The map entry is
+    /// removed again when nobody holds or waits for it, so probing ids does not grow it.
+    async fn lifecycle_lock(&self, key: &RepoKey) -> LifecycleGuard {
+        let lock = Arc::clone(&self.inner.lifecycle.entry(key.clone()).or_default());
+        LifecycleGuard {
+            guard: Some(lock.lock_owned().await),
+            inner: Arc::clone(&self.inner),
+            key: key.clone(),
+        }
     }
 
     fn refuse_if_shutting_down(&self) -> Result<(), RepoError> {
@@ -200,8 +211,7 @@ impl Registry {
     /// opens the engine handle.
     async fn activate(&self, key: &RepoKey, slot: &Arc<Slot>) -> Result<RepoHandle, RepoError> {
         self.refuse_if_shutting_down()?;
-        let lock = self.lifecycle_lock(key);
-        let _held = lock.lock().await;
+        let _held = self.lifecycle_lock(key).await;
         if !self.inner.store.graph_exists(key).await? {
             return Err(RepoError::GraphNotFound {
                 graph: key.graph.clone(),
@@ -254,9 +264,31 @@ impl Registry {
     }
 }
 
-/// Closes the repo to new requests, waits for those in flight, and stops its actors.
-async fn stop_repo(handle: &RepoHandle) {
-    handle.shared.activity.close_and_drain().await;
+struct LifecycleGuard {
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    inner: Arc<Inner>,
+    key: RepoKey,
+}
+
+impl Drop for LifecycleGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        // Only the map holds it now: nobody holds or waits for this key.
+        self.inner
+            .lifecycle
+            .remove_if(&self.key, |_, lock| Arc::strong_count(lock) == 1);
+    }
+}
+
+/// Closes the repo to new requests, waits (at most `within`) for those in flight, and stops
+/// its actors.
+async fn stop_repo(handle: &RepoHandle, within: std::time::Duration) {
+    if tokio::time::timeout(within, handle.shared.activity.close_and_drain())
+        .await
+        .is_err()
+    {
+        warn!(repo = %handle.shared.key, ?within, "requests still in flight; stopping the repo anyway");
+    }
     let _ = handle
         .supervisor
         .stop_and_wait(Some("stopped".into()), None)

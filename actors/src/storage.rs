@@ -116,16 +116,21 @@ impl GraphStore {
 
     /// Whether the graph exists (its schema object is present).
     pub async fn graph_exists(&self, key: &RepoKey) -> Result<bool, RepoError> {
-        self.inner.metrics.record(StoreOp::Head, Some(key));
         let path = self.object_path(&format!(
             "{}/{SCHEMA_OBJECT}",
             graph_relative_path(&key.tenant, &key.graph)
         ));
-        match self.inner.store.head(&path).await {
+        let exists = match self.inner.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(err) => Err(err.into()),
+        };
+        // Counted under the graph only when it exists: probing ids must not grow the series.
+        match exists {
+            Ok(true) => self.inner.metrics.record(StoreOp::Head, Some(key)),
+            _ => self.inner.metrics.record_tenant(StoreOp::Head, &key.tenant),
         }
+        exists
     }
 
     /// The tenant's graphs, sorted by id.
@@ -168,7 +173,9 @@ impl GraphStore {
     pub async fn delete_graph(&self, key: &RepoKey) -> Result<(), RepoError> {
         let relative = graph_relative_path(&key.tenant, &key.graph);
         let schema = self.object_path(&format!("{relative}/{SCHEMA_OBJECT}"));
-        self.inner.metrics.record(StoreOp::Delete, Some(key));
+        self.inner
+            .metrics
+            .record_tenant(StoreOp::Delete, &key.tenant);
         match self.inner.store.delete(&schema).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
@@ -181,8 +188,10 @@ impl GraphStore {
             },
             Location::S3 { .. } => {
                 let prefix = self.object_path(&relative);
-                self.inner.metrics.record(StoreOp::List, Some(key));
-                self.inner.metrics.record(StoreOp::Delete, Some(key));
+                self.inner.metrics.record_tenant(StoreOp::List, &key.tenant);
+                self.inner
+                    .metrics
+                    .record_tenant(StoreOp::Delete, &key.tenant);
                 let locations = self
                     .inner
                     .store

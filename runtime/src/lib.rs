@@ -146,7 +146,7 @@ impl Node {
                 Ok(())
             }
         };
-        self.registry.shutdown().await;
+        self.registry.shutdown(grace).await;
         info!("omnigraph-cloud node stopped");
         served
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use omnigraph::db::Omnigraph;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tracing::debug;
+use tracing::{debug, info, warn};
 
 use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
@@ -62,9 +62,27 @@ impl Actor for RepoActor {
             RepoMsg::Flush => {
                 state.flush_scheduled = false;
                 if let Some(unit) = state.coalescer.next_unit() {
-                    coalescer::execute(&state.engine, unit, &state.shared.coalescer_metrics).await;
+                    let schema_changed =
+                        coalescer::execute(&state.engine, unit, &state.shared.coalescer_metrics)
+                            .await;
+                    if schema_changed {
+                        let _ = myself.cast(RepoMsg::BuildIndexes);
+                    }
                 }
                 schedule_flush(&myself, state);
+            }
+            RepoMsg::BuildIndexes => {
+                let Some(_in_use) = state.shared.activity.enter() else {
+                    return Ok(()); // the repo is closing; the next activation's writer builds them
+                };
+                match state.engine.ensure_indices().await {
+                    Ok(built) => {
+                        info!(repo = %state.shared.key, indexes = built.len(), "built indexes after schema apply")
+                    }
+                    Err(err) => {
+                        warn!(repo = %state.shared.key, error = %err, "index build after schema apply failed")
+                    }
+                }
             }
             RepoMsg::Crash => panic!(
                 "fault injected: repo actor for {} crashed",

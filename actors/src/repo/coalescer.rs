@@ -140,6 +140,15 @@ impl Coalescer {
     /// Takes the next unit of work: the head of the queue alone, or the head and every later
     /// write that can share its publish, up to the first exclusive write and the batch bounds.
     pub(crate) fn next_unit(&mut self) -> Option<Unit> {
+        // A caller that went away (disconnected, or gave up after call_timeout) was told its
+        // write is not acknowledged: it is not applied either.
+        let queued = self.queue.len();
+        self.queue.retain(|pending| !pending.reply.is_closed());
+        let abandoned = queued - self.queue.len();
+        if abandoned > 0 {
+            self.metrics.queue_depth.dec_by(abandoned as i64);
+            debug!(abandoned, "dropped queued writes whose callers went away");
+        }
         let head = self.queue.pop_front()?;
         self.metrics.queue_depth.dec();
         if !head.shares() {
@@ -194,17 +203,29 @@ impl Drop for Coalescer {
 }
 
 /// Runs a unit on the engine and answers every caller in it.
-pub(crate) async fn execute(engine: &Arc<Omnigraph>, unit: Unit, metrics: &CoalescerMetrics) {
+///
+/// Returns whether a schema change was applied, so that its declared indexes get built.
+pub(crate) async fn execute(
+    engine: &Arc<Omnigraph>,
+    unit: Unit,
+    metrics: &CoalescerMetrics,
+) -> bool {
     let started = Instant::now();
     match unit {
         Unit::Alone(pending) => {
             let result = writes::execute(engine, pending.op).await;
+            let schema_changed =
+                matches!(&result, Ok(WriteOutcome::SchemaApplied(applied)) if applied.applied);
             let _ = pending.reply.send(result);
             metrics
                 .publish_seconds
                 .observe(started.elapsed().as_secs_f64());
+            schema_changed
         }
-        Unit::Batch(batch) => run_batch(engine, batch, metrics).await,
+        Unit::Batch(batch) => {
+            run_batch(engine, batch, metrics).await;
+            false
+        }
     }
 }
 
@@ -668,8 +689,10 @@ mod tests {
         Coalescer::new(settings, CoalescerMetrics::unregistered())
     }
 
+    /// A reply port whose caller is still waiting (the receiver is kept alive).
     fn port() -> Reply {
-        let (port, _receiver) = tokio::sync::oneshot::channel();
+        let (port, receiver) = tokio::sync::oneshot::channel();
+        std::mem::forget(receiver);
         port.into()
     }
 
@@ -776,6 +799,18 @@ mod tests {
             node_load(&batch, &catalog).is_none(),
             "a repeated key stays a mutation"
         );
+    }
+
+    #[test]
+    fn writes_of_callers_that_went_away_are_not_applied() {
+        let catalog = catalog();
+        let mut coalescer = coalescer(8);
+        let (gone, receiver) = tokio::sync::oneshot::channel();
+        drop(receiver);
+        coalescer.push(mutate(INSERT, "ins", "main", &[]), gone.into(), &catalog);
+        coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        assert!(matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 1));
+        assert!(coalescer.next_unit().is_none());
     }
 
     #[test]

@@ -14,6 +14,10 @@ pub enum RepoMsg {
     /// Publishes the next unit of queued writes. Sent by the actor to itself: it lands behind
     /// every write that arrived during the previous publish, so they all join the next one.
     Flush,
+    /// Builds the indexes a schema change declared. Sent by the actor to itself after an
+    /// applied schema change; it holds the repo's activity gate open while it runs, so the
+    /// repo is not evicted (and no second engine handle opened) under it.
+    BuildIndexes,
     /// Fault injection for tests and chaos runs: the actor panics while handling it, and its
     /// supervisor restarts it with a fresh engine handle.
     Crash,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use omnigraph::db::{Omnigraph, ReadTarget, SchemaApplyOptions};
 use omnigraph::error::OmniError;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::branches::{self, MAIN};
 use super::messages::{WriteOp, WriteOutcome};
@@ -56,9 +56,6 @@ pub(crate) async fn execute(
             let result = engine
                 .apply_schema_as(&source, options, actor.as_deref())
                 .await?;
-            if result.applied {
-                spawn_index_build(engine);
-            }
             Ok(WriteOutcome::SchemaApplied(result))
         }
         WriteOp::CreateBranch { from, name, actor } => {
@@ -161,17 +158,6 @@ async fn ensure_load_target<'a>(
         }),
         Some(base) => Ok(Some(base)),
     }
-}
-
-/// Builds the indexes a schema change declared, off the request path (as upstream does).
-fn spawn_index_build(engine: &Arc<Omnigraph>) {
-    let engine = Arc::clone(engine);
-    tokio::spawn(async move {
-        match engine.ensure_indices().await {
-            Ok(built) => info!(indexes = built.len(), "built indexes after schema apply"),
-            Err(err) => warn!(error = %err, "index build after schema apply failed"),
-        }
-    });
 }
 
 #[cfg(test)]

@@ -129,6 +129,15 @@ async fn graph_management_routes() {
         "a re-created graph starts empty"
     );
     client.delete("/graphs/bad_id").await.expect(400);
+
+    // Regression: residue of a delete that crashed after removing the schema object made the
+    // id unusable (404 on delete, 409 on create). Both now clear it.
+    client.create_graph("half").await;
+    let dir = node.root.join("tenants/default/graphs/half.omni");
+    std::fs::remove_file(dir.join("_schema.pg")).unwrap();
+    assert!(dir.exists(), "residue left behind");
+    client.create_graph("half").await;
+    assert_eq!(client.count_people("half", "main").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
