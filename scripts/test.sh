@@ -1,19 +1,11 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the build and the tests need
-# when it is missing (protoc for Lance's build, mold as a fast linker), then runs the tests.
+# when it is missing (protoc and mold via scripts/env.sh, moto for the S3 tests), then runs
+# the dependency guards and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-missing=()
-command -v protoc >/dev/null || missing+=(protobuf-compiler)
-command -v mold >/dev/null || missing+=(mold)
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo=sudo
-  echo "installing: ${missing[*]}"
-  $sudo apt-get update -qq
-  $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source scripts/env.sh
 
 # A real S3-compatible server for the S3 tests: moto in a virtual environment outside the
 # clone. The tests start it themselves (serially serving, see scripts/moto_serial.py).
@@ -24,12 +16,13 @@ if ! "$OMNIGRAPH_MOTO_VENV/bin/python" -c "import moto" 2>/dev/null; then
   "$OMNIGRAPH_MOTO_VENV/bin/pip" install -q 'moto[s3]==5.2.5' flask flask-cors
 fi
 export OMNIGRAPH_TEST_S3=require
-
-# One target directory outside the clone, reused between runs.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omnigraph-cloud/target}"
-if command -v mold >/dev/null; then
-  export RUSTFLAGS="${RUSTFLAGS:--C link-arg=-fuse-ld=mold}"
+# Paths the tests read at run time (not baked in at compile time: the target directory is
+# shared between clones).
+export OMNIGRAPH_MOTO_SCRIPT="$PWD/scripts/moto_serial.py"
+if [ -d ../shared/fixtures ]; then
+  export OMNIGRAPH_FIXTURES_DIR="${OMNIGRAPH_FIXTURES_DIR:-$(cd ../shared/fixtures && pwd)}"
 fi
+
 # Parallel tests each run engines; Lance's default 100 MB DataFusion pool is too small.
 export LANCE_MEM_POOL_SIZE="${LANCE_MEM_POOL_SIZE:-1073741824}"
 export RUST_LOG="${RUST_LOG:-warn}"

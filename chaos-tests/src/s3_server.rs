@@ -142,6 +142,11 @@ fn python() -> PathBuf {
     venv().join("bin/python")
 }
 
+/// `OMNIGRAPH_MOTO_SCRIPT` (set by scripts/test.sh), else the script beside this crate.
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_serial.py")
+    std::env::var_os("OMNIGRAPH_MOTO_SCRIPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/moto_serial.py")
+        })
 }

@@ -801,6 +801,41 @@ mod tests {
         );
     }
 
+    fn load(data: &str, mode: LoadMode, from: Option<&str>) -> WriteOp {
+        WriteOp::Load {
+            branch: "main".into(),
+            from: from.map(str::to_string),
+            data: data.into(),
+            mode,
+            actor: None,
+        }
+    }
+
+    #[test]
+    fn plans_loads_with_their_own_counts_and_keys() {
+        let catalog = catalog();
+        let data = "{\"type\":\"Person\",\"data\":{\"name\":\"a\"}}\n\
+                    {\"type\": \"Person\", \"data\": {\"name\": \"b\"}}\n\
+                    {\"edge\":\"knows\",\"from\":\"a\",\"to\":\"b\"}";
+        let plan = load_plan(&load(data, LoadMode::Merge, None), &catalog).unwrap();
+        assert_eq!(plan.nodes["Person"], 2);
+        assert_eq!(
+            plan.edges["Knows"], 1,
+            "edge names resolve case-insensitively"
+        );
+        assert_eq!(plan.keys.len(), 2);
+        let duplicate = "{\"type\":\"Person\",\"data\":{\"name\":\"a\"}}\n{\"type\":\"Person\",\"data\":{\"name\":\"a\"}}";
+        for op in [
+            load(data, LoadMode::Overwrite, None),
+            load(data, LoadMode::Merge, Some("main")),
+            load("{\"type\":\"Nope\",\"data\":{}}", LoadMode::Merge, None),
+            load("not json", LoadMode::Append, None),
+            load(duplicate, LoadMode::Merge, None),
+        ] {
+            assert!(load_plan(&op, &catalog).is_none(), "{op:?}");
+        }
+    }
+
     #[test]
     fn writes_of_callers_that_went_away_are_not_applied() {
         let catalog = catalog();
