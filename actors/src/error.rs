@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Unavailable,
     /// Too much work queued for the repo; retry later.
     Overloaded,
+    /// The request may or may not have taken effect (its actor failed or it timed out):
+    /// check before retrying.
+    OutcomeUnknown,
     Internal,
 }
 
@@ -37,6 +40,9 @@ pub enum RepoError {
     /// The repo cannot answer now (restarting, shutting down, timed out); retrying may work.
     #[error("{message}")]
     Unavailable { message: String },
+    /// A write was not acknowledged and may or may not have been applied.
+    #[error("{message}")]
+    OutcomeUnknown { message: String },
     /// The repo's write queue is full.
     #[error("{message}")]
     Overloaded { message: String },
@@ -65,6 +71,7 @@ impl RepoError {
             RepoError::Invalid { .. } => ErrorKind::Invalid,
             RepoError::Unavailable { .. } => ErrorKind::Unavailable,
             RepoError::Overloaded { .. } => ErrorKind::Overloaded,
+            RepoError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             RepoError::Storage(err) if is_store_unavailable(&err.to_string()) => {
                 ErrorKind::Unavailable
             }

@@ -115,6 +115,13 @@ impl From<RepoError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "forbidden", err.to_string())
             }
             ErrorKind::Unavailable => ApiError::unavailable(err.to_string()),
+            // 503 like any unavailability, but without Retry-After: a blind retry could apply
+            // the write twice.
+            ErrorKind::OutcomeUnknown => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                err.to_string(),
+            ),
             ErrorKind::Overloaded => {
                 let mut api = ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,

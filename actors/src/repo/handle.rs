@@ -306,16 +306,20 @@ impl RepoHandle {
             match call {
                 Ok(CallResult::Success(result)) => return result,
                 Ok(CallResult::Timeout) => {
-                    return Err(RepoError::unavailable(format!(
-                        "graph '{graph}' did not finish the {kind} within {:?}; it may still be applied",
-                        self.shared.call_timeout
-                    )));
+                    return Err(RepoError::OutcomeUnknown {
+                        message: format!(
+                            "graph '{graph}' did not finish the {kind} within {:?}; it may still be applied",
+                            self.shared.call_timeout
+                        ),
+                    });
                 }
                 Ok(CallResult::SenderError) => {
-                    return Err(RepoError::unavailable(format!(
-                        "graph '{graph}' failed while handling this {kind} and is restarting; \
-                         the {kind} was not acknowledged, check its effect before retrying"
-                    )));
+                    return Err(RepoError::OutcomeUnknown {
+                        message: format!(
+                            "graph '{graph}' failed while handling this {kind} and is restarting; \
+                             the {kind} was not acknowledged, check its effect before retrying"
+                        ),
+                    });
                 }
                 Err(MessagingErr::SendErr(RepoMsg::Write(returned, _))) => op = returned,
                 Err(_) => break,

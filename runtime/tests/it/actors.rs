@@ -136,6 +136,10 @@ async fn crashed_actor_is_restarted_and_callers_get_an_answer() {
         match response.status.as_u16() {
             200 => acknowledged += 1,
             503 => {
+                assert!(
+                    response.headers.get("retry-after").is_none(),
+                    "an unacknowledged write must not invite a blind retry"
+                );
                 let body = response.expect_error(503, "unavailable", "restarting");
                 assert!(body["error"].as_str().unwrap().contains("graph 'g'"));
             }
