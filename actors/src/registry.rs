@@ -162,7 +162,8 @@ impl Registry {
     }
 
     /// Stops accepting activations, lets in-flight requests finish, and stops every actor.
-    /// Requests still in flight after `within` are cut off (their repos are stopped anyway).
+    /// Repos are stopped even if requests are still in flight after `within` (reads and
+    /// exports already running keep their engine handle until they end).
     pub async fn shutdown(&self, within: std::time::Duration) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         let handles: Vec<RepoHandle> = self
@@ -192,12 +193,18 @@ impl Registry {
     /// Takes the per-key lock shared by activation, creation and deletion. The map entry is
     /// removed again when nobody holds or waits for it, so probing ids does not grow it.
     async fn lifecycle_lock(&self, key: &RepoKey) -> LifecycleGuard {
-        let lock = Arc::clone(&self.inner.lifecycle.entry(key.clone()).or_default());
-        LifecycleGuard {
-            guard: Some(lock.lock_owned().await),
+        // The guard exists before the wait, so a waiter that is cancelled prunes too.
+        let mut held = LifecycleGuard {
+            lock: Some(Arc::clone(
+                &self.inner.lifecycle.entry(key.clone()).or_default(),
+            )),
+            guard: None,
             inner: Arc::clone(&self.inner),
             key: key.clone(),
-        }
+        };
+        let lock = Arc::clone(held.lock.as_ref().expect("set above"));
+        held.guard = Some(lock.lock_owned().await);
+        held
     }
 
     fn refuse_if_shutting_down(&self) -> Result<(), RepoError> {
@@ -265,6 +272,7 @@ impl Registry {
 }
 
 struct LifecycleGuard {
+    lock: Option<Arc<Mutex<()>>>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     inner: Arc<Inner>,
     key: RepoKey,
@@ -273,6 +281,7 @@ struct LifecycleGuard {
 impl Drop for LifecycleGuard {
     fn drop(&mut self) {
         drop(self.guard.take());
+        drop(self.lock.take());
         // Only the map holds it now: nobody holds or waits for this key.
         self.inner
             .lifecycle

@@ -5,7 +5,8 @@
 //! succeeds only when nothing is in flight, and once closed no new guard is handed out, so a
 //! caller either got in before the close (and eviction waits for it) or is refused and goes
 //! back to the registry for a fresh activation. Background work takes no guard and so never
-//! keeps a repo warm.
+//! keeps a repo warm, with one exception: the index build after a schema change holds one, so
+//! that no second engine handle opens the graph while it writes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -73,7 +73,7 @@ impl Actor for RepoActor {
             }
             RepoMsg::BuildIndexes => {
                 let Some(_in_use) = state.shared.activity.enter() else {
-                    return Ok(()); // the repo is closing; the next activation's writer builds them
+                    return Ok(()); // the repo is closing: these indexes stay unbuilt until the next schema apply
                 };
                 match state.engine.ensure_indices().await {
                     Ok(built) => {

@@ -110,8 +110,24 @@ impl Coalescer {
         self.queue.is_empty()
     }
 
+    /// Forgets queued writes whose caller went away (disconnected, or gave up after
+    /// call_timeout): that caller was told its write is not acknowledged, so it is not applied
+    /// either, and it does not hold a place in the bounded queue.
+    fn drop_abandoned(&mut self) {
+        let queued = self.queue.len();
+        self.queue.retain(|pending| !pending.reply.is_closed());
+        let abandoned = queued - self.queue.len();
+        if abandoned > 0 {
+            self.metrics.queue_depth.dec_by(abandoned as i64);
+            debug!(abandoned, "dropped queued writes whose callers went away");
+        }
+    }
+
     /// Queues a write, or refuses it (429) when the queue is full.
     pub(crate) fn push(&mut self, op: WriteOp, reply: Reply, catalog: &Catalog) {
+        if self.queue.len() >= self.settings.max_queue {
+            self.drop_abandoned();
+        }
         if self.queue.len() >= self.settings.max_queue {
             self.metrics.rejected.inc();
             let _ = reply.send(Err(RepoError::Overloaded {
@@ -140,15 +156,7 @@ impl Coalescer {
     /// Takes the next unit of work: the head of the queue alone, or the head and every later
     /// write that can share its publish, up to the first exclusive write and the batch bounds.
     pub(crate) fn next_unit(&mut self) -> Option<Unit> {
-        // A caller that went away (disconnected, or gave up after call_timeout) was told its
-        // write is not acknowledged: it is not applied either.
-        let queued = self.queue.len();
-        self.queue.retain(|pending| !pending.reply.is_closed());
-        let abandoned = queued - self.queue.len();
-        if abandoned > 0 {
-            self.metrics.queue_depth.dec_by(abandoned as i64);
-            debug!(abandoned, "dropped queued writes whose callers went away");
-        }
+        self.drop_abandoned();
         let head = self.queue.pop_front()?;
         self.metrics.queue_depth.dec();
         if !head.shares() {
@@ -504,7 +512,13 @@ fn load_plan(op: &WriteOp, catalog: &Catalog) -> Option<LoadPlan> {
 /// Parses a mutation and decides whether it can share a publish: every statement an insert
 /// of a known type whose values are parameters or `now()`.
 fn insert_plan(op: &WriteOp, catalog: &Catalog) -> Option<InsertPlan> {
-    let WriteOp::Mutate { source, name, .. } = op else {
+    let WriteOp::Mutate {
+        source,
+        name,
+        params,
+        ..
+    } = op
+    else {
         return None;
     };
     let decl = parse_query(source)
@@ -518,6 +532,14 @@ fn insert_plan(op: &WriteOp, catalog: &Catalog) -> Option<InsertPlan> {
     // Only writes the engine would accept share a publish: a batch published as a load
     // would not type-check them (the loader nulls a value of the wrong type).
     typecheck_query_decl(catalog, &decl).ok()?;
+    // A missing value must fail as the engine fails it, not become a null in a batch.
+    let complete = decl
+        .params
+        .iter()
+        .all(|param| param.nullable || params.contains_key(&param.name));
+    if !complete {
+        return None;
+    }
     let (mut nodes, mut edges) = (0, 0);
     for mutation in &decl.mutations {
         let Mutation::Insert(insert) = mutation else {
@@ -677,6 +699,11 @@ mod tests {
         }
     }
 
+    /// The required parameter of `INSERT`.
+    fn named() -> [(&'static str, Literal); 1] {
+        [("name", Literal::String("n".into()))]
+    }
+
     fn coalescer(max_batch_writes: usize) -> Coalescer {
         let settings = WriteConfig {
             coalesce: true,
@@ -699,10 +726,14 @@ mod tests {
     #[test]
     fn plans_only_parameterised_inserts_of_known_types() {
         let catalog = catalog();
-        let plan = insert_plan(&mutate(INSERT, "ins", "main", &[]), &catalog).unwrap();
+        let plan = insert_plan(&mutate(INSERT, "ins", "main", &named()), &catalog).unwrap();
         assert_eq!((plan.nodes, plan.edges), (1, 0));
         let edge = "query e($a: String, $b: String) { insert Knows { from: $a, to: $b } }";
-        let plan = insert_plan(&mutate(edge, "e", "main", &[]), &catalog).unwrap();
+        let ends = [
+            ("a", Literal::String("x".into())),
+            ("b", Literal::String("y".into())),
+        ];
+        let plan = insert_plan(&mutate(edge, "e", "main", &ends), &catalog).unwrap();
         assert_eq!((plan.nodes, plan.edges), (0, 1));
         for (source, name) in [
             (
@@ -842,8 +873,12 @@ mod tests {
         let mut coalescer = coalescer(8);
         let (gone, receiver) = tokio::sync::oneshot::channel();
         drop(receiver);
-        coalescer.push(mutate(INSERT, "ins", "main", &[]), gone.into(), &catalog);
-        coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        coalescer.push(
+            mutate(INSERT, "ins", "main", &named()),
+            gone.into(),
+            &catalog,
+        );
+        coalescer.push(mutate(INSERT, "ins", "main", &named()), port(), &catalog);
         assert!(matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 1));
         assert!(coalescer.next_unit().is_none());
     }
@@ -853,18 +888,22 @@ mod tests {
         let catalog = catalog();
         let mut coalescer = coalescer(8);
         let update = "query u($n: String) { update Person set { age: 1 } where name = $n }";
-        coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        coalescer.push(mutate(INSERT, "ins", "main", &named()), port(), &catalog);
         coalescer.push(mutate(update, "u", "main", &[]), port(), &catalog);
-        coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+        coalescer.push(mutate(INSERT, "ins", "main", &named()), port(), &catalog);
         assert!(matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 1));
         assert!(matches!(coalescer.next_unit(), Some(Unit::Alone(_))));
         assert!(matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 1));
 
         for _ in 0..16 {
-            coalescer.push(mutate(INSERT, "ins", "main", &[]), port(), &catalog);
+            coalescer.push(mutate(INSERT, "ins", "main", &named()), port(), &catalog);
         }
         let (reply, refused) = tokio::sync::oneshot::channel();
-        coalescer.push(mutate(INSERT, "ins", "main", &[]), reply.into(), &catalog);
+        coalescer.push(
+            mutate(INSERT, "ins", "main", &named()),
+            reply.into(),
+            &catalog,
+        );
         let answer = refused.blocking_recv().unwrap();
         assert!(matches!(answer, Err(RepoError::Overloaded { .. })));
         assert!(

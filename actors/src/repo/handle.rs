@@ -1,6 +1,7 @@
 //! The typed client of one repo. Reads run here, in the caller's task, on the warm engine
 //! handle; writes are sent to the repo's actor. Every wait is bounded by `call_timeout`, and a
-//! dead or restarting actor answers `Unavailable`, never a hang.
+//! dead or restarting actor answers `Unavailable` (or `OutcomeUnknown` for a write it may
+//! have applied), never a hang.
 
 use std::ops::Deref;
 use std::sync::Arc;
@@ -290,7 +291,7 @@ impl RepoHandle {
     ///
     /// A write that never reached a mailbox (the actor died first) is sent once more to the
     /// restarted actor; a write whose actor died after receiving it is answered
-    /// `Unavailable`, because whether it was applied is unknown.
+    /// `OutcomeUnknown`, because whether it was applied is unknown.
     async fn write(&self, mut op: WriteOp) -> Result<WriteOutcome, RepoError> {
         let kind = op.kind();
         let graph = &self.shared.key.graph;

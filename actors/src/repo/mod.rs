@@ -4,7 +4,7 @@
 //! actor, whose `pre_start` opens the warm `Arc<Omnigraph>` and publishes it. Reads take that
 //! handle and run in the caller's task; writes are sent to the actor's mailbox. If the actor
 //! panics, the supervisor publishes `Restarting`, spawns a new actor with a fresh engine
-//! handle, and callers whose writes were lost get `Unavailable`. After `idle_timeout` without
+//! handle, and callers whose writes were lost get `OutcomeUnknown`. After `idle_timeout` without
 //! a request the supervisor closes the activity gate and stops (scale-to-zero).
 
 mod activity;

@@ -334,6 +334,8 @@ async fn badly_typed_inserts_are_refused_even_when_batched() {
             async move {
                 match i {
                     0 => client.insert_person("g", "fine", 1).await,
+                // A declared, non-nullable parameter left out: the engine's 400, not a null.
+                4 => client.post("/graphs/g/mutate", json!({"query": crate::support::INSERT_PERSON, "params": {"name": "noage"}})).await,
                     _ => client
                         .post(
                             "/graphs/g/mutate",
