@@ -221,7 +221,9 @@ pub(crate) async fn execute(
     let started = Instant::now();
     match unit {
         Unit::Alone(pending) => {
-            let result = writes::execute(engine, pending.op).await;
+            let result = writes::execute(engine, pending.op)
+                .await
+                .map_err(unacknowledged);
             let schema_changed =
                 matches!(&result, Ok(WriteOutcome::SchemaApplied(applied)) if applied.applied);
             let _ = pending.reply.send(result);
@@ -262,7 +264,9 @@ async fn publish(
     if batch.len() == 1 {
         // Alone, a write runs with its own text: its result and its error are its own.
         let pending = batch.into_iter().next().expect("one write");
-        let result = writes::execute(engine, pending.op).await;
+        let result = writes::execute(engine, pending.op)
+            .await
+            .map_err(unacknowledged);
         let _ = pending.reply.send(result);
         metrics.batches.inc();
         metrics.batch_writes.observe(1.0);
@@ -409,6 +413,20 @@ fn concatenated_load(batch: &[Pending]) -> (LoadMode, String) {
     (mode, data)
 }
 
+/// A write that failed because the store became unreachable may still have committed (the
+/// connection can break after the conditional PUT landed): its caller is told the outcome is
+/// unknown, so that it checks before retrying, rather than invited to retry blindly.
+fn unacknowledged(err: RepoError) -> RepoError {
+    match err.kind() {
+        ErrorKind::Unavailable => RepoError::OutcomeUnknown {
+            message: format!(
+                "{err}; the write may or may not have been applied, check its effect before retrying"
+            ),
+        },
+        _ => err,
+    }
+}
+
 /// A copy of a batch's error for each of its callers.
 fn same_error(kind: ErrorKind, message: &str, original: &RepoError) -> RepoError {
     match (kind, original) {
@@ -418,9 +436,9 @@ fn same_error(kind: ErrorKind, message: &str, original: &RepoError) -> RepoError
                 hint,
             }
         }
-        (ErrorKind::Unavailable, _) => RepoError::Unavailable {
+        (ErrorKind::Unavailable, _) => unacknowledged(RepoError::Unavailable {
             message: message.into(),
-        },
+        }),
         _ => RepoError::Internal {
             message: message.into(),
         },

@@ -148,11 +148,18 @@ async fn store_errors_and_partitions_are_clean_503s_and_the_node_recovers() {
         let started = Instant::now();
         let failed = client.insert_person("g", "Lost", 9).await;
         assert!(started.elapsed() < Duration::from_secs(60), "no hang");
+        // The write may have committed before the store went away: no invitation to retry.
+        assert!(failed.headers.get("retry-after").is_none());
         let body = failed.expect(503);
         assert_eq!(body["code"], "unavailable", "{body}");
-        // The node's own requests (listing graphs, activating a cold one) too.
+        assert!(
+            body["error"].as_str().unwrap().contains("check its effect"),
+            "{body}"
+        );
+        // The node's own requests (listing graphs, activating a cold one) too; reads may retry.
         let listed = client.get("/graphs").await;
         assert_eq!(listed.status, 503, "{}", listed.text);
+        assert_eq!(listed.headers["retry-after"], "1");
         client.get("/graphs/cold/snapshot").await.expect(503);
         s3.proxy.set_faults(Faults::default());
         // Recovery: the same graph serves writes again once the store is back.
