@@ -276,46 +276,39 @@ async fn publish(
         return None;
     }
     let (_, branch, actor) = batch_key(&batch[0].op);
-    let outcome = if batch[0].load.is_some() {
+    let publication = if batch[0].load.is_some() {
         let (mode, data) = concatenated_load(&batch);
-        retrying_lost_races(engine, metrics, || {
-            Box::pin(async {
-                let result = engine
-                    .load_as(&branch, None, &data, mode, actor.as_deref())
-                    .await;
-                result.map(|_| ())
-            })
-        })
-        .await
+        Publication::Load { data, mode }
+    } else if let Some(data) = node_load(&batch, &engine.catalog()) {
+        Publication::Load {
+            data,
+            mode: LoadMode::Merge,
+        }
     } else {
-        let as_load = node_load(&batch, &engine.catalog());
         let (source, params) = combine(&batch);
-        retrying_lost_races(engine, metrics, || {
-            Box::pin(async {
-                match &as_load {
-                    Some(ndjson) => {
-                        let result = engine
-                            .load_as(&branch, None, ndjson, LoadMode::Merge, actor.as_deref())
-                            .await;
-                        result.map(|_| ())
-                    }
-                    None => {
-                        let result = engine
-                            .mutate_as(
-                                &branch,
-                                &source,
-                                COMBINED_QUERY_NAME,
-                                &params,
-                                actor.as_deref(),
-                            )
-                            .await;
-                        result.map(|_| ())
-                    }
-                }
-            })
-        })
-        .await
+        Publication::Mutation { source, params }
     };
+    let outcome = retrying_lost_races(engine, metrics, || {
+        Box::pin(async {
+            match &publication {
+                Publication::Load { data, mode } => engine
+                    .load_as(&branch, None, data, *mode, actor.as_deref())
+                    .await
+                    .map(|_| ()),
+                Publication::Mutation { source, params } => engine
+                    .mutate_as(
+                        &branch,
+                        source,
+                        COMBINED_QUERY_NAME,
+                        params,
+                        actor.as_deref(),
+                    )
+                    .await
+                    .map(|_| ()),
+            }
+        })
+    })
+    .await;
     metrics
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
@@ -350,6 +343,12 @@ async fn publish(
             }
         }
     }
+}
+
+/// How a batch is published: one load of all its records, or one generated mutation.
+enum Publication {
+    Load { data: String, mode: LoadMode },
+    Mutation { source: String, params: ParamMap },
 }
 
 /// Runs `attempt`, and again after a refresh when it lost a race to another writer, at most

@@ -132,17 +132,8 @@ async fn disabled_coalescing_publishes_each_write() {
     let client = node.client();
     client.create_graph("g").await;
     let before = commits(&client, "g").await;
-    let inserts = (0..10).map(|i| {
-        let client = client.clone();
-        async move {
-            client
-                .insert_person("g", &format!("s{i}"), 1)
-                .await
-                .status
-                .as_u16()
-        }
-    });
-    assert!(join_all(inserts).await.iter().all(|s| *s == 200));
+    let statuses = client.insert_concurrently("g", "s", 10).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(commits(&client, "g").await - before, 10);
 }
 
@@ -166,17 +157,8 @@ async fn coalescing_on_s3_with_latency() {
         ..Default::default()
     });
     let before = commits(&client, "g").await;
-    let inserts = (0..40).map(|i| {
-        let client = client.clone();
-        async move {
-            client
-                .insert_person("g", &format!("s{i}"), 1)
-                .await
-                .status
-                .as_u16()
-        }
-    });
-    let statuses = tokio::time::timeout(Duration::from_secs(240), join_all(inserts))
+    let inserts = client.insert_concurrently("g", "s", 40);
+    let statuses = tokio::time::timeout(Duration::from_secs(240), inserts)
         .await
         .expect("bounded");
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -300,17 +282,8 @@ async fn per_tenant_overrides_apply_to_that_tenants_graphs() {
         let client = node.client_with_token(token);
         client.create_graph("g").await;
         let before = commits(&client, "g").await;
-        let inserts = (0..8).map(|i| {
-            let client = client.clone();
-            async move {
-                client
-                    .insert_person("g", &format!("x{i}"), 1)
-                    .await
-                    .status
-                    .as_u16()
-            }
-        });
-        assert!(join_all(inserts).await.iter().all(|s| *s == 200));
+        let statuses = client.insert_concurrently("g", "x", 8).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
         let publishes = commits(&client, "g").await - before;
         if expect_batched {
             assert!(publishes < 8, "{token}: {publishes} publishes");

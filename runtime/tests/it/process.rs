@@ -89,32 +89,12 @@ async fn restart_on_the_same_root_keeps_data_and_branches_and_sigterm_is_gracefu
     let config = write_config(dir.path(), port);
 
     let server = Server::start(&config, port).await;
-    let client = server.client.clone();
-    client.create_graph("kept").await;
-    client.insert_person("kept", "Ann", 30).await.expect(200);
-    client
-        .post("/graphs/kept/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
-    client
-        .post("/graphs/kept/mutate", json!({"query": crate::support::INSERT_PERSON, "params": {"name": "Ben", "age": 3}, "branch": "feature"}))
-        .await
-        .expect(200);
+    server.client.seed_kept_graph().await;
     let status = server.terminate();
     assert!(status.success(), "SIGTERM shuts down cleanly: {status:?}");
 
     let server = Server::start(&config, port).await;
-    let client = server.client.clone();
-    assert_eq!(
-        client.get("/graphs").await.expect(200)["graphs"][0]["graph_id"],
-        "kept"
-    );
-    assert_eq!(
-        client.get("/graphs/kept/branches").await.expect(200),
-        json!({"branches": ["feature", "main"]})
-    );
-    assert_eq!(client.count_people("kept", "main").await, 1);
-    assert_eq!(client.count_people("kept", "feature").await, 2);
+    server.client.assert_kept_graph().await;
     assert!(server.terminate().success());
 }
 

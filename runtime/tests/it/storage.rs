@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use omnigraph_cloud::NodeError;
 use omnigraph_cloud_chaos::{ErrorRule, Faults, Latency, Op};
-use serde_json::json;
 
 use crate::support::{TestNode, s3_backend};
 
@@ -55,31 +54,11 @@ async fn probe_passes_on_s3_and_refuses_a_store_that_ignores_conditions() {
 async fn restart_on_s3_keeps_data_and_branches() {
     let Some(s3) = s3_backend().await else { return };
     let mut node = TestNode::start_s3(&s3, "restart", "").await;
-    let client = node.client();
-    client.create_graph("kept").await;
-    client.insert_person("kept", "Ann", 1).await.expect(200);
-    client
-        .post("/graphs/kept/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
-    client
-        .post("/graphs/kept/mutate", json!({"query": crate::support::INSERT_PERSON, "params": {"name": "Ben", "age": 2}, "branch": "feature"}))
-        .await
-        .expect(200);
+    node.client().seed_kept_graph().await;
     node.shutdown().await;
 
     let node = TestNode::start_s3(&s3, "restart", "").await;
-    let client = node.client();
-    assert_eq!(
-        client.get("/graphs").await.expect(200)["graphs"][0]["graph_id"],
-        "kept"
-    );
-    assert_eq!(
-        client.get("/graphs/kept/branches").await.expect(200),
-        json!({"branches": ["feature", "main"]})
-    );
-    assert_eq!(client.count_people("kept", "main").await, 1);
-    assert_eq!(client.count_people("kept", "feature").await, 2);
+    node.client().assert_kept_graph().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

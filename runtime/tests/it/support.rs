@@ -266,6 +266,41 @@ impl Client {
         body["rows"][0]["total"].as_i64().expect("count")
     }
 
+    /// Writes the history the restart tests check: graph `kept` with `Ann` on main, and a
+    /// branch `feature` that adds `Ben`.
+    pub async fn seed_kept_graph(&self) {
+        self.create_graph("kept").await;
+        self.insert_person("kept", "Ann", 30).await.expect(200);
+        self.post("/graphs/kept/branches", json!({"name": "feature"}))
+            .await
+            .expect(200);
+        let ben = json!({"query": INSERT_PERSON, "params": {"name": "Ben", "age": 3}, "branch": "feature"});
+        self.post("/graphs/kept/mutate", ben).await.expect(200);
+    }
+
+    /// Asserts that the history of [`Client::seed_kept_graph`] is all there.
+    pub async fn assert_kept_graph(&self) {
+        assert_eq!(
+            self.get("/graphs").await.expect(200)["graphs"][0]["graph_id"],
+            "kept"
+        );
+        assert_eq!(
+            self.get("/graphs/kept/branches").await.expect(200),
+            json!({"branches": ["feature", "main"]})
+        );
+        assert_eq!(self.count_people("kept", "main").await, 1);
+        assert_eq!(self.count_people("kept", "feature").await, 2);
+    }
+
+    /// Sends `count` single inserts at once (names `{prefix}{i}`); their statuses.
+    pub async fn insert_concurrently(&self, graph: &str, prefix: &str, count: usize) -> Vec<u16> {
+        let inserts = (0..count).map(|i| {
+            let name = format!("{prefix}{i}");
+            async move { self.insert_person(graph, &name, 1).await.status.as_u16() }
+        });
+        futures::future::join_all(inserts).await
+    }
+
     /// The value of a metric sample line, e.g. `omnigraph_repo_activations_total`.
     pub async fn metric(&self, sample: &str) -> f64 {
         let text = self.get("/metrics").await.text;
