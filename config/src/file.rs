@@ -1,15 +1,14 @@
 //! The configuration file as written by people, and its validation into [`NodeConfig`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::{AuthSection, validate_auth};
 use crate::{
-    ActorConfig, AuthConfig, AuthMode, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig,
-    StaticTokenConfig, StorageConfig, StorageRoot, TenantId, TokenSecret, WriteConfig,
-    WriteOverrides,
+    ActorConfig, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig, StorageConfig,
+    StorageRoot, TenantId, WriteConfig, WriteOverrides,
 };
 
 /// The file printed by `omnigraph-cloud config default`: every key with its default value.
@@ -59,15 +58,40 @@ max_wait = "0s"
 # max_queue = 512
 
 [auth]
-# "static" requires bearer tokens; "none" disables authentication (tenant "default").
-# Unset: "static" when tokens are configured, "none" on a loopback bind without tokens,
-# and a start-up error otherwise.
+# "static" (bearer tokens), "oidc" (JWTs verified offline against cached JWKS), "hybrid"
+# (a static token first, then a JWT) or "none" (no authentication, tenant "default").
+# Unset: inferred from what is configured; "none" only on a loopback bind with neither
+# tokens nor issuers, and a start-up error otherwise. See docs/auth.md.
 # mode = "static"
-# tokens_file = "tokens.json"   # [{"token": "...", "actor": "...", "tenant": "..."}]
+# tokens_file = "tokens.json"   # [{"token": "...", "actor": "...", "tenant": "...", "groups": []}]
 # [[auth.tokens]]
-# token = "change-me"           # or token_sha256 = "<64 hex digits>"
+# token = "change-me"           # or token_sha256 = "<64 hex digits>" (auth hash-token)
 # actor = "alice"
 # tenant = "acme"
+# groups = ["team"]
+# Tolerance on a JWT's exp and nbf.
+clock_skew = "60s"
+# JWKS files and URLs are refreshed in the background this often; never on a request.
+jwks_cache_ttl = "5m"
+# Past this since the last successful refresh, an issuer's keys are refused (fail closed).
+jwks_stale_max = "24h"
+# [[auth.oidc]]
+# issuer = "https://idp.example.com/"
+# audiences = ["omnigraph"]
+# jwks_url = "https://idp.example.com/.well-known/jwks.json"
+# jwks_file = "idp-jwks.json"   # air-gapped pre-seed, re-read every jwks_cache_ttl
+# actor_claim = "sub"
+# tenant_claim = "org_id"       # or: tenant = "acme" (a customer's own IdP)
+# groups_claim = "groups"
+# algorithms = ["RS256", "ES256", "EdDSA"]
+# allowed_actors = ["alice"]
+# Per-tenant policies: <tenant>.cedar or <tenant>.yaml, _default.* for the rest.
+# Without a policy an authenticated actor may only read its own tenant's graphs.
+# policy_dir = "policies"
+# [auth.bundle]                 # signed {jwks, policies, actor allowlist}
+# source = "https://config.example.com/omnigraph/bundle.json"   # or a local path
+# public_key = "<base64 Ed25519 public key>"
+# sync_interval = "1m"
 
 [log]
 # tracing filter directive; RUST_LOG takes precedence when set.
@@ -175,26 +199,6 @@ impl Default for WritesSection {
     }
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
-    pub mode: Option<String>,
-    pub tokens: Vec<TokenEntry>,
-    pub tokens_file: Option<PathBuf>,
-}
-
-/// One token entry, in the config file or in a tokens file.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenEntry {
-    #[serde(default)]
-    pub token: Option<String>,
-    #[serde(default)]
-    pub token_sha256: Option<String>,
-    pub actor: String,
-    pub tenant: String,
-}
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
@@ -279,102 +283,6 @@ impl FileConfig {
     }
 }
 
-/// Validates token entries; `key` is the path used in error messages, e.g. `auth.tokens`.
-pub fn validate_token_entries(
-    key: &str,
-    entries: Vec<TokenEntry>,
-) -> Result<Vec<StaticTokenConfig>, ConfigError> {
-    let mut tokens = Vec::with_capacity(entries.len());
-    for (index, entry) in entries.into_iter().enumerate() {
-        let at = |field: &str| format!("{key}[{index}].{field}");
-        let secret = match (entry.token, entry.token_sha256) {
-            (Some(token), None) if !token.trim().is_empty() => {
-                TokenSecret::Plain(token.trim().to_string())
-            }
-            (None, Some(hex)) if is_sha256_hex(&hex) => {
-                TokenSecret::Sha256Hex(hex.to_ascii_lowercase())
-            }
-            (None, Some(hex)) => {
-                return Err(ConfigError::invalid(
-                    &at("token_sha256"),
-                    &hex,
-                    "64 hex digits",
-                ));
-            }
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::invalid(
-                    &at("token"),
-                    "<redacted>",
-                    "exactly one of token or token_sha256, not both",
-                ));
-            }
-            _ => {
-                return Err(ConfigError::invalid(
-                    &at("token"),
-                    "",
-                    "a non-blank token, or token_sha256",
-                ));
-            }
-        };
-        let actor = entry.actor.trim().to_string();
-        if actor.is_empty() {
-            return Err(ConfigError::invalid(
-                &at("actor"),
-                &entry.actor,
-                "a non-blank actor id",
-            ));
-        }
-        let tenant = TenantId::new(&entry.tenant)
-            .map_err(|err| ConfigError::invalid(&at("tenant"), &entry.tenant, &err.to_string()))?;
-        tokens.push(StaticTokenConfig {
-            secret,
-            actor,
-            tenant,
-        });
-    }
-    Ok(tokens)
-}
-
-fn validate_auth(section: AuthSection, bind: SocketAddr) -> Result<AuthConfig, ConfigError> {
-    let tokens = validate_token_entries("auth.tokens", section.tokens)?;
-    let has_token_source = !tokens.is_empty() || section.tokens_file.is_some();
-    let mode = match section.mode.as_deref() {
-        Some("static") => {
-            if !has_token_source {
-                return Err(ConfigError::invalid(
-                    "auth.mode",
-                    "static",
-                    "at least one token in auth.tokens or an auth.tokens_file when mode is static",
-                ));
-            }
-            AuthMode::Static
-        }
-        Some("none") => AuthMode::None,
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                "auth.mode",
-                other,
-                "\"static\" or \"none\"",
-            ));
-        }
-        None if has_token_source => AuthMode::Static,
-        None if bind.ip().is_loopback() => AuthMode::None,
-        None => {
-            return Err(ConfigError::invalid(
-                "auth.mode",
-                "<unset>",
-                "tokens (auth.tokens or auth.tokens_file), or auth.mode = \"none\" to serve a \
-                 non-loopback address without authentication",
-            ));
-        }
-    };
-    Ok(AuthConfig {
-        mode,
-        tokens,
-        tokens_file: section.tokens_file,
-    })
-}
-
 fn validate_writes(section: WritesSection) -> Result<WriteConfig, ConfigError> {
     let mut tenants = std::collections::BTreeMap::new();
     for (tenant, limits) in section.tenants {
@@ -407,7 +315,7 @@ fn validate_writes(section: WritesSection) -> Result<WriteConfig, ConfigError> {
     })
 }
 
-fn is_sha256_hex(value: &str) -> bool {
+pub(crate) fn is_sha256_hex(value: &str) -> bool {
     value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -428,7 +336,11 @@ fn positive_size(key: &str, value: u64) -> Result<usize, ConfigError> {
     })
 }
 
-fn duration(key: &str, value: &str, must_be_positive: bool) -> Result<Duration, ConfigError> {
+pub(crate) fn duration(
+    key: &str,
+    value: &str,
+    must_be_positive: bool,
+) -> Result<Duration, ConfigError> {
     let parsed = humantime::parse_duration(value).map_err(|_| {
         ConfigError::invalid(key, value, "a duration such as \"30s\", \"10m\" or \"1h\"")
     })?;

@@ -7,6 +7,7 @@
 //!
 //! Depends on: nothing of ours. Must not know: actors, http, runtime, the engine.
 
+mod auth;
 mod env;
 mod error;
 mod file;
@@ -14,14 +15,15 @@ mod ids;
 mod storage_root;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
+pub use auth::{
+    AuthConfig, AuthMode, BundleConfig, BundleSource, JwtAlgorithm, OidcIssuerConfig,
+    StaticTokenConfig, TenantSource, TokenEntry, TokenSecret, validate_token_entries,
+};
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
-pub use file::{
-    DEFAULT_CONFIG_TOML, FileConfig, TokenEntry, WritesOverride, validate_token_entries,
-};
+pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
 pub use ids::{GraphId, IdError, TenantId};
 pub use storage_root::StorageRoot;
 
@@ -111,50 +113,6 @@ impl WriteConfig {
             effective.max_wait = overrides.max_wait.unwrap_or(effective.max_wait);
         }
         effective
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct AuthConfig {
-    pub mode: AuthMode,
-    /// Static tokens declared inline in the config file.
-    pub tokens: Vec<StaticTokenConfig>,
-    /// A JSON file holding more static tokens: `[{"token","actor","tenant"}, ...]`.
-    pub tokens_file: Option<PathBuf>,
-}
-
-/// How requests are authenticated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Bearer tokens are required; they are hashed at load and compared in constant time.
-    Static,
-    /// No authentication; every request acts as actor `anonymous` in tenant `default`.
-    /// Only ever chosen explicitly, or implicitly on a loopback bind with no tokens at all.
-    None,
-}
-
-/// One static bearer token and the identity it grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaticTokenConfig {
-    pub secret: TokenSecret,
-    pub actor: String,
-    pub tenant: TenantId,
-}
-
-/// A token as written in configuration: either the plaintext (hashed at load and dropped)
-/// or its lowercase hex SHA-256, so that config files need not hold secrets.
-#[derive(Clone, PartialEq, Eq)]
-pub enum TokenSecret {
-    Plain(String),
-    Sha256Hex(String),
-}
-
-impl std::fmt::Debug for TokenSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TokenSecret::Plain(_) => f.write_str("Plain(<redacted>)"),
-            TokenSecret::Sha256Hex(hex) => write!(f, "Sha256Hex({hex})"),
-        }
     }
 }
 

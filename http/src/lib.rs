@@ -9,19 +9,23 @@
 
 #![recursion_limit = "256"]
 
-mod auth;
+pub mod auth;
 mod dto;
 mod error;
 mod extract;
 mod metrics;
 mod openapi;
+pub mod policy;
 mod query_input;
 mod routes;
 mod state;
 
-pub use auth::{Principal, TokenVerifier};
+pub use auth::{
+    Auth, AuthTasks, IdentitySource, Principal, TokenVerifier, bundle, sha256_hex, signing,
+};
 pub use dto::ErrorOutput;
 pub use error::ApiError;
 pub use openapi::ApiDoc;
+pub use policy::{Access, Action, PolicyStore};
 pub use routes::router;
 pub use state::{AppState, BodyLimits};

@@ -3,14 +3,17 @@ use std::sync::Arc;
 use omnigraph_cloud_actors::Registry;
 use prometheus_client::registry::Registry as MetricsRegistry;
 
-use crate::auth::TokenVerifier;
+use crate::auth::{Principal, TokenVerifier};
+use crate::error::ApiError;
 use crate::metrics::HttpMetrics;
+use crate::policy::{Access, PolicyStore};
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Registry,
     pub auth: Arc<TokenVerifier>,
+    pub policy: Arc<PolicyStore>,
     pub(crate) metrics: HttpMetrics,
     pub(crate) metrics_registry: Arc<MetricsRegistry>,
     pub(crate) limits: BodyLimits,
@@ -28,17 +31,26 @@ impl AppState {
     /// becomes read-only and is what `/metrics` renders.
     pub fn new(
         registry: Registry,
-        auth: TokenVerifier,
+        auth: Arc<TokenVerifier>,
+        policy: Arc<PolicyStore>,
         mut metrics_registry: MetricsRegistry,
         limits: BodyLimits,
     ) -> AppState {
         let metrics = HttpMetrics::register(&mut metrics_registry);
         AppState {
             registry,
-            auth: Arc::new(auth),
+            auth,
+            policy,
             metrics,
             metrics_registry: Arc::new(metrics_registry),
             limits,
         }
+    }
+}
+
+impl AppState {
+    /// The Cedar decision for `principal` doing `access`; a 403 when denied.
+    pub fn authorize(&self, principal: &Principal, access: Access<'_>) -> Result<(), ApiError> {
+        self.policy.authorize(principal, access)
     }
 }

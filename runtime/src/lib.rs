@@ -13,7 +13,7 @@ use omnigraph_cloud_actors::{
     ActorMetrics, GraphStore, ProbeError, Registry, RepoError, StoreMetrics,
 };
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
-use omnigraph_cloud_http::{AppState, BodyLimits, TokenVerifier, router};
+use omnigraph_cloud_http::{AppState, Auth, AuthTasks, BodyLimits, router};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -53,6 +53,8 @@ pub struct Node {
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), std::io::Error>>,
     config: NodeConfig,
+    /// JWKS refreshers and bundle sync; stopped when the node is dropped.
+    _auth_tasks: AuthTasks,
 }
 
 impl Node {
@@ -84,15 +86,27 @@ impl Node {
             config.writes.clone(),
             ActorMetrics::register(&mut metrics),
         );
-        let auth = TokenVerifier::from_config(&config.auth)?;
-        if auth.mode() == AuthMode::None {
-            warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default'");
+        let auth = Auth::start(&config.auth, &mut metrics).await?;
+        if auth.verifier.mode() == AuthMode::None {
+            warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default' with every permission");
+        } else {
+            info!(
+                mode = config.auth.mode.as_str(),
+                issuers = config.auth.oidc.len(),
+                "authentication on"
+            );
         }
         let limits = BodyLimits {
             default: config.server.body_limit_bytes,
             load: config.server.load_body_limit_bytes,
         };
-        let app = router(AppState::new(registry.clone(), auth, metrics, limits));
+        let app = router(AppState::new(
+            registry.clone(),
+            auth.verifier.clone(),
+            auth.policy.clone(),
+            metrics,
+            limits,
+        ));
         let listener = TcpListener::bind(config.server.bind)
             .await
             .map_err(|source| NodeError::Bind {
@@ -115,6 +129,7 @@ impl Node {
             stop: Some(stop),
             server,
             config,
+            _auth_tasks: auth.tasks,
         })
     }
 

@@ -10,6 +10,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
+use crate::policy::{Access, Action};
 use crate::routes::MAIN;
 use crate::state::AppState;
 
@@ -21,6 +22,10 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     repo: Repo,
 ) -> Result<axum::Json<BranchListOutput>, ApiError> {
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Read, &repo.key.graph),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
     Ok(axum::Json(BranchListOutput {
         branches: lease.branches().await?,
@@ -41,6 +46,12 @@ pub(crate) async fn create(
         return Err(ApiError::bad_request("branch name must not be empty"));
     }
     let from = request.from.unwrap_or_else(|| MAIN.into());
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::BranchCreate, &repo.key.graph)
+            .on_branch(&from)
+            .targeting(&name),
+    )?;
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     lease
@@ -65,6 +76,10 @@ pub(crate) async fn delete(
     Path(path): Path<(String, String)>,
 ) -> Result<axum::Json<BranchDeleteOutput>, ApiError> {
     let (_, branch) = path;
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::BranchDelete, &repo.key.graph).targeting(&branch),
+    )?;
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     lease.delete_branch(branch.clone(), actor.clone()).await?;
@@ -85,6 +100,12 @@ pub(crate) async fn merge(
     Json(request): Json<BranchMergeRequest>,
 ) -> Result<axum::Json<BranchMergeOutput>, ApiError> {
     let target = request.target.unwrap_or_else(|| MAIN.into());
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::BranchMerge, &repo.key.graph)
+            .on_branch(&request.source)
+            .targeting(&target),
+    )?;
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     let outcome = lease
@@ -113,6 +134,11 @@ pub(crate) async fn commits(
     repo: Repo,
     Query(query): Query<BranchQuery>,
 ) -> Result<axum::Json<CommitListOutput>, ApiError> {
+    let access = Access::graph(Action::Read, &repo.key.graph);
+    match query.branch.as_deref() {
+        Some(branch) => state.authorize(&repo.principal, access.on_branch(branch))?,
+        None => state.authorize(&repo.principal, access)?,
+    }
     let lease = state.registry.repo(&repo.key).await?;
     let commits = lease.commits(query.branch.as_deref()).await?;
     Ok(axum::Json(CommitListOutput {
@@ -130,6 +156,10 @@ pub(crate) async fn commit(
     Path(path): Path<(String, String)>,
 ) -> Result<axum::Json<CommitOutput>, ApiError> {
     let (_, commit_id) = path;
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Read, &repo.key.graph),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
     Ok(axum::Json(commit_output(lease.commit(&commit_id).await?)))
 }

@@ -16,6 +16,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
+use crate::policy::{Access, Action};
 use crate::query_input::resolve_query;
 use crate::routes::{Deprecated, MAIN};
 use crate::state::AppState;
@@ -30,6 +31,10 @@ pub(crate) async fn snapshot(
     Query(query): Query<BranchQuery>,
 ) -> Result<axum::Json<SnapshotOutput>, ApiError> {
     let branch = query.branch.unwrap_or_else(|| MAIN.into());
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Read, &repo.key.graph).on_branch(&branch),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
     let snapshot = lease.snapshot(&branch).await?;
     Ok(axum::Json(SnapshotOutput {
@@ -117,6 +122,14 @@ async fn run_read(
             resolved.name
         )));
     }
+    // A read of a snapshot is authorized without a branch: rules scoped to some branches
+    // do not cover it, only rules for any branch do.
+    let access = Access::graph(Action::Read, &repo.key.graph);
+    match read.branch.as_deref() {
+        Some(branch) => state.authorize(&repo.principal, access.on_branch(branch))?,
+        None if read.snapshot.is_some() => state.authorize(&repo.principal, access)?,
+        None => state.authorize(&repo.principal, access.on_branch(MAIN))?,
+    }
     let (target, target_output) = match read.snapshot {
         Some(snapshot) => (
             ReadTarget::Snapshot(SnapshotId::new(snapshot.clone())),
@@ -191,6 +204,10 @@ async fn run_mutate(
         request.params.as_ref(),
     )?;
     let branch = request.branch.unwrap_or_else(|| MAIN.into());
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Change, &repo.key.graph).on_branch(&branch),
+    )?;
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     let result = lease
@@ -253,8 +270,23 @@ async fn run_load(
         }
     };
     let branch = request.branch.unwrap_or_else(|| MAIN.into());
-    let actor = repo.principal.actor;
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Load, &repo.key.graph).on_branch(&branch),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
+    if let Some(from) = request.from.as_deref()
+        && !lease.branches().await?.contains(&branch)
+    {
+        // The load creates the branch: that needs branch_create as well, as upstream.
+        state.authorize(
+            &repo.principal,
+            Access::graph(Action::BranchCreate, &repo.key.graph)
+                .on_branch(from)
+                .targeting(&branch),
+        )?;
+    }
+    let actor = repo.principal.actor;
     let result = lease
         .load(
             branch,
@@ -294,6 +326,10 @@ pub(crate) async fn export(
     Json(request): Json<ExportRequest>,
 ) -> Result<Response, ApiError> {
     let branch = request.branch.unwrap_or_else(|| MAIN.into());
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Export, &repo.key.graph).on_branch(&branch),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
     let stream = lease
         .export(branch, request.type_names, request.table_keys)

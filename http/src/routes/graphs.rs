@@ -10,6 +10,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{Json, parse_graph_id};
+use crate::policy::{Access, Action};
 use crate::state::AppState;
 use omnigraph_cloud_actors::RepoKey;
 
@@ -21,6 +22,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     principal: Principal,
 ) -> Result<axum::Json<GraphListResponse>, ApiError> {
+    state.authorize(&principal, Access::tenant(Action::GraphList))?;
     let graphs = state.registry.list_graphs(&principal.tenant).await?;
     let store = state.registry.store();
     Ok(axum::Json(GraphListResponse {
@@ -47,6 +49,7 @@ pub(crate) async fn create(
     Json(request): Json<CreateGraphRequest>,
 ) -> Result<(StatusCode, axum::Json<CreateGraphOutput>), ApiError> {
     let graph = parse_graph_id(&request.graph_id)?;
+    state.authorize(&principal, Access::graph(Action::GraphCreate, &graph))?;
     let key = RepoKey::new(principal.tenant, graph);
     state
         .registry
@@ -72,6 +75,7 @@ pub(crate) async fn delete(
     Path(graph_id): Path<String>,
 ) -> Result<axum::Json<DeleteGraphOutput>, ApiError> {
     let graph = parse_graph_id(&graph_id)?;
+    state.authorize(&principal, Access::graph(Action::GraphDelete, &graph))?;
     state
         .registry
         .delete_graph(&RepoKey::new(principal.tenant, graph))

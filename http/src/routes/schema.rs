@@ -7,6 +7,8 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
+use crate::policy::{Access, Action};
+use crate::routes::MAIN;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/graphs/{graph_id}/schema", tag = "schema",
@@ -17,6 +19,10 @@ pub(crate) async fn get(
     State(state): State<AppState>,
     repo: Repo,
 ) -> Result<axum::Json<SchemaOutput>, ApiError> {
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Read, &repo.key.graph),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
     Ok(axum::Json(SchemaOutput {
         schema_source: lease.schema_source().await?,
@@ -34,6 +40,10 @@ pub(crate) async fn apply(
     repo: Repo,
     Json(request): Json<SchemaApplyRequest>,
 ) -> Result<axum::Json<SchemaApplyOutput>, ApiError> {
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::SchemaApply, &repo.key.graph).targeting(MAIN),
+    )?;
     let lease = state.registry.repo(&repo.key).await?;
     let result = lease
         .apply_schema(
@@ -69,6 +79,10 @@ pub(crate) async fn catalog(
     State(state): State<AppState>,
     repo: Repo,
 ) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::Read, &repo.key.graph).on_branch(MAIN),
+    )?;
     // Resolve the graph so that an unknown graph is a 404, as on every per-graph route.
     state.registry.repo(&repo.key).await?;
     Ok(axum::Json(QueriesCatalogOutput {
@@ -85,6 +99,10 @@ pub(crate) async fn invoke(
     State(state): State<AppState>,
     repo: Repo,
 ) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
+    state.authorize(
+        &repo.principal,
+        Access::graph(Action::InvokeQuery, &repo.key.graph),
+    )?;
     state.registry.repo(&repo.key).await?;
     Err(ApiError::not_found("stored query not found"))
 }

@@ -272,7 +272,7 @@ async fn concurrent_loads_coalesce_per_branch() {
 /// Coalescing is configured per node and overridable per tenant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_tenant_overrides_apply_to_that_tenants_graphs() {
-    let node = TestNode::start_with(
+    let node = TestNode::start_permissive(
         "[writes]\nmax_wait = \"200ms\"\n[writes.tenants.solo]\ncoalesce = false\n\
          [[auth.tokens]]\ntoken = \"t-solo\"\nactor = \"s\"\ntenant = \"solo\"\n\
          [[auth.tokens]]\ntoken = \"t-team\"\nactor = \"t\"\ntenant = \"team\"\n",

@@ -6,9 +6,10 @@ use crate::support::{GET_PERSON, INSERT_PERSON, TestNode, fixture, schema};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_open_and_reports_versions() {
-    let node =
-        TestNode::start_with("[[auth.tokens]]\ntoken = \"t\"\nactor = \"a\"\ntenant = \"t1\"\n")
-            .await;
+    let node = TestNode::start_permissive(
+        "[[auth.tokens]]\ntoken = \"t\"\nactor = \"a\"\ntenant = \"t1\"\n",
+    )
+    .await;
     let body = node.client().get("/healthz").await.expect(200);
     assert_eq!(body["status"], "ok");
     assert_eq!(body["engine_version"], "0.8.0");
@@ -17,7 +18,7 @@ async fn health_is_open_and_reports_versions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_errors_use_upstream_messages() {
-    let node = TestNode::start_with(
+    let node = TestNode::start_permissive(
         "[[auth.tokens]]\ntoken = \"good\"\nactor = \"alice\"\ntenant = \"acme\"\n",
     )
     .await;

@@ -36,7 +36,11 @@ pub struct TestNode {
     pub base: String,
     pub root: PathBuf,
     _dir: Option<TempDir>,
+    _policies: Option<TempDir>,
 }
+
+/// A Cedar policy granting every action to every authenticated actor of the tenant.
+pub const PERMIT_ALL: &str = "permit (principal, action, resource);";
 
 impl TestNode {
     /// A node without authentication (tenant `default`).
@@ -50,6 +54,24 @@ impl TestNode {
         let root = dir.path().to_path_buf();
         let mut node = TestNode::start_on(&root, extra_toml).await;
         node._dir = Some(dir);
+        node
+    }
+
+    /// A node with static tokens and a `_default` policy granting everything, for tests
+    /// about something other than authorization.
+    pub async fn start_permissive(extra_toml: &str) -> TestNode {
+        TestNode::start_with_policies(extra_toml, &[("_default.cedar", PERMIT_ALL)]).await
+    }
+
+    /// A node whose `auth.policy_dir` holds `files` (name, content).
+    pub async fn start_with_policies(extra_toml: &str, files: &[(&str, &str)]) -> TestNode {
+        let policies = policy_dir(files);
+        let toml = format!(
+            "auth.policy_dir = {:?}\n{extra_toml}",
+            policies.path().display().to_string()
+        );
+        let mut node = TestNode::start_with(&toml).await;
+        node._policies = Some(policies);
         node
     }
 
@@ -84,6 +106,7 @@ impl TestNode {
             node: Some(node),
             root: PathBuf::new(),
             _dir: None,
+            _policies: None,
         })
     }
 
@@ -104,6 +127,15 @@ impl TestNode {
             node.shutdown().await.expect("clean shutdown");
         }
     }
+}
+
+/// A directory holding policy files (name, content).
+pub fn policy_dir(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, content) in files {
+        std::fs::write(dir.path().join(name), content).unwrap();
+    }
+    dir
 }
 
 #[derive(Clone)]

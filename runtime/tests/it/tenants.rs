@@ -2,21 +2,26 @@
 
 use serde_json::json;
 
-use crate::support::{GET_PERSON, TestNode, s3_backend};
+use crate::support::{GET_PERSON, PERMIT_ALL, TestNode, policy_dir, s3_backend};
 
 const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"ann\"\ntenant = \"acme\"\n\
                            [[auth.tokens]]\ntoken = \"globex-token\"\nactor = \"bob\"\ntenant = \"globex\"\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_graph_name_in_two_tenants_is_two_graphs() {
-    let node = TestNode::start_with(TWO_TENANTS).await;
+    let node = TestNode::start_permissive(TWO_TENANTS).await;
     tenants_are_isolated(&node).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_are_isolated_on_s3() {
     let Some(s3) = s3_backend().await else { return };
-    let node = TestNode::start_s3(&s3, "tenants", TWO_TENANTS).await;
+    let policies = policy_dir(&[("_default.cedar", PERMIT_ALL)]);
+    let toml = format!(
+        "auth.policy_dir = {:?}\n{TWO_TENANTS}",
+        policies.path().display().to_string()
+    );
+    let node = TestNode::start_s3(&s3, "tenants", &toml).await;
     tenants_are_isolated(&node).await;
 }
 

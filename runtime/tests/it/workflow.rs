@@ -203,7 +203,7 @@ pub async fn full_workflow(client: &Client) {
 /// the token in `Authorization: Bearer`, as `OMNIGRAPH_BEARER_TOKEN` makes it do.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_cli_request_shapes() {
-    let node = TestNode::start_with(
+    let node = TestNode::start_permissive(
         "[[auth.tokens]]\ntoken = \"s3cret\"\nactor = \"act-andrew\"\ntenant = \"acme\"\n",
     )
     .await;

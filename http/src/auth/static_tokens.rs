@@ -4,32 +4,24 @@
 //! token is hashed and compared with every entry in constant time, so neither the position of
 //! a match nor a common prefix shows in the timing. The tenant comes from the token only.
 
+//! Static bearer tokens. They are hashed with SHA-256 when loaded and the plaintext is
+//! dropped; a presented token is hashed and compared with every entry in constant time, so
+//! neither the position of a match nor a common prefix shows in the timing.
+
 use std::path::Path;
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use omnigraph_cloud_config::{
-    AuthConfig, AuthMode, ConfigError, StaticTokenConfig, TenantId, TokenEntry, TokenSecret,
+    AuthConfig, ConfigError, StaticTokenConfig, TenantId, TokenEntry, TokenSecret,
     validate_token_entries,
 };
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::error::ApiError;
-use crate::state::AppState;
+use super::{IdentitySource, Principal};
 
-/// Who is calling: the authenticated actor (none when authentication is off) and its tenant.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub actor: Option<String>,
-    pub tenant: TenantId,
-}
-
-/// Verifies bearer tokens against the node's static token set.
-#[derive(Debug)]
-pub struct TokenVerifier {
-    mode: AuthMode,
+/// The node's static token set.
+#[derive(Debug, Default)]
+pub(crate) struct StaticTokens {
     entries: Vec<HashedToken>,
 }
 
@@ -38,12 +30,13 @@ struct HashedToken {
     digest: [u8; 32],
     actor: String,
     tenant: TenantId,
+    groups: Vec<String>,
 }
 
-impl TokenVerifier {
-    /// Builds the verifier from config, reading `auth.tokens_file` if set. Duplicate tokens
-    /// are refused: one token must mean one identity.
-    pub fn from_config(auth: &AuthConfig) -> Result<TokenVerifier, ConfigError> {
+impl StaticTokens {
+    /// Builds the set from config, reading `auth.tokens_file` if set. Duplicate tokens are
+    /// refused: one token must mean one identity.
+    pub(crate) fn from_config(auth: &AuthConfig) -> Result<StaticTokens, ConfigError> {
         let mut configured = auth.tokens.clone();
         if let Some(path) = &auth.tokens_file {
             configured.extend(read_tokens_file(path)?);
@@ -71,39 +64,14 @@ impl TokenVerifier {
                 digest,
                 actor: token.actor,
                 tenant: token.tenant,
+                groups: token.groups,
             });
         }
-        Ok(TokenVerifier {
-            mode: auth.mode,
-            entries,
-        })
+        Ok(StaticTokens { entries })
     }
 
-    /// A verifier that authenticates nobody and lets everyone act in tenant `default`.
-    pub fn open() -> TokenVerifier {
-        TokenVerifier {
-            mode: AuthMode::None,
-            entries: Vec::new(),
-        }
-    }
-
-    pub fn mode(&self) -> AuthMode {
-        self.mode
-    }
-
-    /// Resolves the `Authorization` header value (if any) to a principal.
-    pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
-        if self.mode == AuthMode::None {
-            return Ok(Principal {
-                actor: None,
-                tenant: TenantId::default_tenant(),
-            });
-        }
-        let token = authorization
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    /// The identity `token` grants, if it is one of ours.
+    pub(crate) fn verify(&self, token: &str) -> Option<Principal> {
         let presented = sha256(token.as_bytes());
         let mut found: Option<&HashedToken> = None;
         for entry in &self.entries {
@@ -112,31 +80,12 @@ impl TokenVerifier {
                 found = Some(entry);
             }
         }
-        let entry = found.ok_or_else(|| ApiError::unauthorized("invalid bearer token"))?;
-        Ok(Principal {
+        found.map(|entry| Principal {
             actor: Some(entry.actor.clone()),
             tenant: entry.tenant.clone(),
+            groups: entry.groups.clone(),
+            source: IdentitySource::Static,
         })
-    }
-}
-
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Principal, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|value| {
-                value
-                    .to_str()
-                    .map_err(|_| ApiError::unauthorized("invalid bearer token"))
-            })
-            .transpose()?;
-        state.auth.verify(header)
     }
 }
 
@@ -155,65 +104,58 @@ fn read_tokens_file(path: &Path) -> Result<Vec<StaticTokenConfig>, ConfigError> 
     validate_token_entries(&format!("{key} {shown}"), entries)
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+/// The lowercase hex SHA-256 of a token: what `token_sha256` takes, so config files need
+/// not hold secrets (`omnigraph-cloud auth hash-token`).
+pub fn sha256_hex(token: &str) -> String {
+    hex::encode(sha256(token.trim().as_bytes()))
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use omnigraph_cloud_config::AuthMode;
 
-    fn verifier(tokens_json: &str) -> Result<TokenVerifier, ConfigError> {
+    fn tokens(tokens_json: &str) -> Result<StaticTokens, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tokens.json");
         std::fs::write(&path, tokens_json).unwrap();
-        TokenVerifier::from_config(&AuthConfig {
-            mode: AuthMode::Static,
-            tokens: Vec::new(),
-            tokens_file: Some(path),
-        })
+        let mut config = omnigraph_cloud_config::NodeConfig::default_config().auth;
+        config.mode = AuthMode::Static;
+        config.tokens_file = Some(path);
+        StaticTokens::from_config(&config)
     }
 
     #[test]
     fn resolves_actor_and_tenant_from_the_token_only() {
         let hashed = hex::encode(sha256(b"t-bob"));
-        let verifier = verifier(&format!(
-            r#"[{{"token":"t-alice","actor":"alice","tenant":"acme"}},
+        let tokens = tokens(&format!(
+            r#"[{{"token":"t-alice","actor":"alice","tenant":"acme","groups":["team"]}},
                {{"token_sha256":"{hashed}","actor":"bob","tenant":"globex"}}]"#
         ))
         .unwrap();
-        let alice = verifier.verify(Some("Bearer t-alice")).unwrap();
+        let alice = tokens.verify("t-alice").unwrap();
         assert_eq!(alice.actor.as_deref(), Some("alice"));
         assert_eq!(alice.tenant.as_str(), "acme");
-        assert_eq!(
-            verifier
-                .verify(Some("Bearer t-bob"))
-                .unwrap()
-                .tenant
-                .as_str(),
-            "globex"
-        );
-        assert_eq!(verifier.verify(None).unwrap_err().status(), 401);
-        assert_eq!(
-            verifier.verify(Some("Basic t-alice")).unwrap_err().status(),
-            401
-        );
-        assert_eq!(
-            verifier.verify(Some("Bearer nope")).unwrap_err().status(),
-            401
-        );
+        assert_eq!(alice.groups, vec!["team".to_string()]);
+        assert_eq!(tokens.verify("t-bob").unwrap().tenant.as_str(), "globex");
+        assert!(tokens.verify("nope").is_none());
+        assert!(tokens.verify("t-alic").is_none());
     }
 
     #[test]
     fn refuses_duplicate_tokens_and_bad_files() {
-        let err = verifier(
+        let err = tokens(
             r#"[{"token":"x","actor":"a","tenant":"t"},{"token":"x","actor":"b","tenant":"t"}]"#,
         )
         .unwrap_err();
         assert!(err.to_string().contains("unique"), "{err}");
-        let err = verifier(r#"{"a":"x"}"#).unwrap_err();
+        let err = tokens(r#"{"a":"x"}"#).unwrap_err();
         assert!(err.to_string().contains("auth.tokens_file"), "{err}");
-        let err = verifier(r#"[{"token":"x","actor":"a","tenant":"bad_tenant"}]"#).unwrap_err();
+        let err = tokens(r#"[{"token":"x","actor":"a","tenant":"bad_tenant"}]"#).unwrap_err();
         assert!(err.to_string().contains("tenant"), "{err}");
     }
 }
