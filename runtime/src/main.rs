@@ -8,6 +8,8 @@ use omnigraph_cloud::Node;
 use omnigraph_cloud_config::{DEFAULT_CONFIG_TOML, LogFormat, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
+mod tools;
+
 #[derive(Parser)]
 #[command(
     name = "omnigraph-cloud",
@@ -32,6 +34,16 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Authentication helpers for operators.
+    Auth {
+        #[command(subcommand)]
+        command: tools::AuthCommand,
+    },
+    /// Signed policy bundles: make a key, sign, verify.
+    Bundle {
+        #[command(subcommand)]
+        command: tools::BundleCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -45,6 +57,8 @@ enum ConfigCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Auth { command } => tools::auth(command),
+        Command::Bundle { command } => tools::bundle(command),
         Command::Config {
             command: ConfigCommand::Default,
         } => {

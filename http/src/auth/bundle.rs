@@ -134,6 +134,32 @@ pub fn open(
     Ok((parse_payload(&payload)?, payload))
 }
 
+/// Verifies and compiles a bundle as a node would before swapping it in, without
+/// installing anything; returns a one-line summary (for `omnigraph-cloud bundle verify`).
+pub fn check(envelope: &[u8], public_key: &[u8; 32]) -> Result<String, BundleError> {
+    let (payload, bytes) = open(envelope, public_key)?;
+    let issuers: Vec<String> = payload.jwks.keys().cloned().collect();
+    let known: HashSet<&str> = issuers.iter().map(String::as_str).collect();
+    let prepared = prepare(payload, &bytes, &known)?;
+    let mut tenants: Vec<&String> = prepared.policies.keys().collect();
+    tenants.sort();
+    Ok(format!(
+        "serial {}; jwks for [{}]; policies for [{}]; actor allowlist: {}",
+        prepared.serial,
+        issuers.join(", "),
+        tenants
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        prepared
+            .allowlist
+            .as_ref()
+            .map(|actors| format!("{} actors", actors.len()))
+            .unwrap_or_else(|| "none".into()),
+    ))
+}
+
 fn parse_payload(payload: &[u8]) -> Result<BundlePayload, BundleError> {
     let parsed: BundlePayload =
         serde_json::from_slice(payload).map_err(|err| BundleError::Invalid(err.to_string()))?;

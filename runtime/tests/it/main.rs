@@ -2,6 +2,7 @@
 //! One test binary for the crate, so that Lance is linked once.
 
 mod actors;
+mod auth;
 mod coalescer;
 mod defects;
 mod openapi;

@@ -237,3 +237,115 @@ async fn kill_mid_batch_keeps_every_acknowledged_write() {
     );
     assert!(server.terminate().success());
 }
+
+/// The operator helpers produce what a node accepts: a hashed static token, a development
+/// JWT with its JWKS, and a signed bundle that `bundle verify` checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_helpers_produce_what_a_node_accepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let stdout = |output: Output| {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    };
+    let digest = stdout(run(&["auth", "hash-token", "ops-secret"], &[]));
+    let jwt = stdout(run(
+        &[
+            "auth",
+            "mint-test-jwt",
+            "--key",
+            &path("dev.pem"),
+            "--alg",
+            "RS256",
+            "--issuer",
+            "https://dev.test",
+            "--sub",
+            "alice",
+            "--claim",
+            "org_id=acme",
+            "--jwks-out",
+            &path("jwks.json"),
+        ],
+        &[],
+    ));
+    let public = stdout(run(
+        &["bundle", "keygen", "--out", &path("bundle.pem")],
+        &[],
+    ));
+    std::fs::write(
+        path("payload.json"),
+        json!({"version": 1, "serial": 1, "policies": {"acme": {"cedar": "permit (principal, action, resource);"}}})
+            .to_string(),
+    )
+    .unwrap();
+    stdout(run(
+        &[
+            "bundle",
+            "sign",
+            "--key",
+            &path("bundle.pem"),
+            &path("payload.json"),
+            "--out",
+            &path("bundle.json"),
+        ],
+        &[],
+    ));
+    let verified = stdout(run(
+        &[
+            "bundle",
+            "verify",
+            "--public-key",
+            &public,
+            &path("bundle.json"),
+        ],
+        &[],
+    ));
+    assert!(verified.contains("signature ok; serial 1"), "{verified}");
+    let other = stdout(run(&["bundle", "keygen", "--out", &path("other.pem")], &[]));
+    assert!(
+        !run(
+            &[
+                "bundle",
+                "verify",
+                "--public-key",
+                &other,
+                &path("bundle.json")
+            ],
+            &[]
+        )
+        .status
+        .success()
+    );
+
+    let port = free_port();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\nroot = \"file://{}\"\n\
+             [[auth.tokens]]\ntoken_sha256 = \"{digest}\"\nactor = \"ops\"\ntenant = \"acme\"\n\
+             [[auth.oidc]]\nissuer = \"https://dev.test\"\naudiences = [\"omnigraph\"]\n\
+             jwks_file = \"{}\"\ntenant_claim = \"org_id\"\n\
+             [auth.bundle]\nsource = \"{}\"\npublic_key = \"{public}\"\n",
+            path("data"),
+            path("jwks.json"),
+            path("bundle.json"),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&config, port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    Client::new(&base, Some("ops-secret"))
+        .create_graph("g")
+        .await;
+    let listed = Client::new(&base, Some(&jwt))
+        .get("/graphs")
+        .await
+        .expect(200);
+    assert_eq!(listed["graphs"][0]["graph_id"], "g", "{listed}");
+    assert!(server.terminate().success());
+}
