@@ -558,3 +558,64 @@ fn non_blank_list(key: &str, values: Vec<String>) -> Result<Vec<String>, ConfigE
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{AuthMode, NodeConfig, TenantSource};
+
+    fn load(toml: &str) -> Result<NodeConfig, String> {
+        NodeConfig::load(Some(toml), std::iter::empty()).map_err(|err| err.to_string())
+    }
+
+    const ISSUER: &str = "[[auth.oidc]]\nissuer = \"https://idp\"\naudiences = [\"og\"]\n\
+                          jwks_file = \"k.json\"\ntenant_claim = \"org_id\"\n";
+    const TOKEN: &str = "[[auth.tokens]]\ntoken = \"t\"\nactor = \"a\"\ntenant = \"acme\"\n";
+
+    #[test]
+    fn the_mode_follows_what_is_configured() {
+        assert_eq!(load(TOKEN).unwrap().auth.mode, AuthMode::Static);
+        assert_eq!(load(ISSUER).unwrap().auth.mode, AuthMode::Oidc);
+        let both = load(&format!("{TOKEN}{ISSUER}")).unwrap().auth;
+        assert_eq!(both.mode, AuthMode::Hybrid);
+        assert_eq!(both.oidc[0].tenant, TenantSource::Claim("org_id".into()));
+        let err = load(&format!("auth.mode = \"hybrid\"\n{TOKEN}")).unwrap_err();
+        assert!(err.contains("static tokens and at least one"), "{err}");
+    }
+
+    #[test]
+    fn issuers_and_bundles_are_checked() {
+        for (toml, needle) in [
+            (
+                ISSUER.replace("audiences = [\"og\"]", "audiences = []"),
+                "at least one audience",
+            ),
+            (
+                ISSUER.replace("tenant_claim = \"org_id\"", ""),
+                "exactly one of tenant_claim",
+            ),
+            (
+                ISSUER.replace(
+                    "jwks_file = \"k.json\"",
+                    "jwks_file = \"k.json\"\nalgorithms = [\"HS256\"]",
+                ),
+                "symmetric HS* algorithms are never accepted",
+            ),
+            (
+                ISSUER.replace("jwks_file = \"k.json\"", ""),
+                "a jwks_url, a jwks_file",
+            ),
+            (format!("{ISSUER}{ISSUER}"), "each issuer to be listed once"),
+            (
+                format!("{ISSUER}[auth.bundle]\nsource = \"b.json\"\npublic_key = \"short\"\n"),
+                "auth.bundle.public_key",
+            ),
+            (
+                format!("auth.jwks_cache_ttl = \"1h\"\nauth.jwks_stale_max = \"1m\"\n{ISSUER}"),
+                "no shorter than auth.jwks_cache_ttl",
+            ),
+        ] {
+            let err = load(&toml).unwrap_err();
+            assert!(err.contains(needle), "{needle}: {err}");
+        }
+    }
+}

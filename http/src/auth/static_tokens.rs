@@ -5,9 +5,12 @@
 //! a match nor a common prefix shows in the timing. The tenant comes from the token only.
 
 //! Static bearer tokens. They are hashed with SHA-256 when loaded and the plaintext is
-//! dropped; a presented token is hashed and compared with every entry in constant time, so
-//! neither the position of a match nor a common prefix shows in the timing.
+//! dropped. A presented token is hashed and looked up by its digest, then the match is
+//! confirmed with a constant-time compare. The lookup's timing depends only on digest bytes,
+//! which a caller cannot steer toward a stored digest without a SHA-256 preimage, so it tells
+//! nothing about the tokens; and it stays O(1) however many tokens are configured.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use omnigraph_cloud_config::{
@@ -22,7 +25,7 @@ use super::{IdentitySource, Principal};
 /// The node's static token set.
 #[derive(Debug, Default)]
 pub(crate) struct StaticTokens {
-    entries: Vec<HashedToken>,
+    entries: HashMap<[u8; 32], HashedToken>,
 }
 
 #[derive(Debug)]
@@ -41,7 +44,7 @@ impl StaticTokens {
         if let Some(path) = &auth.tokens_file {
             configured.extend(read_tokens_file(path)?);
         }
-        let mut entries: Vec<HashedToken> = Vec::with_capacity(configured.len());
+        let mut entries: HashMap<[u8; 32], HashedToken> = HashMap::with_capacity(configured.len());
         for token in configured {
             let digest = match &token.secret {
                 TokenSecret::Plain(plain) => sha256(plain.as_bytes()),
@@ -53,19 +56,22 @@ impl StaticTokens {
                     digest
                 }
             };
-            if entries.iter().any(|existing| existing.digest == digest) {
+            if entries.contains_key(&digest) {
                 return Err(ConfigError::invalid(
                     "auth.tokens",
                     &format!("<token of actor {}>", token.actor),
                     "each token to be unique",
                 ));
             }
-            entries.push(HashedToken {
+            entries.insert(
                 digest,
-                actor: token.actor,
-                tenant: token.tenant,
-                groups: token.groups,
-            });
+                HashedToken {
+                    digest,
+                    actor: token.actor,
+                    tenant: token.tenant,
+                    groups: token.groups,
+                },
+            );
         }
         Ok(StaticTokens { entries })
     }
@@ -73,14 +79,11 @@ impl StaticTokens {
     /// The identity `token` grants, if it is one of ours.
     pub(crate) fn verify(&self, token: &str) -> Option<Principal> {
         let presented = sha256(token.as_bytes());
-        let mut found: Option<&HashedToken> = None;
-        for entry in &self.entries {
-            // Every entry is compared; the branch below does not depend on secret bytes.
-            if bool::from(entry.digest.ct_eq(&presented)) {
-                found = Some(entry);
-            }
-        }
-        found.map(|entry| Principal {
+        let entry = self
+            .entries
+            .get(&presented)
+            .filter(|entry| bool::from(entry.digest.ct_eq(&presented)))?;
+        Some(Principal {
             actor: Some(entry.actor.clone()),
             tenant: entry.tenant.clone(),
             groups: entry.groups.clone(),
