@@ -856,3 +856,76 @@ async fn hostile_authorization_headers_never_give_a_5xx() {
         .unwrap_or(431);
     assert!((400..500).contains(&status), "{status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_from_a_url_survives_its_source_going_down() {
+    let signer = Signer {
+        key: SigningKey::generate(KeyKind::Ed25519).unwrap(),
+        path: std::path::PathBuf::new(),
+    };
+    let signed = |serial: u64, cedar: &str| {
+        bundle::sign(
+            json!({"version": 1, "serial": serial, "policies": {"acme": {"cedar": cedar}}})
+                .to_string()
+                .as_bytes(),
+            &signer.key,
+        )
+        .unwrap()
+    };
+    let body = Arc::new(std::sync::Mutex::new(Some(signed(1, PERMIT_ALL))));
+    let served = body.clone();
+    let app = Router::new().route(
+        "/bundle.json",
+        get(move || {
+            let body = served.lock().unwrap().clone();
+            async move {
+                match body {
+                    Some(body) => (StatusCode::OK, body),
+                    None => (StatusCode::SERVICE_UNAVAILABLE, "down".to_string()),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let toml = format!(
+        "[[auth.tokens]]\ntoken = \"t\"\nactor = \"ann\"\ntenant = \"acme\"\n\
+         [auth.bundle]\nsource = \"http://{addr}/bundle.json\"\npublic_key = \"{}\"\nsync_interval = \"200ms\"\n",
+        signer.public()
+    );
+    let node = TestNode::start_with(&toml).await;
+    let ann = node.client_with_token("t");
+    ann.create_graph("g").await;
+
+    *body.lock().unwrap() = None;
+    let unavailable = "omnigraph_auth_bundle_rejections_total{reason=\"unavailable\"}";
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            metric_or_zero(&node, unavailable).await >= 2.0
+        })
+        .await,
+        "the failing source is counted"
+    );
+    ann.insert_person("g", "Ann", 1).await.expect(200);
+
+    *body.lock().unwrap() = Some(signed(
+        2,
+        "permit (principal, action == Omnigraph::Action::\"read\", resource);",
+    ));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            // 404 while everything is permitted, 403 once only reads are.
+            ann.delete("/graphs/absent").await.status == 403
+        })
+        .await,
+        "serial 2 (read-only) replaces serial 1"
+    );
+    ann.insert_person("g", "Ben", 1)
+        .await
+        .expect_error(403, "forbidden", "action 'change'");
+    assert_eq!(ann.count_people("g", "main").await, 1);
+    server.abort();
+}
