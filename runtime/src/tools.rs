@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use omnigraph_cloud_http::bundle;
 use omnigraph_cloud_http::sha256_hex;
 use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
@@ -21,33 +21,7 @@ pub enum AuthCommand {
     /// Mints a JWT signed with a local key, for development and tests only. Creates the key
     /// (PKCS#8 PEM) if the file does not exist; `--jwks-out` writes the matching JWKS for
     /// an issuer's `jwks_file`.
-    MintTestJwt {
-        /// Private key file; created with `--alg` if missing.
-        #[arg(long, default_value = "omnigraph-dev-key.pem")]
-        key: PathBuf,
-        /// Algorithm of a new key: EdDSA, ES256 or RS256.
-        #[arg(long, default_value = "EdDSA")]
-        alg: String,
-        #[arg(long, default_value = "dev")]
-        kid: String,
-        #[arg(long, default_value = "http://localhost/dev-issuer")]
-        issuer: String,
-        #[arg(long, default_value = "omnigraph")]
-        audience: String,
-        /// The actor (`sub` claim).
-        #[arg(long)]
-        sub: String,
-        /// Extra claims as NAME=VALUE; VALUE is parsed as JSON when it can be
-        /// (e.g. `--claim org_id=acme --claim 'groups=["team"]'`).
-        #[arg(long = "claim")]
-        claims: Vec<String>,
-        /// Lifetime, e.g. 1h or 15m.
-        #[arg(long, default_value = "1h")]
-        ttl: String,
-        /// Writes the public JWKS here.
-        #[arg(long)]
-        jwks_out: Option<PathBuf>,
-    },
+    MintTestJwt(MintArgs),
 }
 
 #[derive(Subcommand)]
@@ -81,27 +55,7 @@ pub enum BundleCommand {
 pub fn auth(command: AuthCommand) -> ExitCode {
     report(match command {
         AuthCommand::HashToken { token } => hash_token(token),
-        AuthCommand::MintTestJwt {
-            key,
-            alg,
-            kid,
-            issuer,
-            audience,
-            sub,
-            claims,
-            ttl,
-            jwks_out,
-        } => mint(MintArgs {
-            key,
-            alg,
-            kid,
-            issuer,
-            audience,
-            sub,
-            claims,
-            ttl,
-            jwks_out,
-        }),
+        AuthCommand::MintTestJwt(args) => mint(args),
     })
 }
 
@@ -141,15 +95,32 @@ fn hash_token(token: Option<String>) -> Result<(), String> {
     Ok(())
 }
 
-struct MintArgs {
+#[derive(Args)]
+pub struct MintArgs {
+    /// Private key file; created with `--alg` if missing.
+    #[arg(long, default_value = "omnigraph-dev-key.pem")]
     key: PathBuf,
+    /// Algorithm of a new key: EdDSA, ES256 or RS256.
+    #[arg(long, default_value = "EdDSA")]
     alg: String,
+    #[arg(long, default_value = "dev")]
     kid: String,
+    #[arg(long, default_value = "http://localhost/dev-issuer")]
     issuer: String,
+    #[arg(long, default_value = "omnigraph")]
     audience: String,
+    /// The actor (`sub` claim).
+    #[arg(long)]
     sub: String,
+    /// Extra claims as NAME=VALUE; VALUE is parsed as JSON when it can be
+    /// (e.g. `--claim org_id=acme --claim 'groups=["team"]'`).
+    #[arg(long = "claim")]
     claims: Vec<String>,
+    /// Lifetime, e.g. 1h or 15m.
+    #[arg(long, default_value = "1h")]
     ttl: String,
+    /// Writes the public JWKS here.
+    #[arg(long)]
     jwks_out: Option<PathBuf>,
 }
 

@@ -125,16 +125,6 @@ impl TokenVerifier {
         })
     }
 
-    /// A verifier that authenticates nobody and lets everyone act in tenant `default`.
-    pub fn open() -> TokenVerifier {
-        TokenVerifier {
-            mode: AuthMode::None,
-            static_tokens: StaticTokens::default(),
-            oidc: None,
-            metrics: AuthMetrics::register(&mut Registry::default()),
-        }
-    }
-
     pub fn mode(&self) -> AuthMode {
         self.mode
     }

@@ -319,8 +319,18 @@ impl JwksServer {
         }
     }
 
-    fn url(&self) -> String {
-        format!("http://{}/jwks.json", self.addr)
+    /// A permissive OIDC node whose one issuer fetches its keys from this server every
+    /// second; `extra` holds more top-level `auth.*` keys.
+    async fn node(&self, extra: &str) -> TestNode {
+        let toml = format!(
+            "auth.mode = \"oidc\"\nauth.jwks_cache_ttl = \"1s\"\n{extra}{}",
+            issuer_toml(
+                ISSUER,
+                &format!("jwks_url = \"http://{}/jwks.json\"", self.addr),
+                "tenant_claim = \"org_id\""
+            )
+        );
+        TestNode::start_with_policies(&toml, &[("_default.cedar", PERMIT_ALL)]).await
     }
 
     fn set(&self, mode: u8) {
@@ -338,15 +348,7 @@ impl Drop for JwksServer {
 async fn degraded_jwks_keeps_serving_on_cached_keys_then_fails_closed() {
     let idp = Idp::new(ISSUER, &[KeyKind::Ed25519]);
     let server = JwksServer::start(idp.jwks()).await;
-    let toml = format!(
-        "auth.mode = \"oidc\"\nauth.jwks_cache_ttl = \"1s\"\nauth.jwks_stale_max = \"4s\"\n{}",
-        issuer_toml(
-            ISSUER,
-            &format!("jwks_url = \"{}\"", server.url()),
-            "tenant_claim = \"org_id\""
-        )
-    );
-    let node = TestNode::start_with_policies(&toml, &[("_default.cedar", PERMIT_ALL)]).await;
+    let node = server.node("auth.jwks_stale_max = \"4s\"\n").await;
     let user = node.client_with_token(&idp.token("alice"));
     user.get("/graphs").await.expect(200);
 
@@ -393,15 +395,7 @@ async fn degraded_jwks_keeps_serving_on_cached_keys_then_fails_closed() {
 async fn no_request_waits_on_the_jwks_url() {
     let idp = Idp::new(ISSUER, &[KeyKind::Es256]);
     let server = JwksServer::start(idp.jwks()).await;
-    let toml = format!(
-        "auth.mode = \"oidc\"\nauth.jwks_cache_ttl = \"1s\"\n{}",
-        issuer_toml(
-            ISSUER,
-            &format!("jwks_url = \"{}\"", server.url()),
-            "tenant_claim = \"org_id\""
-        )
-    );
-    let node = TestNode::start_with_policies(&toml, &[("_default.cedar", PERMIT_ALL)]).await;
+    let node = server.node("").await;
     let user = node.client_with_token(&idp.token("alice"));
     user.get("/graphs").await.expect(200);
 
@@ -737,33 +731,26 @@ async fn signed_bundles_swap_in_and_bad_ones_are_refused() {
         ("rollback", old),
     ] {
         let sample = format!("omnigraph_auth_bundle_rejections_total{{reason=\"{reason}\"}}");
-        let before = metric_or_zero(&node, &sample).await;
+        let before = node.client().metric_value(&sample).await.unwrap_or(0.0);
         signer.write_raw(&contents);
         assert!(
             eventually(Duration::from_secs(10), || {
                 let sample = sample.clone();
                 let node = &node;
-                async move { metric_or_zero(node, &sample).await > before }
+                async move { node.client().metric_value(&sample).await.unwrap_or(0.0) > before }
             })
             .await,
             "{reason} bundle is refused"
         );
         alice.insert_person("g", "Still", 1).await.expect(200);
         assert_eq!(
-            metric_or_zero(&node, "omnigraph_auth_bundle_serial").await,
+            node.client()
+                .metric_value("omnigraph_auth_bundle_serial")
+                .await
+                .unwrap_or(0.0),
             2.0
         );
     }
-}
-
-async fn metric_or_zero(node: &TestNode, sample: &str) -> f64 {
-    let text = node.client().get("/metrics").await.text;
-    text.lines()
-        .find_map(|line| {
-            let rest = line.strip_prefix(sample)?;
-            rest.strip_prefix(' ')?.trim().parse().ok()
-        })
-        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -904,7 +891,7 @@ async fn a_bundle_from_a_url_survives_its_source_going_down() {
     let unavailable = "omnigraph_auth_bundle_rejections_total{reason=\"unavailable\"}";
     assert!(
         eventually(Duration::from_secs(10), || async {
-            metric_or_zero(&node, unavailable).await >= 2.0
+            node.client().metric_value(unavailable).await.unwrap_or(0.0) >= 2.0
         })
         .await,
         "the failing source is counted"

@@ -336,10 +336,19 @@ impl Client {
     /// The value of a metric sample line, e.g. `omnigraph_repo_activations_total`.
     pub async fn metric(&self, sample: &str) -> f64 {
         let text = self.get("/metrics").await.text;
-        text.lines()
-            .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
+        sample_value(&text, sample)
             .unwrap_or_else(|| panic!("metric {sample} not found in:\n{text}"))
     }
+
+    /// The value of a metric sample line, or `None` while the series does not exist yet.
+    pub async fn metric_value(&self, sample: &str) -> Option<f64> {
+        sample_value(&self.get("/metrics").await.text, sample)
+    }
+}
+
+fn sample_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(sample)?.trim().parse().ok())
 }
 
 /// Polls `check` every 50 ms until it returns true or `within` passes.
