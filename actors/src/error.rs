@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Unavailable,
     /// Too much work queued for the repo; retry later.
     Overloaded,
+    /// Another node holds the repo's writer lease: writes go there (or wait for the lease).
+    NotWriter,
     /// The request may or may not have taken effect (its actor failed or it timed out):
     /// check before retrying.
     OutcomeUnknown,
@@ -46,6 +48,19 @@ pub enum RepoError {
     /// The repo's write queue is full.
     #[error("{message}")]
     Overloaded { message: String },
+    /// Another node (or process) holds the repo's writer lease; nothing was written.
+    #[error(
+        "graph '{graph}' is written by '{holder}', which holds its writer lease (epoch {epoch}, \
+         expires in {}s unless renewed); nothing was written: send the write there, or retry \
+         once the lease has expired",
+        expires_in_ms.div_ceil(1000)
+    )]
+    NotWriter {
+        graph: GraphId,
+        holder: String,
+        epoch: u64,
+        expires_in_ms: u64,
+    },
     /// A broken invariant of our own; a bug, never the caller's fault.
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -71,6 +86,7 @@ impl RepoError {
             RepoError::Invalid { .. } => ErrorKind::Invalid,
             RepoError::Unavailable { .. } => ErrorKind::Unavailable,
             RepoError::Overloaded { .. } => ErrorKind::Overloaded,
+            RepoError::NotWriter { .. } => ErrorKind::NotWriter,
             RepoError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             RepoError::Storage(err) if is_store_unavailable(&err.to_string()) => {
                 ErrorKind::Unavailable

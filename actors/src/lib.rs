@@ -8,6 +8,8 @@
 
 mod error;
 mod key;
+pub mod lease;
+pub mod maintenance;
 mod metrics;
 mod probe;
 mod registry;
@@ -16,7 +18,9 @@ mod storage;
 
 pub use error::{ErrorKind, RepoError};
 pub use key::RepoKey;
-pub use metrics::{ActorMetrics, CoalescerMetrics, RegistryStats, StoreMetrics};
+pub use metrics::{
+    ActorMetrics, CoalescerMetrics, LeaseMetrics, MaintenanceMetrics, RegistryStats, StoreMetrics,
+};
 pub use probe::{ProbeError, ProbeReport};
 pub use registry::Registry;
 pub use repo::{

@@ -90,6 +90,7 @@ pub struct StoreMetrics {
 
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub(crate) enum StoreOp {
+    Get,
     Put,
     List,
     Head,
@@ -204,4 +205,157 @@ impl CoalescerMetrics {
     pub fn unregistered() -> CoalescerMetrics {
         CoalescerMetrics::register(&mut Registry::default())
     }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+/// Leases taken, lost and renewed by this node, by kind.
+#[derive(Clone, Debug)]
+pub struct LeaseMetrics {
+    held: Family<KindLabel, Gauge>,
+    acquired: Family<KindLabel, Counter>,
+    lost: Family<KindLabel, Counter>,
+    renewal_failures: Family<KindLabel, Counter>,
+}
+
+impl LeaseMetrics {
+    pub fn register(registry: &mut Registry) -> LeaseMetrics {
+        let metrics = LeaseMetrics {
+            held: Family::default(),
+            acquired: Family::default(),
+            lost: Family::default(),
+            renewal_failures: Family::default(),
+        };
+        registry.register(
+            "omnigraph_leases_held",
+            "Leases this node holds, by kind (writer, recovery, compaction)",
+            metrics.held.clone(),
+        );
+        registry.register(
+            "omnigraph_lease_acquisitions",
+            "Leases acquired (created or taken over), by kind",
+            metrics.acquired.clone(),
+        );
+        registry.register(
+            "omnigraph_lease_losses",
+            "Leases lost before release (taken over, or expired unrenewed), by kind",
+            metrics.lost.clone(),
+        );
+        registry.register(
+            "omnigraph_lease_renewal_failures",
+            "Lease renewals that failed on a storage error, by kind",
+            metrics.renewal_failures.clone(),
+        );
+        metrics
+    }
+
+    pub fn unregistered() -> LeaseMetrics {
+        LeaseMetrics::register(&mut Registry::default())
+    }
+
+    fn label(kind: crate::lease::LeaseKind) -> KindLabel {
+        KindLabel {
+            kind: kind.as_str(),
+        }
+    }
+
+    pub(crate) fn acquired(&self, kind: crate::lease::LeaseKind) {
+        self.acquired.get_or_create(&Self::label(kind)).inc();
+        self.held.get_or_create(&Self::label(kind)).inc();
+    }
+
+    pub(crate) fn released(&self, kind: crate::lease::LeaseKind) {
+        self.held.get_or_create(&Self::label(kind)).dec();
+    }
+
+    pub(crate) fn lost(&self, kind: crate::lease::LeaseKind) {
+        self.lost.get_or_create(&Self::label(kind)).inc();
+        self.held.get_or_create(&Self::label(kind)).dec();
+    }
+
+    pub(crate) fn renewal_failed(&self, kind: crate::lease::LeaseKind) {
+        self.renewal_failures
+            .get_or_create(&Self::label(kind))
+            .inc();
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RunLabels {
+    job: &'static str,
+    outcome: &'static str,
+}
+
+/// Maintenance jobs run by this node.
+#[derive(Clone, Debug)]
+pub struct MaintenanceMetrics {
+    runs: Family<RunLabels, Counter>,
+    run_seconds: Family<RunLabels, Histogram, fn() -> Histogram>,
+    pub(crate) recoveries: Counter,
+    pub(crate) fragments_removed: Counter,
+    pub(crate) versions_removed: Counter,
+    pub(crate) bytes_removed: Counter,
+}
+
+impl MaintenanceMetrics {
+    pub fn register(registry: &mut Registry) -> MaintenanceMetrics {
+        let metrics = MaintenanceMetrics {
+            runs: Family::default(),
+            run_seconds: Family::new_with_constructor(run_histogram),
+            recoveries: Counter::default(),
+            fragments_removed: Counter::default(),
+            versions_removed: Counter::default(),
+            bytes_removed: Counter::default(),
+        };
+        registry.register(
+            "omnigraph_maintenance_runs",
+            "Maintenance jobs (recovery, compaction, cleanup) by outcome (done, deferred, failed)",
+            metrics.runs.clone(),
+        );
+        registry.register(
+            "omnigraph_maintenance_run_duration_seconds",
+            "Duration of maintenance jobs",
+            metrics.run_seconds.clone(),
+        );
+        registry.register(
+            "omnigraph_recovery_sweeps",
+            "Full recovery sweeps run over pending sidecars",
+            metrics.recoveries.clone(),
+        );
+        registry.register(
+            "omnigraph_compaction_fragments_removed",
+            "Fragments removed by compaction",
+            metrics.fragments_removed.clone(),
+        );
+        registry.register(
+            "omnigraph_cleanup_versions_removed",
+            "Old table versions removed by cleanup",
+            metrics.versions_removed.clone(),
+        );
+        registry.register(
+            "omnigraph_cleanup_bytes_removed",
+            "Bytes removed by cleanup",
+            metrics.bytes_removed.clone(),
+        );
+        metrics
+    }
+
+    pub fn unregistered() -> MaintenanceMetrics {
+        MaintenanceMetrics::register(&mut Registry::default())
+    }
+
+    pub(crate) fn run(&self, job: &'static str, outcome: &'static str, took: std::time::Duration) {
+        let labels = RunLabels { job, outcome };
+        self.runs.get_or_create(&labels).inc();
+        self.run_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+}
+
+fn run_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 16))
 }

@@ -19,6 +19,11 @@ use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
+use crate::lease::{LeaseKind, LeaseStore, now_ms};
+use crate::maintenance::report::{Backlog, Policy};
+use crate::maintenance::{
+    LeaseView, MaintenanceReport, MaintenanceSettings, NodeMaintenance, RepoMaintenance,
+};
 use crate::metrics::{ActorMetrics, RegistryStats};
 use crate::repo::{
     Activity, Life, RepoHandle, RepoLease, RepoShared, RepoSupervisor, SupervisorArgs,
@@ -38,6 +43,8 @@ struct Inner {
     settings: ActorConfig,
     writes: WriteConfig,
     metrics: ActorMetrics,
+    maintenance: NodeMaintenance,
+    scanner: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     slots: DashMap<RepoKey, Arc<Slot>>,
     lifecycle: DashMap<RepoKey, Arc<Mutex<()>>>,
     shutting_down: AtomicBool,
@@ -53,6 +60,7 @@ impl Registry {
         settings: ActorConfig,
         writes: WriteConfig,
         metrics: ActorMetrics,
+        maintenance: NodeMaintenance,
     ) -> Registry {
         Registry {
             inner: Arc::new(Inner {
@@ -60,6 +68,8 @@ impl Registry {
                 settings,
                 writes,
                 metrics,
+                maintenance,
+                scanner: std::sync::Mutex::new(None),
                 slots: DashMap::new(),
                 lifecycle: DashMap::new(),
                 shutting_down: AtomicBool::new(false),
@@ -73,6 +83,139 @@ impl Registry {
 
     pub fn stats(&self) -> RegistryStats {
         self.inner.metrics.stats()
+    }
+
+    /// This process's lease holder id.
+    pub fn holder_id(&self) -> &str {
+        &self.inner.maintenance.holder_id
+    }
+
+    pub fn lease_store(&self) -> &LeaseStore {
+        &self.inner.maintenance.leases
+    }
+
+    pub fn maintenance_settings(&self) -> &MaintenanceSettings {
+        &self.inner.maintenance.settings
+    }
+
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::SeqCst)
+    }
+
+    /// Whether the repo is warm (activated) on this node.
+    pub fn is_warm(&self, key: &RepoKey) -> bool {
+        self.inner
+            .slots
+            .get(key)
+            .is_some_and(|slot| slot.handle.get().is_some())
+    }
+
+    /// Starts the worker's scanner (see [`crate::maintenance::scanner`]) if this node runs
+    /// maintenance. Stopped by [`Registry::shutdown`].
+    pub fn start_maintenance(&self) {
+        if !self.inner.maintenance.settings.enabled {
+            return;
+        }
+        let task = tokio::spawn(crate::maintenance::scanner::run(self.clone()));
+        if let Some(old) = self
+            .inner
+            .scanner
+            .lock()
+            .expect("scanner lock")
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Maintenance state for a repo that is not warm here, resumed from what the last node
+    /// that touched it recorded.
+    pub(crate) async fn cold_maintenance(&self, key: &RepoKey) -> Arc<RepoMaintenance> {
+        let maintenance = self.inner.maintenance.for_repo(key, &self.inner.store);
+        match self.inner.store.get_maintenance_status(key).await {
+            Ok(Some(progress)) => maintenance.resume(progress),
+            Ok(None) => {}
+            Err(err) => warn!(repo = %key, error = %err, "could not read maintenance status"),
+        }
+        maintenance
+    }
+
+    /// What `GET /admin/repos/{tenant}/{graph}/maintenance` shows.
+    pub async fn maintenance_report(&self, key: &RepoKey) -> Result<MaintenanceReport, RepoError> {
+        if !self.inner.store.graph_exists(key).await? {
+            return Err(RepoError::GraphNotFound {
+                graph: key.graph.clone(),
+            });
+        }
+        let warm = self
+            .inner
+            .slots
+            .get(key)
+            .and_then(|slot| slot.handle.get().cloned());
+        let (maintenance, engine) = match &warm {
+            Some(handle) => (
+                Arc::clone(&handle.shared.maintenance),
+                handle.incarnation().await?.engine.clone(),
+            ),
+            None => (
+                self.cold_maintenance(key).await,
+                Arc::new(Omnigraph::open_read_only(&self.inner.store.graph_uri(key)).await?),
+            ),
+        };
+        let now = now_ms();
+        let mut leases = Vec::new();
+        for kind in LeaseKind::ALL {
+            if let Some(record) = self
+                .lease_store()
+                .get(key, kind)
+                .await
+                .map_err(|err| RepoError::unavailable(err.to_string()))?
+            {
+                leases.push(LeaseView::new(kind, record, now, self.holder_id()));
+            }
+        }
+        let (tables, files, bytes) = maintenance.inventory_with_files(&engine).await?;
+        let mut lost_leases = Vec::new();
+        for holder in [
+            &maintenance.writer,
+            &maintenance.recovery,
+            &maintenance.compaction,
+        ] {
+            if let Some(lost) = holder.last_loss().await {
+                lost_leases.push(format!("{}: {lost}", holder.kind()));
+            }
+        }
+        let progress = maintenance.progress();
+        let config = &self.inner.maintenance.settings.config;
+        let retention = config.retention_for(&key.tenant);
+        Ok(MaintenanceReport {
+            tenant: key.tenant.to_string(),
+            graph: key.graph.to_string(),
+            node: self.holder_id().to_string(),
+            worker: self.inner.maintenance.settings.enabled,
+            warm: warm.is_some(),
+            leases,
+            lost_leases,
+            backlog: Backlog {
+                versions_since_run: progress.versions_since_run,
+                bytes_since_run: progress.bytes_since_run,
+            },
+            pending_recovery_sidecars: self.inner.store.recovery_sidecars(key).await?,
+            last_compaction: progress.last_compaction,
+            last_cleanup: progress.last_cleanup,
+            last_recovery: progress.last_recovery,
+            tables,
+            files,
+            bytes,
+            policy: Policy {
+                interval_secs: config.interval.as_secs(),
+                trigger_versions: config.trigger_versions,
+                trigger_fragments: config.trigger_fragments,
+                trigger_bytes: config.trigger_bytes,
+                keep_versions: retention.keep_versions,
+                keep_for_secs: retention.keep_for.as_secs(),
+            },
+        })
     }
 
     /// The repo for `key`, activated if cold, leased for the duration of one request.
@@ -166,6 +309,9 @@ impl Registry {
     /// exports already running keep their engine handle until they end).
     pub async fn shutdown(&self, within: std::time::Duration) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
+        if let Some(scanner) = self.inner.scanner.lock().expect("scanner lock").take() {
+            scanner.abort();
+        }
         let handles: Vec<RepoHandle> = self
             .inner
             .slots
@@ -234,6 +380,7 @@ impl Registry {
             call_timeout: self.inner.settings.call_timeout,
             writes: self.inner.writes.for_tenant(&key.tenant),
             coalescer_metrics: self.inner.metrics.coalescer.clone(),
+            maintenance: self.inner.maintenance.for_repo(key, &self.inner.store),
         });
         let args = SupervisorArgs {
             shared: Arc::clone(&shared),

@@ -15,6 +15,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
+use crate::lease::{LeaseStore, LeaseTiming};
 use crate::metrics::{StoreMetrics, StoreOp};
 use crate::probe::{self, ProbeError, ProbeReport};
 use crate::{RepoError, RepoKey};
@@ -114,6 +115,21 @@ impl GraphStore {
         probe::run(&store, &self.object_path(""), supports_update).await
     }
 
+    /// The leases of every repo under this root (see [`crate::lease`]).
+    pub fn leases(&self, timing: LeaseTiming) -> LeaseStore {
+        match &self.inner.location {
+            Location::Local(root) => {
+                LeaseStore::on_local(root.clone(), self.inner.metrics.clone(), timing)
+            }
+            Location::S3 { .. } => LeaseStore::on_store(
+                Arc::clone(&self.inner.store),
+                self.object_path(""),
+                self.inner.metrics.clone(),
+                timing,
+            ),
+        }
+    }
+
     /// Whether the graph exists (its schema object is present).
     pub async fn graph_exists(&self, key: &RepoKey) -> Result<bool, RepoError> {
         let path = self.object_path(&format!(
@@ -208,6 +224,117 @@ impl GraphStore {
         }
     }
 
+    /// How many recovery sidecars (`__recovery/*.json`) the graph has: one listing.
+    pub(crate) async fn recovery_sidecars(&self, key: &RepoKey) -> Result<usize, RepoError> {
+        let prefix = self.object_path(&format!(
+            "{}/__recovery",
+            graph_relative_path(&key.tenant, &key.graph)
+        ));
+        self.inner.metrics.record(StoreOp::List, Some(key));
+        match self
+            .inner
+            .store
+            .list(Some(&prefix))
+            .try_collect::<Vec<_>>()
+            .await
+        {
+            Ok(listed) => Ok(listed
+                .iter()
+                .filter(|meta| meta.location.as_ref().ends_with(".json"))
+                .count()),
+            Err(object_store::Error::NotFound { .. }) => Ok(0),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Every object of the graph, as (path relative to the graph, size).
+    pub(crate) async fn graph_files(&self, key: &RepoKey) -> Result<Vec<(String, u64)>, RepoError> {
+        let relative = graph_relative_path(&key.tenant, &key.graph);
+        let prefix = self.object_path(&relative);
+        let skip = prefix.parts().count();
+        self.inner.metrics.record(StoreOp::List, Some(key));
+        let listed: Vec<_> = match self.inner.store.list(Some(&prefix)).try_collect().await {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(listed
+            .into_iter()
+            .map(|meta| {
+                let path = meta
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|part| part.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/");
+                (path, meta.size)
+            })
+            .collect())
+    }
+
+    /// Records a repo's maintenance progress under `_system/maintenance/` (soft state).
+    pub(crate) async fn put_maintenance_status(
+        &self,
+        key: &RepoKey,
+        progress: &crate::maintenance::Progress,
+    ) -> Result<(), RepoError> {
+        let path = self.object_path(&maintenance_status_path(key));
+        let bytes = serde_json::to_vec_pretty(progress).expect("progress serializes");
+        self.inner.metrics.record(StoreOp::Put, Some(key));
+        self.inner.store.put(&path, bytes.into()).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn get_maintenance_status(
+        &self,
+        key: &RepoKey,
+    ) -> Result<Option<crate::maintenance::Progress>, RepoError> {
+        let path = self.object_path(&maintenance_status_path(key));
+        self.inner.metrics.record(StoreOp::Get, Some(key));
+        let bytes = match self.inner.store.get(&path).await {
+            Ok(result) => result.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        // Soft state: an unreadable status is as good as none.
+        Ok(serde_json::from_slice(&bytes).ok())
+    }
+
+    /// Every maintenance status object, with a version that changes on each write.
+    pub(crate) async fn list_maintenance_status(
+        &self,
+    ) -> Result<Vec<(RepoKey, String)>, RepoError> {
+        let prefix = self.object_path(MAINTENANCE_DIR);
+        let skip = prefix.parts().count();
+        self.inner.metrics.record(StoreOp::List, None);
+        let listed: Vec<_> = match self.inner.store.list(Some(&prefix)).try_collect().await {
+            Ok(listed) => listed,
+            Err(object_store::Error::NotFound { .. }) => Vec::new(),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| {
+                let parts: Vec<String> = meta
+                    .location
+                    .parts()
+                    .skip(skip)
+                    .map(|part| part.as_ref().to_string())
+                    .collect();
+                let [tenant, file] = parts.as_slice() else {
+                    return None;
+                };
+                let graph = file.strip_suffix(".json")?;
+                let key = RepoKey::new(TenantId::new(tenant).ok()?, GraphId::new(graph).ok()?);
+                let version = meta
+                    .e_tag
+                    .unwrap_or_else(|| meta.last_modified.to_rfc3339());
+                Some((key, version))
+            })
+            .collect())
+    }
+
     fn object_path(&self, relative: &str) -> ObjectPath {
         match &self.inner.location {
             Location::S3 { prefix, .. } if !prefix.is_empty() => {
@@ -216,6 +343,12 @@ impl GraphStore {
             _ => ObjectPath::from(relative),
         }
     }
+}
+
+const MAINTENANCE_DIR: &str = "_system/maintenance";
+
+fn maintenance_status_path(key: &RepoKey) -> String {
+    format!("{MAINTENANCE_DIR}/{}/{}.json", key.tenant, key.graph)
 }
 
 fn graph_relative_path(tenant: &TenantId, graph: &GraphId) -> String {

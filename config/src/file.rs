@@ -6,6 +6,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthSection, validate_auth};
+use crate::maintenance::{
+    LeasesSection, MaintenanceSection, NodeSection, validate_leases, validate_maintenance,
+    validate_node,
+};
 use crate::{
     ActorConfig, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig, StorageConfig,
     StorageRoot, TenantId, WriteConfig, WriteOverrides,
@@ -16,6 +20,13 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# omnigraph-cloud node configuration.
 # Every key is optional; the values below are the defaults.
 # Any key can be overridden from the environment: OMNIGRAPH_CLOUD_<SECTION>__<KEY>,
 # e.g. OMNIGRAPH_CLOUD_SERVER__BIND=0.0.0.0:8080.
+
+[node]
+# "serve" answers the data API; "worker" runs maintenance (recovery, compaction, cleanup,
+# index builds) under leases. A worker-only node serves no data API. See docs/operations.md.
+roles = ["serve", "worker"]
+# Holder id written into leases; "-<pid>-<random>" is appended. Default: the hostname.
+# id = "node-a"
 
 [server]
 # Address the HTTP API listens on.
@@ -40,6 +51,34 @@ skip_probe = false
 idle_timeout = "10m"
 # The longest a caller waits for a graph's actor to answer a write.
 call_timeout = "10m"
+
+[leases]
+# Leases live in {root}/_system/leases/. A lease not renewed for `ttl` may be taken over;
+# its holder stops acting `safety_margin` before that (which must exceed clock drift).
+ttl = "30s"
+safety_margin = "10s"
+
+[maintenance]
+# Nodes with the worker role maintain repos: optimize (compaction, index builds) and
+# cleanup of old versions, each under the repo's compaction lease.
+enabled = true
+# A warm repo with new writes is checked this often...
+interval = "5m"
+# ...and at once when any of these is reached since its last run.
+trigger_versions = 64
+trigger_fragments = 32
+trigger_bytes = 67108864
+# A worker-only node looks for repos to maintain this often (one listing of the leases).
+scan_interval = "30s"
+# Wait after a failed run (doubling, at most 16x).
+backoff = "30s"
+# Cleanup keeps at least keep_versions versions of every table and everything younger than
+# keep_for. keep_versions is at least 3.
+keep_versions = 10
+keep_for = "1h"
+# [maintenance.tenants.acme]
+# keep_versions = 20
+# keep_for = "24h"
 
 [writes]
 # Concurrent writes to one graph are coalesced: while one publish is in flight, arriving
@@ -104,6 +143,9 @@ format = "text"
 #[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FileConfig {
+    pub node: NodeSection,
+    pub leases: LeasesSection,
+    pub maintenance: MaintenanceSection,
     pub server: ServerSection,
     pub storage: StorageSection,
     pub actors: ActorSection,
@@ -257,6 +299,9 @@ impl FileConfig {
             call_timeout: duration("actors.call_timeout", &self.actors.call_timeout, true)?,
         };
         let writes = validate_writes(self.writes)?;
+        let node = validate_node(self.node)?;
+        let leases = validate_leases(self.leases)?;
+        let maintenance = validate_maintenance(self.maintenance)?;
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
             filter: self.log.filter,
@@ -273,6 +318,9 @@ impl FileConfig {
             },
         };
         Ok(NodeConfig {
+            node,
+            leases,
+            maintenance,
             server,
             storage,
             actors,

@@ -12,6 +12,7 @@ mod env;
 mod error;
 mod file;
 mod ids;
+mod maintenance;
 mod storage_root;
 
 use std::net::SocketAddr;
@@ -25,11 +26,18 @@ pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
 pub use ids::{GraphId, IdError, TenantId};
+pub use maintenance::{
+    LeaseConfig, MIN_KEEP_VERSIONS, MaintenanceConfig, NodeIdentity, Retention, RetentionOverrides,
+    Role,
+};
 pub use storage_root::StorageRoot;
 
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
+    pub node: NodeIdentity,
+    pub leases: LeaseConfig,
+    pub maintenance: MaintenanceConfig,
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub actors: ActorConfig,
@@ -269,6 +277,52 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("writes.tenants.acme.max_queue"), "{err}");
+    }
+
+    #[test]
+    fn roles_leases_and_retention_are_validated() {
+        let config = NodeConfig::default_config();
+        assert!(config.node.serves() && config.node.works());
+        let worker = NodeConfig::load(
+            Some("[node]\nroles = [\"worker\"]\n[maintenance]\nkeep_versions = 4\n[maintenance.tenants.acme]\nkeep_versions = 7\nkeep_for = \"0s\"\n"),
+            std::iter::empty(),
+        )
+        .unwrap();
+        assert!(!worker.node.serves() && worker.node.works());
+        let acme = worker
+            .maintenance
+            .retention_for(&TenantId::new("acme").unwrap());
+        assert_eq!((acme.keep_versions, acme.keep_for), (7, Duration::ZERO));
+        let other = worker
+            .maintenance
+            .retention_for(&TenantId::new("other").unwrap());
+        assert_eq!(
+            (other.keep_versions, other.keep_for),
+            (4, Duration::from_secs(3600))
+        );
+        let cases = [
+            ("[node]\nroles = [\"reader\"]", "node.roles"),
+            ("[node]\nroles = []", "node.roles"),
+            ("[node]\nid = \"a b\"", "node.id"),
+            (
+                "[leases]\nttl = \"10s\"\nsafety_margin = \"5s\"",
+                "leases.safety_margin",
+            ),
+            (
+                "[maintenance]\nkeep_versions = 2",
+                "maintenance.keep_versions",
+            ),
+            (
+                "[maintenance.tenants.acme]\nkeep_versions = 1",
+                "maintenance.tenants.acme.keep_versions",
+            ),
+        ];
+        for (source, key) in cases {
+            let err = NodeConfig::load(Some(source), std::iter::empty())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{source}: {err}");
+        }
     }
 
     #[test]

@@ -135,6 +135,21 @@ impl From<RepoError> for ApiError {
                 api.retry_after_secs = Some(1);
                 api
             }
+            // 421: this node may not write the graph. The holder is named in the message;
+            // Retry-After is when its lease lapses if it is not renewed.
+            ErrorKind::NotWriter => {
+                let retry = match &err {
+                    RepoError::NotWriter { expires_in_ms, .. } => expires_in_ms.div_ceil(1000),
+                    _ => 1,
+                };
+                let mut api = ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    "not_writer",
+                    err.to_string(),
+                );
+                api.retry_after_secs = Some(retry.max(1));
+                api
+            }
             ErrorKind::Internal => ApiError::internal(&err),
         }
     }

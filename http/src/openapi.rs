@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{branches, data, graphs, schema, system};
+use crate::routes::{admin, branches, data, graphs, schema, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +21,7 @@ use crate::routes::{branches, data, graphs, schema, system};
         schema::get, schema::apply, schema::catalog, schema::invoke,
         branches::list, branches::create, branches::delete, branches::merge,
         branches::commits, branches::commit,
+        admin::maintenance,
     ),
     components(schemas(crate::dto::ErrorOutput)),
     modifiers(&BearerAuth),

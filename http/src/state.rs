@@ -17,6 +17,8 @@ pub struct AppState {
     pub(crate) metrics: HttpMetrics,
     pub(crate) metrics_registry: Arc<MetricsRegistry>,
     pub(crate) limits: BodyLimits,
+    /// Whether the data API is served (the node has the `serve` role).
+    pub serves_data: bool,
 }
 
 /// Request body limits, in bytes.
@@ -44,6 +46,7 @@ impl AppState {
             metrics,
             metrics_registry: Arc::new(metrics_registry),
             limits,
+            serves_data: true,
         }
     }
 }

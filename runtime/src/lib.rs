@@ -9,8 +9,11 @@
 
 use std::net::SocketAddr;
 
+use omnigraph_cloud_actors::lease::LeaseTiming;
+use omnigraph_cloud_actors::maintenance::{MaintenanceSettings, NodeMaintenance, holder_id};
 use omnigraph_cloud_actors::{
-    ActorMetrics, GraphStore, ProbeError, Registry, RepoError, StoreMetrics,
+    ActorMetrics, GraphStore, LeaseMetrics, MaintenanceMetrics, ProbeError, Registry, RepoError,
+    StoreMetrics,
 };
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{AppState, Auth, AuthTasks, BodyLimits, router};
@@ -80,11 +83,32 @@ impl Node {
                     })?;
             info!(%root, update_if_match = report.update_if_match, "storage enforces conditional writes");
         }
+        let maintenance = NodeMaintenance {
+            leases: store.leases(LeaseTiming {
+                ttl: config.leases.ttl,
+                safety_margin: config.leases.safety_margin,
+            }),
+            holder_id: holder_id(config.node.id.as_deref()),
+            settings: MaintenanceSettings {
+                enabled: config.node.works() && config.maintenance.enabled,
+                config: config.maintenance.clone(),
+            },
+            lease_metrics: LeaseMetrics::register(&mut metrics),
+            metrics: MaintenanceMetrics::register(&mut metrics),
+        };
         let registry = Registry::new(
             store,
             config.actors.clone(),
             config.writes.clone(),
             ActorMetrics::register(&mut metrics),
+            maintenance,
+        );
+        registry.start_maintenance();
+        info!(
+            holder = registry.holder_id(),
+            serve = config.node.serves(),
+            worker = registry.maintenance_settings().enabled,
+            "node roles"
         );
         let auth = Auth::start(&config.auth, &mut metrics).await?;
         if auth.verifier.mode() == AuthMode::None {
@@ -100,13 +124,15 @@ impl Node {
             default: config.server.body_limit_bytes,
             load: config.server.load_body_limit_bytes,
         };
-        let app = router(AppState::new(
+        let mut state = AppState::new(
             registry.clone(),
             auth.verifier.clone(),
             auth.policy.clone(),
             metrics,
             limits,
-        ));
+        );
+        state.serves_data = config.node.serves();
+        let app = router(state);
         let listener = TcpListener::bind(config.server.bind)
             .await
             .map_err(|source| NodeError::Bind {

@@ -6,9 +6,14 @@ use omnigraph::db::Omnigraph;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
+use std::sync::atomic::Ordering;
+
 use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
+use crate::RepoError;
+use crate::lease::now_ms;
+use crate::maintenance::Held;
 
 pub(crate) struct RepoActor;
 
@@ -25,14 +30,17 @@ impl Actor for RepoActor {
     type State = RepoActorState;
     type Arguments = Arc<RepoShared>;
 
-    /// Opens the engine (read-write: this runs the engine's recovery sweep) and publishes
-    /// the warm handle to callers.
+    /// Opens the engine and publishes the warm handle to callers.
+    ///
+    /// The handle is opened without the engine's open-time recovery sweep: several nodes may
+    /// open one repo, and only the holder of its recovery lease sweeps (the repo's
+    /// `RecoveryActor`). The handle writes all the same, under the writer lease.
     async fn pre_start(
         &self,
         myself: ActorRef<RepoMsg>,
         shared: Arc<RepoShared>,
     ) -> Result<RepoActorState, ActorProcessingErr> {
-        let engine = Arc::new(Omnigraph::open(&shared.uri).await?);
+        let engine = Arc::new(Omnigraph::open_read_only(&shared.uri).await?);
         shared.life.send_replace(Life::Ready(Arc::new(Incarnation {
             engine: Arc::clone(&engine),
             mailbox: myself,
@@ -57,16 +65,46 @@ impl Actor for RepoActor {
             RepoMsg::Write(op, reply) => {
                 let catalog = state.engine.catalog();
                 state.coalescer.push(op, reply, &catalog);
+                state.count_queued();
                 schedule_flush(&myself, state);
             }
             RepoMsg::Flush => {
                 state.flush_scheduled = false;
                 if let Some(unit) = state.coalescer.next_unit() {
-                    let schema_changed =
-                        coalescer::execute(&state.engine, unit, &state.shared.coalescer_metrics)
+                    state.count_queued();
+                    let maintenance = Arc::clone(&state.shared.maintenance);
+                    // Shared with other publishes; a recovery sweep holds it exclusively.
+                    let _gate = maintenance.write_gate.read().await;
+                    match maintenance.writer.ensure().await {
+                        Ok(Held::Ours(_)) => {
+                            let bytes = unit.bytes() as u64;
+                            let schema_changed = coalescer::execute(
+                                &state.engine,
+                                unit,
+                                &state.shared.coalescer_metrics,
+                            )
                             .await;
-                    if schema_changed {
-                        let _ = myself.cast(RepoMsg::BuildIndexes);
+                            maintenance.published(bytes);
+                            if schema_changed {
+                                let _ = myself.cast(RepoMsg::BuildIndexes);
+                            }
+                        }
+                        Ok(Held::Other(record)) => {
+                            let graph = state.shared.key.graph.clone();
+                            unit.refuse(|| RepoError::NotWriter {
+                                graph: graph.clone(),
+                                holder: record.holder.clone(),
+                                epoch: record.epoch,
+                                expires_in_ms: record.expires_at_ms.saturating_sub(now_ms()),
+                            });
+                        }
+                        Err(err) => {
+                            unit.refuse(|| {
+                                RepoError::unavailable(format!(
+                                    "the graph's writer lease could not be checked ({err}); nothing was written, retry"
+                                ))
+                            });
+                        }
                     }
                 }
                 schedule_flush(&myself, state);
@@ -90,6 +128,16 @@ impl Actor for RepoActor {
             ),
         }
         Ok(())
+    }
+}
+
+impl RepoActorState {
+    /// Publishes the queue length, so maintenance defers while writes wait.
+    fn count_queued(&self) {
+        self.shared
+            .maintenance
+            .queued_writes
+            .store(self.coalescer.len(), Ordering::Relaxed);
     }
 }
 

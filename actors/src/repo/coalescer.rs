@@ -91,6 +91,30 @@ pub(crate) enum Unit {
     Batch(Vec<Pending>),
 }
 
+impl Unit {
+    /// Request bytes of the writes in the unit.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Unit::Alone(pending) => pending.bytes,
+            Unit::Batch(batch) => batch.iter().map(|pending| pending.bytes).sum(),
+        }
+    }
+
+    /// Answers every write of the unit with an error made by `err`, applying none.
+    pub(crate) fn refuse(self, err: impl Fn() -> RepoError) {
+        match self {
+            Unit::Alone(pending) => {
+                let _ = pending.reply.send(Err(err()));
+            }
+            Unit::Batch(batch) => {
+                for pending in batch {
+                    let _ = pending.reply.send(Err(err()));
+                }
+            }
+        }
+    }
+}
+
 pub(crate) struct Coalescer {
     queue: VecDeque<Pending>,
     settings: WriteConfig,
@@ -108,6 +132,10 @@ impl Coalescer {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.queue.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
     }
 
     /// Forgets queued writes whose caller went away (disconnected, or gave up after

@@ -42,6 +42,7 @@ pub(crate) struct RepoShared {
     pub(crate) call_timeout: Duration,
     pub(crate) writes: omnigraph_cloud_config::WriteConfig,
     pub(crate) coalescer_metrics: crate::metrics::CoalescerMetrics,
+    pub(crate) maintenance: Arc<crate::maintenance::RepoMaintenance>,
 }
 
 /// Where a repo's actor is in its life, as callers see it.

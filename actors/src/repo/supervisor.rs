@@ -16,6 +16,9 @@ use tracing::{error, info, warn};
 use super::actor::RepoActor;
 use super::messages::RepoMsg;
 use super::{Life, RepoShared};
+use crate::maintenance::{
+    CompactionActor, CompactionMsg, MaintenanceArgs, RecoveryActor, RecoveryMsg,
+};
 use crate::metrics::ActorMetrics;
 
 pub(crate) struct RepoSupervisor;
@@ -40,6 +43,9 @@ pub(crate) struct SupervisorState {
     metrics: ActorMetrics,
     on_stop: Option<Box<dyn FnOnce() + Send>>,
     child: Option<ActorRef<RepoMsg>>,
+    /// The maintenance siblings, on a worker node.
+    recovery: Option<ActorRef<RecoveryMsg>>,
+    compaction: Option<ActorRef<CompactionMsg>>,
 }
 
 impl Actor for RepoSupervisor {
@@ -56,13 +62,21 @@ impl Actor for RepoSupervisor {
             Actor::spawn_linked(None, RepoActor, Arc::clone(&args.shared), myself.get_cell())
                 .await?;
         arm_idle_check(&myself, args.idle_timeout);
-        Ok(SupervisorState {
+        let mut state = SupervisorState {
             shared: args.shared,
             idle_timeout: args.idle_timeout,
             metrics: args.metrics,
             on_stop: Some(args.on_stop),
             child: Some(child),
-        })
+            recovery: None,
+            compaction: None,
+        };
+        if state.shared.maintenance.settings.enabled {
+            state.recovery = Some(spawn_recovery(&myself, &state.shared).await?);
+            state.compaction = Some(spawn_compaction(&myself, &state.shared).await?);
+            state.publish_maintenance_actors();
+        }
+        Ok(state)
     }
 
     async fn handle(
@@ -99,6 +113,27 @@ impl Actor for RepoSupervisor {
         let SupervisionEvent::ActorFailed(cell, reason) = event else {
             return Ok(());
         };
+        // A failed maintenance actor is replaced; the repo keeps serving meanwhile.
+        if state
+            .recovery
+            .as_ref()
+            .is_some_and(|a| a.get_id() == cell.get_id())
+        {
+            warn!(repo = %state.shared.key, %reason, "recovery actor failed; restarting it");
+            state.recovery = spawn_recovery(&myself, &state.shared).await.ok();
+            state.publish_maintenance_actors();
+            return Ok(());
+        }
+        if state
+            .compaction
+            .as_ref()
+            .is_some_and(|a| a.get_id() == cell.get_id())
+        {
+            warn!(repo = %state.shared.key, %reason, "compaction actor failed; restarting it");
+            state.compaction = spawn_compaction(&myself, &state.shared).await.ok();
+            state.publish_maintenance_actors();
+            return Ok(());
+        }
         let is_current_child = state
             .child
             .as_ref()
@@ -117,7 +152,11 @@ impl Actor for RepoSupervisor {
         )
         .await
         {
-            Ok((child, _)) => state.child = Some(child),
+            Ok((child, _)) => {
+                state.child = Some(child);
+                // The failed actor may have left a write half-done.
+                state.shared.maintenance.check_recovery();
+            }
             Err(err) => {
                 error!(repo = %state.shared.key, error = %err, "repo actor could not be restarted");
                 state.child = None;
@@ -136,11 +175,25 @@ impl Actor for RepoSupervisor {
         _myself: ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
     ) -> Result<(), ActorProcessingErr> {
+        // Maintenance first: a run in progress ends before the repo goes cold.
+        *state
+            .shared
+            .maintenance
+            .actors
+            .lock()
+            .expect("maintenance actors lock") = None;
+        if let Some(recovery) = state.recovery.take() {
+            let _ = recovery.stop_and_wait(None, None).await;
+        }
+        if let Some(compaction) = state.compaction.take() {
+            let _ = compaction.stop_and_wait(None, None).await;
+        }
         if let Some(child) = state.child.take() {
             let _ = child
                 .stop_and_wait(None, Some(Duration::from_secs(30)))
                 .await;
         }
+        state.shared.maintenance.go_cold().await;
         state.shared.life.send_if_modified(|life| {
             if matches!(life, Life::Stopped(_)) {
                 return false;
@@ -153,6 +206,45 @@ impl Actor for RepoSupervisor {
         }
         Ok(())
     }
+}
+
+impl SupervisorState {
+    fn publish_maintenance_actors(&self) {
+        let actors = match (&self.recovery, &self.compaction) {
+            (Some(recovery), Some(compaction)) => Some((recovery.clone(), compaction.clone())),
+            _ => None,
+        };
+        *self
+            .shared
+            .maintenance
+            .actors
+            .lock()
+            .expect("maintenance actors lock") = actors;
+    }
+}
+
+async fn spawn_recovery(
+    myself: &ActorRef<SupervisorMsg>,
+    shared: &Arc<RepoShared>,
+) -> Result<ActorRef<RecoveryMsg>, ractor::SpawnErr> {
+    let args = MaintenanceArgs {
+        shared: Arc::clone(shared),
+    };
+    Actor::spawn_linked(None, RecoveryActor, args, myself.get_cell())
+        .await
+        .map(|(actor, _)| actor)
+}
+
+async fn spawn_compaction(
+    myself: &ActorRef<SupervisorMsg>,
+    shared: &Arc<RepoShared>,
+) -> Result<ActorRef<CompactionMsg>, ractor::SpawnErr> {
+    let args = MaintenanceArgs {
+        shared: Arc::clone(shared),
+    };
+    Actor::spawn_linked(None, CompactionActor, args, myself.get_cell())
+        .await
+        .map(|(actor, _)| actor)
 }
 
 fn arm_idle_check(myself: &ActorRef<SupervisorMsg>, idle_timeout: Duration) {

@@ -1,6 +1,7 @@
 //! The router: every upstream omnigraph-server 0.8 route under `/graphs/{graph_id}/...`,
 //! plus graph management and node routes.
 
+pub(crate) mod admin;
 pub(crate) mod branches;
 pub(crate) mod data;
 pub(crate) mod graphs;
@@ -27,11 +28,39 @@ pub(crate) const MAIN: &str = "main";
 /// Builds the HTTP API of a node.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
-    let load_limit = DefaultBodyLimit::max(limits.load);
-    Router::new()
+    let node = Router::new()
         .route("/healthz", get(system::healthz))
         .route("/openapi.json", get(system::openapi))
         .route("/metrics", get(system::metrics))
+        .route(
+            "/admin/repos/{tenant}/{graph_id}/maintenance",
+            get(admin::maintenance),
+        );
+    let routes = if state.serves_data {
+        node.merge(data_routes(limits))
+            .fallback(|| async { ApiError::not_found("no such route") })
+    } else {
+        node.fallback(|| async {
+            ApiError::not_found(
+                "no such route: this node runs the worker role only and serves no data API",
+            )
+        })
+    };
+    routes
+        .layer(DefaultBodyLimit::max(limits.default))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The data API: upstream's routes and graph management.
+fn data_routes(limits: crate::state::BodyLimits) -> Router<AppState> {
+    let load_limit = DefaultBodyLimit::max(limits.load);
+    Router::new()
         .route("/graphs", get(graphs::list).post(graphs::create))
         .route("/graphs/{graph_id}", delete(graphs::delete))
         .route("/graphs/{graph_id}/snapshot", get(data::snapshot))
@@ -66,15 +95,6 @@ pub fn router(state: AppState) -> Router {
             "/graphs/{graph_id}/commits/{commit_id}",
             get(branches::commit),
         )
-        .fallback(|| async { ApiError::not_found("no such route") })
-        .layer(DefaultBodyLimit::max(limits.default))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            metrics::track,
-        ))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// A handler panic is a bug: answer a 500 in the usual error shape instead of dropping the

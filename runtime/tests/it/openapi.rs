@@ -32,6 +32,7 @@ const UPSTREAM_ROUTES: &[(&str, &str)] = &[
     ("post", "/graphs"),
     ("delete", "/graphs/{graph_id}"),
     ("get", "/metrics"),
+    ("get", "/admin/repos/{tenant}/{graph_id}/maintenance"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,6 +61,7 @@ async fn document_lists_every_route_and_only_served_ones() {
     for (method, path) in &documented {
         let concrete = path
             .replace("{graph_id}", "nope")
+            .replace("{tenant}", "default")
             .replace("{branch}", "b")
             .replace("{commit_id}", "c")
             .replace("{name}", "n");

@@ -1,0 +1,220 @@
+//! `LeaseHolder`: one lease of one repo as this process holds it, renewed in the background.
+//!
+//! The renewer is a task of its own, not a message in an actor's mailbox, so a long publish or
+//! compaction cannot delay renewal. Whoever acts under the lease asks [`LeaseHolder::live`]
+//! first (a local check, no request) and [`LeaseHolder::validate`] before anything destructive
+//! (a read of the lease object). A lease that could not be renewed is dropped here at its
+//! deadline, so every later check refuses.
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tracing::{info, warn};
+
+use crate::RepoKey;
+use crate::lease::{Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseStore};
+use crate::metrics::LeaseMetrics;
+
+pub(crate) struct LeaseHolder {
+    store: LeaseStore,
+    key: RepoKey,
+    kind: LeaseKind,
+    holder: Arc<str>,
+    metrics: LeaseMetrics,
+    state: Mutex<HolderState>,
+    /// Epoch and deadline of the lease held, readable without waiting for a renewal.
+    view: std::sync::Mutex<Option<(u64, Instant)>>,
+}
+
+#[derive(Default)]
+struct HolderState {
+    lease: Option<Lease>,
+    renewer: Option<JoinHandle<()>>,
+    /// Why the last lease held here ended other than by release (for the admin view).
+    last_loss: Option<LeaseLost>,
+}
+
+/// What [`LeaseHolder::ensure`] found.
+pub(crate) enum Held {
+    /// The lease is ours, at this epoch.
+    Ours(u64),
+    /// Someone else holds it.
+    Other(LeaseRecord),
+}
+
+impl LeaseHolder {
+    pub(crate) fn new(
+        store: LeaseStore,
+        key: RepoKey,
+        kind: LeaseKind,
+        holder: Arc<str>,
+        metrics: LeaseMetrics,
+    ) -> Arc<LeaseHolder> {
+        Arc::new(LeaseHolder {
+            store,
+            key,
+            kind,
+            holder,
+            metrics,
+            state: Mutex::new(HolderState::default()),
+            view: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub(crate) fn kind(&self) -> LeaseKind {
+        self.kind
+    }
+
+    pub(crate) fn store(&self) -> &LeaseStore {
+        &self.store
+    }
+
+    /// Holds the lease, acquiring it if this process does not hold a live one. Never waits
+    /// for another holder.
+    pub(crate) async fn ensure(self: &Arc<Self>) -> Result<Held, LeaseError> {
+        let mut state = self.state.lock().await;
+        if let Some(lease) = &state.lease {
+            if lease.is_live() {
+                return Ok(Held::Ours(lease.epoch()));
+            }
+            self.forget(&mut state, LeaseLost::Expired);
+        }
+        match self
+            .store
+            .acquire(&self.key, self.kind, &self.holder)
+            .await?
+        {
+            Acquired::Acquired(lease) => {
+                let epoch = lease.epoch();
+                info!(repo = %self.key, kind = %self.kind, epoch, "lease acquired");
+                self.metrics.acquired(self.kind);
+                self.show(Some(&lease));
+                state.lease = Some(lease);
+                state.renewer = Some(tokio::spawn(renew_loop(Arc::downgrade(self))));
+                Ok(Held::Ours(epoch))
+            }
+            Acquired::Held(record) => Ok(Held::Other(record)),
+        }
+    }
+
+    /// The epoch of the live lease this process holds, if any. No request, no wait.
+    pub(crate) fn live(&self) -> Option<u64> {
+        let view = *self.view.lock().expect("lease view lock");
+        view.filter(|(_, deadline)| Instant::now() < *deadline)
+            .map(|(epoch, _)| epoch)
+    }
+
+    /// How long the holder may still act under the lease it holds (zero if none).
+    pub(crate) fn remaining(&self) -> std::time::Duration {
+        let view = *self.view.lock().expect("lease view lock");
+        view.map(|(_, deadline)| deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    }
+
+    fn show(&self, lease: Option<&Lease>) {
+        *self.view.lock().expect("lease view lock") =
+            lease.map(|lease| (lease.epoch(), lease.deadline()));
+    }
+
+    /// Confirms against the store that the lease is still ours; drops it if not.
+    pub(crate) async fn validate(&self) -> Result<u64, LeaseError> {
+        let mut state = self.state.lock().await;
+        let Some(lease) = &state.lease else {
+            return Err(state.last_loss.clone().unwrap_or(LeaseLost::Expired).into());
+        };
+        match self.store.validate(lease).await {
+            Ok(()) => Ok(lease.epoch()),
+            Err(LeaseError::Lost(lost)) => {
+                self.forget(&mut state, lost.clone());
+                Err(lost.into())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Why the last lease ended other than by release.
+    pub(crate) async fn last_loss(&self) -> Option<LeaseLost> {
+        self.state.lock().await.last_loss.clone()
+    }
+
+    /// Gives the lease up (a write), if held.
+    pub(crate) async fn release(&self) {
+        let mut state = self.state.lock().await;
+        if let Some(renewer) = state.renewer.take() {
+            renewer.abort();
+        }
+        let Some(lease) = state.lease.take() else {
+            return;
+        };
+        self.show(None);
+        self.metrics.released(self.kind);
+        if !lease.is_live() {
+            return; // nothing to give back: it may already be someone else's
+        }
+        match self.store.release(lease).await {
+            Ok(()) => info!(repo = %self.key, kind = %self.kind, "lease released"),
+            Err(err) => {
+                warn!(repo = %self.key, kind = %self.kind, error = %err, "could not release lease; it will expire")
+            }
+        }
+    }
+
+    fn forget(&self, state: &mut HolderState, why: LeaseLost) {
+        self.show(None);
+        if state.lease.take().is_some() {
+            warn!(repo = %self.key, kind = %self.kind, reason = %why, "lease lost; stopped acting under it");
+            self.metrics.lost(self.kind);
+            state.last_loss = Some(why);
+        }
+        if let Some(renewer) = state.renewer.take() {
+            renewer.abort();
+        }
+    }
+}
+
+impl Drop for LeaseHolder {
+    fn drop(&mut self) {
+        if let Ok(state) = self.state.try_lock()
+            && let Some(renewer) = &state.renewer
+        {
+            renewer.abort();
+        }
+    }
+}
+
+/// Renews every `renew_every` until the lease is released or lost.
+async fn renew_loop(holder: Weak<LeaseHolder>) {
+    loop {
+        let period = match holder.upgrade() {
+            Some(holder) => holder.store.timing().renew_every(),
+            None => return,
+        };
+        tokio::time::sleep(period).await;
+        let Some(holder) = holder.upgrade() else {
+            return;
+        };
+        let mut state = holder.state.lock().await;
+        let Some(lease) = state.lease.as_mut() else {
+            return;
+        };
+        match holder.store.renew(lease).await {
+            Ok(()) => holder.show(Some(lease)),
+            Err(LeaseError::Lost(lost)) => {
+                state.renewer = None; // this task: it ends here
+                holder.forget(&mut state, lost);
+                return;
+            }
+            Err(err) => {
+                holder.metrics.renewal_failed(holder.kind);
+                warn!(repo = %holder.key, kind = %holder.kind, error = %err, "lease renewal failed; will retry");
+                if !lease.is_live() {
+                    state.renewer = None;
+                    holder.forget(&mut state, LeaseLost::Expired);
+                    return;
+                }
+            }
+        }
+    }
+}
