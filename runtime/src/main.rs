@@ -8,6 +8,7 @@ use omnigraph_cloud::Node;
 use omnigraph_cloud_config::{DEFAULT_CONFIG_TOML, LogFormat, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
+mod lease_cli;
 mod tools;
 
 #[derive(Parser)]
@@ -44,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: tools::BundleCommand,
     },
+    /// Leases in the storage root: who writes, recovers and compacts a repo.
+    Lease {
+        #[command(subcommand)]
+        command: lease_cli::LeaseCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -59,6 +65,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Auth { command } => tools::auth(command),
         Command::Bundle { command } => tools::bundle(command),
+        Command::Lease { command } => lease_cli::run(command),
         Command::Config {
             command: ConfigCommand::Default,
         } => {

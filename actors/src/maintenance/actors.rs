@@ -61,7 +61,7 @@ impl Actor for RecoveryActor {
         let retry_in = match maintenance.recover(warm.as_ref()).await {
             Outcome::Done | Outcome::NotNeeded => None,
             // Typically a dead writer's lease that has not lapsed yet: look again soon.
-            Outcome::Deferred(_) => Some(
+            Outcome::Deferred(_) | Outcome::WriterElsewhere(_) => Some(
                 maintenance
                     .store_lease_timing()
                     .renew_every()

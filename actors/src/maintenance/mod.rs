@@ -140,6 +140,8 @@ pub(crate) enum Outcome {
     NotNeeded,
     /// It could not run now (lease held elsewhere, recovery pending); try again later.
     Deferred(String),
+    /// Recovery waits: another process holds the writer lease and is live.
+    WriterElsewhere(String),
     /// It failed.
     Failed(String),
 }
@@ -310,14 +312,17 @@ impl RepoMaintenance {
         }
         let started_ms = now_ms();
         let started = Instant::now();
-        let result = self.recover_under_leases(warm, pending).await;
-        let outcome = match result {
+        let mut epoch = 0;
+        let outcome = match self.recover_under_leases(warm, pending, &mut epoch).await {
             Ok(outcome) => outcome,
             Err(err) => Outcome::Failed(err),
         };
-        self.finish(
+        let detail = format!("{pending} sidecar(s) swept");
+        self.finish_with(
             "recovery",
             &outcome,
+            &detail,
+            epoch,
             started_ms,
             started,
             |progress, record| progress.last_recovery = Some(record),
@@ -325,13 +330,32 @@ impl RepoMaintenance {
         outcome
     }
 
+    /// Run by the `RepoActor` before it takes the writer lease: sweeps pending sidecars
+    /// first. `Err` when residue is pending and could not be swept (nothing may be written
+    /// then); a live writer elsewhere is not an error here (the write is refused as
+    /// misdirected right after).
+    pub(crate) async fn recover_before_writing(&self, warm: &Arc<Omnigraph>) -> Result<(), String> {
+        match self.recover(Some(warm)).await {
+            Outcome::Done | Outcome::NotNeeded => Ok(()),
+            Outcome::WriterElsewhere(_) => Ok(()),
+            Outcome::Deferred(why) | Outcome::Failed(why) => Err(format!(
+                "a previous writer left this graph mid-write and its recovery could not run yet \
+                 ({why}); nothing was written, retry"
+            )),
+        }
+    }
+
     async fn recover_under_leases(
         &self,
         warm: Option<&Arc<Omnigraph>>,
         pending: usize,
+        held_epoch: &mut u64,
     ) -> Result<Outcome, String> {
         let epoch = match self.recovery.ensure().await.map_err(lease_failure)? {
-            Held::Ours(epoch) => epoch,
+            Held::Ours(epoch) => {
+                *held_epoch = epoch;
+                epoch
+            }
             Held::Other(record) => {
                 return Ok(Outcome::Deferred(format!(
                     "recovery lease held by '{}' (epoch {})",
@@ -344,7 +368,7 @@ impl RepoMaintenance {
         let had_writer = self.writer.live().is_some();
         let result = async {
             if let Held::Other(record) = self.writer.ensure().await.map_err(lease_failure)? {
-                return Ok(Outcome::Deferred(format!(
+                return Ok(Outcome::WriterElsewhere(format!(
                     "{pending} recovery sidecar(s) pending; the writer '{}' (epoch {}) is live, \
                      its writes heal roll-forward residue and the full sweep waits for its lease",
                     record.holder, record.epoch
@@ -404,9 +428,15 @@ impl RepoMaintenance {
                 Err(err) => {
                     self.compaction.release().await;
                     let outcome = Outcome::Failed(format!("opening the graph: {err}"));
-                    self.finish("compaction", &outcome, started_ms, started, |p, r| {
-                        p.last_compaction = Some(r)
-                    });
+                    self.finish_with(
+                        "compaction",
+                        &outcome,
+                        "",
+                        epoch,
+                        started_ms,
+                        started,
+                        |p, r| p.last_compaction = Some(r),
+                    );
                     return outcome;
                 }
             },
@@ -523,22 +553,6 @@ impl RepoMaintenance {
         );
     }
 
-    fn finish(
-        &self,
-        job: &'static str,
-        outcome: &Outcome,
-        started_ms: u64,
-        started: Instant,
-        store: impl FnOnce(&mut Progress, RunRecord),
-    ) {
-        let epoch = match job {
-            "recovery" => self.recovery.live(),
-            _ => self.compaction.live(),
-        }
-        .unwrap_or_default();
-        self.finish_with(job, outcome, "", epoch, started_ms, started, store);
-    }
-
     #[allow(clippy::too_many_arguments)]
     fn finish_with(
         &self,
@@ -553,7 +567,7 @@ impl RepoMaintenance {
         let (label, message) = match outcome {
             Outcome::Done => ("done", detail.to_string()),
             Outcome::NotNeeded => return,
-            Outcome::Deferred(why) => ("deferred", why.clone()),
+            Outcome::Deferred(why) | Outcome::WriterElsewhere(why) => ("deferred", why.clone()),
             Outcome::Failed(why) => ("failed", why.clone()),
         };
         self.metrics.run(job, label, started.elapsed());

@@ -97,7 +97,7 @@ async fn scan(
     for key in recover {
         let maintenance = registry.cold_maintenance(&key).await;
         match maintenance.recover(None).await {
-            Outcome::Deferred(why) => {
+            Outcome::Deferred(why) | Outcome::WriterElsewhere(why) => {
                 info!(repo = %key, %why, "recovery of a dead writer's repo deferred");
                 continue; // look again next scan
             }

@@ -73,6 +73,15 @@ impl Actor for RepoActor {
                 if let Some(unit) = state.coalescer.next_unit() {
                     state.count_queued();
                     let maintenance = Arc::clone(&state.shared.maintenance);
+                    // Taking the writer lease over: first sweep what a dead writer left, so
+                    // that no write lands on top of residue the sweep would roll back.
+                    if maintenance.writer.live().is_none()
+                        && let Err(err) = maintenance.recover_before_writing(&state.engine).await
+                    {
+                        unit.refuse(|| RepoError::unavailable(err.clone()));
+                        schedule_flush(&myself, state);
+                        return Ok(());
+                    }
                     // Shared with other publishes; a recovery sweep holds it exclusively.
                     let _gate = maintenance.write_gate.read().await;
                     match maintenance.writer.ensure().await {

@@ -5,6 +5,7 @@ mod actors;
 mod auth;
 mod coalescer;
 mod defects;
+mod leases;
 mod openapi;
 mod process;
 mod routes;

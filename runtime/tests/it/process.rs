@@ -9,9 +9,9 @@ use serde_json::json;
 
 use crate::support::{Client, eventually};
 
-const BIN: &str = env!("CARGO_BIN_EXE_omnigraph-cloud");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_omnigraph-cloud");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,13 +19,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Server {
-    child: Child,
-    client: Client,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) client: Client,
 }
 
 impl Server {
-    async fn start(config: &Path, port: u16) -> Server {
+    pub(crate) async fn start(config: &Path, port: u16) -> Server {
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)

@@ -287,6 +287,24 @@ impl Client {
         .await
     }
 
+    /// Inserts a person; the status, or the transport error when the server is gone.
+    pub async fn try_insert_person(
+        &self,
+        graph: &str,
+        name: &str,
+        age: i64,
+    ) -> Result<u16, reqwest::Error> {
+        let request = self
+            .http
+            .post(self.url(&format!("/graphs/{graph}/mutate")))
+            .json(&json!({"query": INSERT_PERSON, "params": {"name": name, "age": age}}));
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        Ok(request.send().await?.status().as_u16())
+    }
+
     pub async fn count_people(&self, graph: &str, branch: &str) -> i64 {
         let body = self
             .post(

@@ -1,0 +1,163 @@
+//! `omnigraph-cloud lease`: read the leases of a repo, and (hidden) contend for one, which the
+//! multi-process exclusivity test drives.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use omnigraph_cloud_actors::lease::{Acquired, LeaseKind, LeaseStore, LeaseTiming, now_ms};
+use omnigraph_cloud_actors::{GraphStore, RepoKey, StoreMetrics};
+use omnigraph_cloud_config::{GraphId, NodeConfig, TenantId};
+use serde_json::json;
+
+#[derive(Subcommand)]
+pub(crate) enum LeaseCommand {
+    /// Prints the writer, recovery and compaction leases of a repo as JSON.
+    Show(RepoArgs),
+    /// Takes and releases one lease of a repo repeatedly, printing one JSON line per epoch it
+    /// held, until the lease has reached `--epochs`. For tests of lease exclusivity.
+    #[command(hide = true)]
+    Contend {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, default_value = "compaction")]
+        kind: String,
+        #[arg(long, default_value_t = 100)]
+        epochs: u64,
+        /// How long each win is held before release.
+        #[arg(long, default_value = "2ms")]
+        hold: humantime::Duration,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct RepoArgs {
+    /// The node's configuration file (for the storage root and lease timing).
+    #[arg(long, env = "OMNIGRAPH_CLOUD_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// `tenant/graph`.
+    repo: String,
+}
+
+pub(crate) fn run(command: LeaseCommand) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(dispatch(command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: LeaseCommand) -> Result<(), String> {
+    match command {
+        LeaseCommand::Show(args) => {
+            let (leases, key) = open(&args)?;
+            let now = now_ms();
+            let mut shown = Vec::new();
+            for kind in LeaseKind::ALL {
+                if let Some(record) = leases.get(&key, kind).await.map_err(|e| e.to_string())? {
+                    shown.push(json!({
+                        "kind": kind,
+                        "holder": record.holder,
+                        "epoch": record.epoch,
+                        "expires_at_ms": record.expires_at_ms,
+                        "expires_in_ms": record.expires_at_ms as i64 - now as i64,
+                        "released": record.released,
+                        "live": !record.is_free_at(now),
+                    }));
+                }
+            }
+            println!("{}", serde_json::to_string_pretty(&shown).expect("json"));
+            Ok(())
+        }
+        LeaseCommand::Contend {
+            repo,
+            kind,
+            epochs,
+            hold,
+        } => {
+            let kind = LeaseKind::parse(&kind).ok_or_else(|| {
+                format!("unknown lease kind '{kind}': writer, recovery or compaction")
+            })?;
+            let (leases, key) = open(&repo)?;
+            contend(&leases, &key, kind, epochs, hold.into()).await
+        }
+    }
+}
+
+async fn contend(
+    leases: &LeaseStore,
+    key: &RepoKey,
+    kind: LeaseKind,
+    epochs: u64,
+    hold: Duration,
+) -> Result<(), String> {
+    let holder = omnigraph_cloud_actors::maintenance::holder_id(Some("contender"));
+    loop {
+        match leases.acquire(key, kind, &holder).await {
+            Ok(Acquired::Acquired(lease)) => {
+                let acquired_us = now_us();
+                tokio::time::sleep(hold).await;
+                // Still exclusively ours at the end of the hold, as far as the store says.
+                let validated = leases.validate(&lease).await.is_ok();
+                let released_us = now_us();
+                let epoch = lease.epoch();
+                leases.release(lease).await.map_err(|e| e.to_string())?;
+                println!(
+                    "{}",
+                    json!({"holder": &*holder, "epoch": epoch, "acquired_us": acquired_us,
+                           "released_us": released_us, "validated": validated})
+                );
+                if epoch >= epochs {
+                    return Ok(());
+                }
+            }
+            Ok(Acquired::Held(record)) => {
+                if record.epoch >= epochs && record.released {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_micros(fastrand::u64(100..1500))).await;
+            }
+            Err(err) => return Err(err.to_string()),
+        }
+    }
+}
+
+fn open(args: &RepoArgs) -> Result<(LeaseStore, RepoKey), String> {
+    let source = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
+        ),
+        None => None,
+    };
+    let config =
+        NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())?;
+    let (tenant, graph) = args
+        .repo
+        .split_once('/')
+        .ok_or_else(|| format!("'{}' is not tenant/graph", args.repo))?;
+    let key = RepoKey::new(
+        TenantId::new(tenant).map_err(|err| err.to_string())?,
+        GraphId::new(graph).map_err(|err| err.to_string())?,
+    );
+    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
+        .map_err(|err| err.to_string())?;
+    let leases = store.leases(LeaseTiming {
+        ttl: config.leases.ttl,
+        safety_margin: config.leases.safety_margin,
+    });
+    Ok((leases, key))
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_micros() as u64)
+        .unwrap_or_default()
+}
