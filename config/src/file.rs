@@ -63,9 +63,9 @@ safety_margin = "10s"
 # cleanup of old versions, each under the repo's compaction lease.
 enabled = true
 # A warm repo with new writes is checked this often...
-interval = "5m"
+interval = "30s"
 # ...and at once when any of these is reached since its last run.
-trigger_versions = 64
+trigger_versions = 16
 trigger_fragments = 32
 trigger_bytes = 67108864
 # A worker-only node looks for repos to maintain this often (one listing of the leases).

@@ -52,9 +52,9 @@ pub struct LeaseConfig {
 pub struct MaintenanceConfig {
     /// Run maintenance at all (on nodes with the worker role). Default true.
     pub enabled: bool,
-    /// A warm repo with new writes is checked this often. Default 5m.
+    /// A warm repo with new writes is compacted at least this often. Default 30s.
     pub interval: Duration,
-    /// Run as soon as this many publishes have happened since the last run. Default 64.
+    /// Run as soon as this many publishes have happened since the last run. Default 16.
     pub trigger_versions: u64,
     /// ...or a table has this many fragments. Default 32.
     pub trigger_fragments: u64,
@@ -158,8 +158,8 @@ impl Default for MaintenanceSection {
     fn default() -> Self {
         MaintenanceSection {
             enabled: true,
-            interval: "5m".into(),
-            trigger_versions: 64,
+            interval: "30s".into(),
+            trigger_versions: 16,
             trigger_fragments: 32,
             trigger_bytes: 64 * 1024 * 1024,
             scan_interval: "30s".into(),

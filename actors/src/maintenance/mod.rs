@@ -51,6 +51,10 @@ pub struct MaintenanceSettings {
     pub config: MaintenanceConfig,
 }
 
+/// How often, and how far apart, optimize is retried when a write in flight holds a sidecar.
+const OPTIMIZE_RETRIES: usize = 20;
+const OPTIMIZE_RETRY_DELAY: Duration = Duration::from_millis(100);
+
 /// What every repo's maintenance on this node shares.
 #[derive(Clone)]
 pub struct NodeMaintenance {
@@ -108,6 +112,10 @@ pub(crate) struct RepoMaintenance {
     pub(crate) compaction: Arc<LeaseHolder>,
     /// Request-path publishes hold it shared; a recovery sweep holds it exclusively.
     pub(crate) write_gate: RwLock<()>,
+    /// Held by optimize and by writes that run alone (updates, deletes, overwrites, schema
+    /// applies, branch operations): those check the table versions they read before they
+    /// stage, and would lose to a compaction commit in between (a 409 for nothing).
+    pub(crate) exclusive: tokio::sync::Mutex<()>,
     pub(crate) metrics: MaintenanceMetrics,
     /// Writes queued in the repo's coalescer (kept by its `RepoActor`).
     pub(crate) queued_writes: AtomicUsize,
@@ -177,6 +185,7 @@ impl RepoMaintenance {
             holder_id,
             settings,
             write_gate: RwLock::new(()),
+            exclusive: tokio::sync::Mutex::new(()),
             metrics,
             queued_writes: AtomicUsize::new(0),
             actors: StdMutex::new(None),
@@ -366,6 +375,7 @@ impl RepoMaintenance {
         // This process's own writes wait while the sweep runs.
         let _paused = self.write_gate.write().await;
         let had_writer = self.writer.live().is_some();
+        let had_compaction = self.compaction.live().is_some();
         let result = async {
             if let Held::Other(record) = self.writer.ensure().await.map_err(lease_failure)? {
                 return Ok(Outcome::WriterElsewhere(format!(
@@ -374,6 +384,16 @@ impl RepoMaintenance {
                     record.holder, record.epoch
                 )));
             }
+            // Compaction writes sidecars too: none may run elsewhere during the sweep (here,
+            // the write gate already keeps ours out).
+            if let Held::Other(record) = self.compaction.ensure().await.map_err(lease_failure)? {
+                return Ok(Outcome::Deferred(format!(
+                    "{pending} recovery sidecar(s) pending; compaction is running on '{}' \
+                     (epoch {})",
+                    record.holder, record.epoch
+                )));
+            }
+            self.compaction.validate().await.map_err(lease_failure)?;
             // Validate before the destructive step.
             self.recovery.validate().await.map_err(lease_failure)?;
             self.writer.validate().await.map_err(lease_failure)?;
@@ -396,6 +416,9 @@ impl RepoMaintenance {
         .await;
         if !had_writer && warm.is_none() {
             self.writer.release().await;
+        }
+        if !had_compaction {
+            self.compaction.release().await;
         }
         self.recovery.release().await;
         result
@@ -442,7 +465,23 @@ impl RepoMaintenance {
             },
         };
         info!(repo = %self.key, epoch, "compacting");
-        let optimized = engine.optimize().await;
+        // Shared with request writes; a recovery sweep waits for it (optimize writes sidecars).
+        let gate = self.write_gate.read().await;
+        let exclusive = self.exclusive.lock().await;
+        let mut optimized = engine.optimize().await;
+        // optimize refuses while any recovery sidecar exists, a live write's included: retry
+        // briefly, so that a busy graph is not skipped for its own writes in flight.
+        for _ in 0..OPTIMIZE_RETRIES {
+            match &optimized {
+                Err(err) if err.to_string().contains("clean recovery state") => {
+                    tokio::time::sleep(OPTIMIZE_RETRY_DELAY).await;
+                    optimized = engine.optimize().await;
+                }
+                _ => break,
+            }
+        }
+        drop(exclusive);
+        drop(gate);
         let outcome = match optimized {
             Ok(stats) => {
                 let removed: usize = stats.iter().map(|s| s.fragments_removed).sum();

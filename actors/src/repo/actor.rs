@@ -87,6 +87,12 @@ impl Actor for RepoActor {
                     match maintenance.writer.ensure().await {
                         Ok(Held::Ours(_)) => {
                             let bytes = unit.bytes() as u64;
+                            let _exclusive = match unit {
+                                coalescer::Unit::Alone(_) => {
+                                    Some(maintenance.exclusive.lock().await)
+                                }
+                                coalescer::Unit::Batch(_) => None,
+                            };
                             let schema_changed = coalescer::execute(
                                 &state.engine,
                                 unit,
@@ -120,8 +126,10 @@ impl Actor for RepoActor {
             }
             RepoMsg::BuildIndexes => {
                 let Some(_in_use) = state.shared.activity.enter() else {
-                    return Ok(()); // the repo is closing: these indexes stay unbuilt until the next schema apply
+                    return Ok(()); // the repo is closing: the next compaction builds these indexes
                 };
+                // Index builds write recovery sidecars: no sweep may run meanwhile.
+                let _gate = state.shared.maintenance.write_gate.read().await;
                 match state.engine.ensure_indices().await {
                     Ok(built) => {
                         info!(repo = %state.shared.key, indexes = built.len(), "built indexes after schema apply")
