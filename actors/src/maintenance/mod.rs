@@ -117,6 +117,9 @@ pub(crate) struct RepoMaintenance {
     /// stage, and would lose to a compaction commit in between (a 409 for nothing).
     pub(crate) exclusive: tokio::sync::Mutex<()>,
     pub(crate) metrics: MaintenanceMetrics,
+    /// The writer-lease epoch under which this node last confirmed that no residue was
+    /// pending before writing (0: none yet). A new epoch means a new check.
+    pub(crate) swept_for_epoch: std::sync::atomic::AtomicU64,
     /// Writes queued in the repo's coalescer (kept by its `RepoActor`).
     pub(crate) queued_writes: AtomicUsize,
     /// The repo's maintenance actors, while it is warm on a worker node.
@@ -187,6 +190,7 @@ impl RepoMaintenance {
             write_gate: RwLock::new(()),
             exclusive: tokio::sync::Mutex::new(()),
             metrics,
+            swept_for_epoch: std::sync::atomic::AtomicU64::new(0),
             queued_writes: AtomicUsize::new(0),
             actors: StdMutex::new(None),
             state: StdMutex::new(Progress::default()),
@@ -339,14 +343,31 @@ impl RepoMaintenance {
         outcome
     }
 
-    /// Run by the `RepoActor` before it takes the writer lease: sweeps pending sidecars
-    /// first. `Err` when residue is pending and could not be swept (nothing may be written
+    /// Whether this node must check for residue before its next write: it has not done so
+    /// under the writer lease it holds now (or holds none).
+    pub(crate) fn must_check_before_writing(&self) -> bool {
+        self.writer.live() != Some(self.swept_for_epoch.load(Ordering::SeqCst))
+    }
+
+    /// Records that the check passed under writer-lease `epoch`.
+    pub(crate) fn checked_before_writing(&self, epoch: u64) {
+        self.swept_for_epoch.store(epoch, Ordering::SeqCst);
+    }
+
+    /// Run by the `RepoActor` before it writes under a writer lease it has just taken:
+    /// sweeps pending sidecars first. `Err` when residue is pending and could not be swept (nothing may be written
     /// then); a live writer elsewhere is not an error here (the write is refused as
     /// misdirected right after).
-    pub(crate) async fn recover_before_writing(&self, warm: &Arc<Omnigraph>) -> Result<(), String> {
+    ///
+    /// `Ok(true)`: nothing is pending. `Ok(false)`: another live process writes the graph (the
+    /// write is then refused as misdirected).
+    pub(crate) async fn recover_before_writing(
+        &self,
+        warm: &Arc<Omnigraph>,
+    ) -> Result<bool, String> {
         match self.recover(Some(warm)).await {
-            Outcome::Done | Outcome::NotNeeded => Ok(()),
-            Outcome::WriterElsewhere(_) => Ok(()),
+            Outcome::Done | Outcome::NotNeeded => Ok(true),
+            Outcome::WriterElsewhere(_) => Ok(false),
             Outcome::Deferred(why) | Outcome::Failed(why) => Err(format!(
                 "a previous writer left this graph mid-write and its recovery could not run yet \
                  ({why}); nothing was written, retry"

@@ -75,17 +75,35 @@ impl Actor for RepoActor {
                     let maintenance = Arc::clone(&state.shared.maintenance);
                     // Taking the writer lease over: first sweep what a dead writer left, so
                     // that no write lands on top of residue the sweep would roll back.
-                    if maintenance.writer.live().is_none()
-                        && let Err(err) = maintenance.recover_before_writing(&state.engine).await
-                    {
-                        unit.refuse(|| RepoError::unavailable(err.clone()));
-                        schedule_flush(&myself, state);
-                        return Ok(());
-                    }
+                    let check = maintenance.must_check_before_writing();
+                    let clean = if check {
+                        match maintenance.recover_before_writing(&state.engine).await {
+                            Ok(clean) => clean,
+                            Err(err) => {
+                                unit.refuse(|| RepoError::unavailable(err.clone()));
+                                schedule_flush(&myself, state);
+                                return Ok(());
+                            }
+                        }
+                    } else {
+                        true
+                    };
                     // Shared with other publishes; a recovery sweep holds it exclusively.
                     let _gate = maintenance.write_gate.read().await;
                     match maintenance.writer.ensure().await {
-                        Ok(Held::Ours(_)) => {
+                        Ok(Held::Ours(_)) if !clean => {
+                            // The other writer's lease lapsed between the check and now: check
+                            // again (next time, under our lease) before writing anything.
+                            unit.refuse(|| {
+                                RepoError::unavailable(
+                                    "the graph's previous writer just let its lease lapse; nothing was written, retry",
+                                )
+                            });
+                        }
+                        Ok(Held::Ours(epoch)) => {
+                            if check {
+                                maintenance.checked_before_writing(epoch);
+                            }
                             let bytes = unit.bytes() as u64;
                             let _exclusive = match unit {
                                 coalescer::Unit::Alone(_) => {
