@@ -36,7 +36,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
@@ -45,6 +44,7 @@ use tokio::time::Instant;
 
 use crate::RepoKey;
 use crate::metrics::{StoreMetrics, StoreOp};
+use crate::storage::{list_under, listing_version};
 
 /// What a lease entitles its holder to do for one repo.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -135,11 +135,6 @@ impl Lease {
     /// Until when the holder may act.
     pub fn deadline(&self) -> Instant {
         self.deadline
-    }
-
-    /// How long the holder may still act.
-    pub fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
     }
 }
 
@@ -366,28 +361,12 @@ impl LeaseStore {
         self.metrics.record(StoreOp::List, None);
         let relative: Vec<(String, String)> = match self.backend.as_ref() {
             Backend::Store { store, base } => {
-                let prefix = base.clone().join("_system").join("leases");
-                let base_parts = prefix.parts().count();
-                let listed: Vec<_> = match store.list(Some(&prefix)).try_collect().await {
-                    Ok(listed) => listed,
-                    Err(object_store::Error::NotFound { .. }) => Vec::new(),
-                    Err(err) => return Err(LeaseError::Storage(err.to_string())),
-                };
-                listed
+                let prefix = join(base, LEASE_DIR);
+                list_under(store.as_ref(), &prefix)
+                    .await
+                    .map_err(|err| LeaseError::Storage(err.to_string()))?
                     .into_iter()
-                    .map(|meta| {
-                        let path = meta
-                            .location
-                            .parts()
-                            .skip(base_parts)
-                            .map(|part| part.as_ref().to_string())
-                            .collect::<Vec<_>>()
-                            .join("/");
-                        let version = meta
-                            .e_tag
-                            .unwrap_or_else(|| meta.last_modified.to_rfc3339());
-                        (format!("{LEASE_DIR}/{path}"), version)
-                    })
+                    .map(|(path, meta)| (format!("{LEASE_DIR}/{path}"), listing_version(&meta)))
                     .collect()
             }
             Backend::Local { root } => {

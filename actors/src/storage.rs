@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
 use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
 use crate::lease::{LeaseStore, LeaseTiming};
@@ -231,45 +231,21 @@ impl GraphStore {
             graph_relative_path(&key.tenant, &key.graph)
         ));
         self.inner.metrics.record(StoreOp::List, Some(key));
-        match self
-            .inner
-            .store
-            .list(Some(&prefix))
-            .try_collect::<Vec<_>>()
-            .await
-        {
-            Ok(listed) => Ok(listed
-                .iter()
-                .filter(|meta| meta.location.as_ref().ends_with(".json"))
-                .count()),
-            Err(object_store::Error::NotFound { .. }) => Ok(0),
-            Err(err) => Err(err.into()),
-        }
+        let listed = list_under(self.inner.store.as_ref(), &prefix).await?;
+        Ok(listed
+            .iter()
+            .filter(|(path, _)| path.ends_with(".json"))
+            .count())
     }
 
     /// Every object of the graph, as (path relative to the graph, size).
     pub(crate) async fn graph_files(&self, key: &RepoKey) -> Result<Vec<(String, u64)>, RepoError> {
-        let relative = graph_relative_path(&key.tenant, &key.graph);
-        let prefix = self.object_path(&relative);
-        let skip = prefix.parts().count();
+        let prefix = self.object_path(&graph_relative_path(&key.tenant, &key.graph));
         self.inner.metrics.record(StoreOp::List, Some(key));
-        let listed: Vec<_> = match self.inner.store.list(Some(&prefix)).try_collect().await {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(err) => return Err(err.into()),
-        };
+        let listed = list_under(self.inner.store.as_ref(), &prefix).await?;
         Ok(listed
             .into_iter()
-            .map(|meta| {
-                let path = meta
-                    .location
-                    .parts()
-                    .skip(skip)
-                    .map(|part| part.as_ref().to_string())
-                    .collect::<Vec<_>>()
-                    .join("/");
-                (path, meta.size)
-            })
+            .map(|(path, meta)| (path, meta.size))
             .collect())
     }
 
@@ -306,31 +282,15 @@ impl GraphStore {
         &self,
     ) -> Result<Vec<(RepoKey, String)>, RepoError> {
         let prefix = self.object_path(MAINTENANCE_DIR);
-        let skip = prefix.parts().count();
         self.inner.metrics.record(StoreOp::List, None);
-        let listed: Vec<_> = match self.inner.store.list(Some(&prefix)).try_collect().await {
-            Ok(listed) => listed,
-            Err(object_store::Error::NotFound { .. }) => Vec::new(),
-            Err(err) => return Err(err.into()),
-        };
+        let listed = list_under(self.inner.store.as_ref(), &prefix).await?;
         Ok(listed
             .into_iter()
-            .filter_map(|meta| {
-                let parts: Vec<String> = meta
-                    .location
-                    .parts()
-                    .skip(skip)
-                    .map(|part| part.as_ref().to_string())
-                    .collect();
-                let [tenant, file] = parts.as_slice() else {
-                    return None;
-                };
+            .filter_map(|(path, meta)| {
+                let (tenant, file) = path.split_once('/')?;
                 let graph = file.strip_suffix(".json")?;
                 let key = RepoKey::new(TenantId::new(tenant).ok()?, GraphId::new(graph).ok()?);
-                let version = meta
-                    .e_tag
-                    .unwrap_or_else(|| meta.last_modified.to_rfc3339());
-                Some((key, version))
+                Some((key, listing_version(&meta)))
             })
             .collect())
     }
@@ -343,6 +303,40 @@ impl GraphStore {
             _ => ObjectPath::from(relative),
         }
     }
+}
+
+/// Every object under `prefix`, as (its path relative to `prefix`, its metadata). A prefix
+/// with nothing under it is an empty listing.
+pub(crate) async fn list_under(
+    store: &dyn ObjectStore,
+    prefix: &ObjectPath,
+) -> object_store::Result<Vec<(String, ObjectMeta)>> {
+    let skip = prefix.parts().count();
+    let listed: Vec<ObjectMeta> = match store.list(Some(prefix)).try_collect().await {
+        Ok(listed) => listed,
+        Err(object_store::Error::NotFound { .. }) => Vec::new(),
+        Err(err) => return Err(err),
+    };
+    Ok(listed
+        .into_iter()
+        .map(|meta| {
+            let relative = meta
+                .location
+                .parts()
+                .skip(skip)
+                .map(|part| part.as_ref().to_string())
+                .collect::<Vec<_>>()
+                .join("/");
+            (relative, meta)
+        })
+        .collect())
+}
+
+/// A version of a listed object that changes whenever it is written.
+pub(crate) fn listing_version(meta: &ObjectMeta) -> String {
+    meta.e_tag
+        .clone()
+        .unwrap_or_else(|| meta.last_modified.to_rfc3339())
 }
 
 const MAINTENANCE_DIR: &str = "_system/maintenance";

@@ -185,14 +185,7 @@ async fn measure(name: &'static str, mode: Mode, inserts: usize, queries: usize)
     let insert_secs = started.elapsed().as_secs_f64();
     if let Mode::Settled = mode {
         loop {
-            let report: Value = http
-                .get(format!("{base}/admin/repos/default/g/maintenance"))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let report = maintenance_report(&http, &base).await;
             if report["backlog"]["versions_since_run"] == 0 {
                 break;
             }
@@ -221,14 +214,7 @@ async fn measure(name: &'static str, mode: Mode, inserts: usize, queries: usize)
     }
     samples.sort();
     let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    let report: Value = http
-        .get(format!("{base}/admin/repos/default/g/maintenance"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let report = maintenance_report(&http, &base).await;
     let measured = Measured {
         name,
         insert_secs,
@@ -238,6 +224,16 @@ async fn measure(name: &'static str, mode: Mode, inserts: usize, queries: usize)
     };
     node.shutdown().await.unwrap();
     measured
+}
+
+async fn maintenance_report(http: &reqwest::Client, base: &str) -> Value {
+    http.get(format!("{base}/admin/repos/default/g/maintenance"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 fn ms(duration: Duration) -> f64 {

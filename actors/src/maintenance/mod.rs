@@ -228,13 +228,7 @@ impl RepoMaintenance {
                     state.bytes_since_run = 0;
                     handed
                 };
-                let store = self.store.clone();
-                let key = self.key.clone();
-                tokio::spawn(async move {
-                    if let Err(err) = store.put_maintenance_status(&key, &progress).await {
-                        warn!(repo = %key, error = %err, "could not hand maintenance over");
-                    }
-                });
+                self.save_in_background(progress);
             }
             None => {}
         }
@@ -303,11 +297,16 @@ impl RepoMaintenance {
             update(&mut state);
             state.clone()
         };
-        // The last runs are soft state under _system, for the admin view of any node.
+        self.save_in_background(snapshot);
+    }
+
+    /// Writes `progress` to the repo's status object: soft state under `_system`, read by
+    /// the admin view of any node and by workers picking up a handed-over backlog.
+    fn save_in_background(&self, progress: Progress) {
         let store = self.store.clone();
         let key = self.key.clone();
         tokio::spawn(async move {
-            if let Err(err) = store.put_maintenance_status(&key, &snapshot).await {
+            if let Err(err) = store.put_maintenance_status(&key, &progress).await {
                 warn!(repo = %key, error = %err, "could not record maintenance status");
             }
         });

@@ -126,29 +126,25 @@ async fn metric(client: &Client, sample: &str) -> f64 {
     client.metric_value(sample).await.unwrap_or(0.0)
 }
 
-fn signal(server: &Server, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &server.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name}");
+/// A node process named `name` on `root`, on a free port.
+async fn start_node(dir: &Path, name: &str, root: &str) -> Server {
+    let port = free_port();
+    Server::start(&node_config(dir, name, port, root, ""), port).await
+}
+
+async fn maintenance_report(client: &Client) -> Value {
+    client
+        .get("/admin/repos/default/g/maintenance")
+        .await
+        .expect(200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_writer_is_taken_over_and_does_not_write_when_resumed() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}/data", dir.path().display());
-    let (port_a, port_b) = (free_port(), free_port());
-    let a = Server::start(
-        &node_config(dir.path(), "node-a", port_a, &root, ""),
-        port_a,
-    )
-    .await;
-    let b = Server::start(
-        &node_config(dir.path(), "node-b", port_b, &root, ""),
-        port_b,
-    )
-    .await;
+    let a = start_node(dir.path(), "node-a", &root).await;
+    let b = start_node(dir.path(), "node-b", &root).await;
 
     a.client.create_graph("g").await;
     a.client.insert_person("g", "from-a", 1).await.expect(200);
@@ -162,7 +158,7 @@ async fn a_frozen_writer_is_taken_over_and_does_not_write_when_resumed() {
     );
 
     // Freeze A past its lease; B takes the lease over and writes.
-    signal(&a, "STOP");
+    a.signal("STOP");
     let took_over = eventually(Duration::from_secs(15), || {
         let b = b.client.clone();
         async move { b.insert_person("g", "from-b", 3).await.status == 200 }
@@ -172,7 +168,7 @@ async fn a_frozen_writer_is_taken_over_and_does_not_write_when_resumed() {
         took_over,
         "B takes the writer lease over once A's has expired"
     );
-    signal(&a, "CONT");
+    a.signal("CONT");
 
     // A, resumed, must not write: it learns it lost the lease and names the new holder.
     let resumed = a.client.insert_person("g", "from-a-late", 4).await;
@@ -183,11 +179,7 @@ async fn a_frozen_writer_is_taken_over_and_does_not_write_when_resumed() {
     })
     .await;
     assert!(lost, "A reports the loss in its metrics");
-    let report = a
-        .client
-        .get("/admin/repos/default/g/maintenance")
-        .await
-        .expect(200);
+    let report = maintenance_report(&a.client).await;
     let lost_leases = report["lost_leases"].to_string();
     assert!(lost_leases.contains("writer"), "{report}");
     let writer = report["leases"]
@@ -231,12 +223,7 @@ async fn people(client: &Client) -> Vec<String> {
 async fn a_killed_writer_is_recovered_and_every_acknowledged_write_survives() {
     let dir = tempfile::tempdir().unwrap();
     let root = format!("file://{}/data", dir.path().display());
-    let (port_a, port_b) = (free_port(), free_port());
-    let a = Server::start(
-        &node_config(dir.path(), "node-a", port_a, &root, ""),
-        port_a,
-    )
-    .await;
+    let a = start_node(dir.path(), "node-a", &root).await;
     a.client.create_graph("g").await;
 
     // Writers hammer A; it is killed mid-stream.
@@ -263,7 +250,7 @@ async fn a_killed_writer_is_recovered_and_every_acknowledged_write_survives() {
     })
     .await;
     assert!(enough, "writes were acknowledged before the kill");
-    signal(&a, "KILL");
+    a.signal("KILL");
     for writer in writers {
         writer.await.unwrap();
     }
@@ -271,11 +258,7 @@ async fn a_killed_writer_is_recovered_and_every_acknowledged_write_survives() {
     drop(a);
 
     // B starts on the same root; its recovery actor waits out A's lease, then sweeps.
-    let b = Server::start(
-        &node_config(dir.path(), "node-b", port_b, &root, ""),
-        port_b,
-    )
-    .await;
+    let b = start_node(dir.path(), "node-b", &root).await;
     let writable = eventually(Duration::from_secs(20), || {
         let b = b.client.clone();
         async move { b.insert_person("g", "after-recovery", 1).await.status == 200 }
@@ -292,11 +275,7 @@ async fn a_killed_writer_is_recovered_and_every_acknowledged_write_survives() {
         names.len(),
         "count and rows agree"
     );
-    let report = b
-        .client
-        .get("/admin/repos/default/g/maintenance")
-        .await
-        .expect(200);
+    let report = maintenance_report(&b.client).await;
     assert_eq!(
         report["pending_recovery_sidecars"], 0,
         "B swept before its first write: {report}"
@@ -362,10 +341,7 @@ async fn compaction_bounds_fragments_and_versions_while_reads_and_writes_go_on()
         let client = client.clone();
         let last = last.clone();
         async move {
-            let report = client
-                .get("/admin/repos/default/g/maintenance")
-                .await
-                .expect(200);
+            let report = maintenance_report(&client).await;
             *last.lock().unwrap() = report.clone();
             report["backlog"]["versions_since_run"] == 0
                 && report["tables"].as_array().unwrap().iter().all(|table| {

@@ -44,13 +44,18 @@ impl Server {
         Server { child, client }
     }
 
-    /// Sends SIGTERM to the process we started and waits for it to exit.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    /// Sends a signal (`TERM`, `STOP`, `KILL`, ...) to the process we started.
+    pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args([&format!("-{name}"), &self.child.id().to_string()])
             .status()
             .unwrap();
-        assert!(status.success());
+        assert!(status.success(), "kill -{name}");
+    }
+
+    /// Sends SIGTERM to the process we started and waits for it to exit.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
