@@ -88,7 +88,7 @@ impl RepoError {
             RepoError::Overloaded { .. } => ErrorKind::Overloaded,
             RepoError::NotWriter { .. } => ErrorKind::NotWriter,
             RepoError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
-            RepoError::Storage(err) if is_store_unavailable(&err.to_string()) => {
+            RepoError::Storage(err) if crate::classify::is_store_unavailable(&err.to_string()) => {
                 ErrorKind::Unavailable
             }
             RepoError::Storage(_) | RepoError::Io(_) | RepoError::Internal { .. } => {
@@ -118,30 +118,15 @@ fn engine_error_kind(err: &OmniError) -> ErrorKind {
         },
         OmniError::MergeConflicts(_) | OmniError::AlreadyInitialized { .. } => ErrorKind::Conflict,
         OmniError::Policy(_) => ErrorKind::Forbidden,
+        OmniError::Lance(_) if crate::classify::is_schema_refused_by_storage(err) => {
+            ErrorKind::Invalid
+        }
         OmniError::Lance(_) | OmniError::Io(_) => ErrorKind::Internal,
     };
-    if kind == ErrorKind::Internal && is_store_unavailable(&err.to_string()) {
+    if kind == ErrorKind::Internal && crate::classify::is_store_unavailable(&err.to_string()) {
         return ErrorKind::Unavailable;
     }
     kind
-}
-
-/// Whether an object-store failure means "the store is unreachable or refusing load right
-/// now" (the client's retries were exhausted on 5xx, throttling or connection errors), as
-/// opposed to a failure of the request itself. Those are answered 503, retryable.
-fn is_store_unavailable(message: &str) -> bool {
-    const SIGNS: &[&str] = &[
-        "max_retries",
-        "Service Unavailable",
-        "ServiceUnavailable",
-        "SlowDown",
-        "error sending request",
-        "connection closed",
-        "Connection refused",
-        "connection reset",
-        "operation timed out",
-    ];
-    SIGNS.iter().any(|sign| message.contains(sign))
 }
 
 #[cfg(test)]

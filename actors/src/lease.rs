@@ -44,6 +44,7 @@ use tokio::time::Instant;
 
 use crate::RepoKey;
 use crate::metrics::{StoreMetrics, StoreOp};
+use crate::process::ProcessStamp;
 use crate::storage::{list_under, listing_version};
 
 /// What a lease entitles its holder to do for one repo.
@@ -102,6 +103,9 @@ pub struct LeaseRecord {
     pub released: bool,
     /// Fresh on every write (see the module docs).
     pub nonce: String,
+    /// The holder's process, where the platform can say (see [`ProcessStamp`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStamp>,
 }
 
 impl LeaseRecord {
@@ -109,6 +113,26 @@ impl LeaseRecord {
     pub fn is_free_at(&self, now_ms: u64) -> bool {
         self.released || now_ms > self.expires_at_ms
     }
+
+    /// Whether `holder` may take this unexpired lease over at once: it was held by an earlier
+    /// process of the same node (same node id, host, boot and PID namespace) that provably no
+    /// longer runs, e.g. the one a crash and restart replaced. A dead process cannot act, so
+    /// waiting out its TTL protects nothing.
+    pub fn held_by_dead_predecessor_of(&self, holder: &str) -> bool {
+        node_part(&self.holder) == node_part(holder)
+            && self.holder != holder
+            && self
+                .process
+                .as_ref()
+                .is_some_and(ProcessStamp::is_provably_gone)
+    }
+}
+
+/// The node id of a holder id `{node}-{pid}-{random}` (see `maintenance::holder_id`).
+fn node_part(holder: &str) -> Option<&str> {
+    let mut parts = holder.rsplitn(3, '-');
+    let (_random, _pid) = (parts.next()?, parts.next()?);
+    parts.next()
 }
 
 /// A lease this process holds. Dropping it does not release it (release is a write); the
@@ -260,7 +284,9 @@ impl LeaseStore {
         let current = self.read(key, kind).await?;
         let (record, expected) = match &current {
             None => (self.fresh_record(holder, 1, now, now), None),
-            Some((record, _)) if !record.is_free_at(now) => {
+            Some((record, _))
+                if !record.is_free_at(now) && !record.held_by_dead_predecessor_of(holder) =>
+            {
                 return Ok(Acquired::Held(record.clone()));
             }
             Some((record, version)) => (
@@ -394,6 +420,7 @@ impl LeaseStore {
             renewed_at_ms: now,
             released: false,
             nonce: nonce(),
+            process: ProcessStamp::current().cloned(),
         }
     }
 

@@ -6,12 +6,14 @@
 //!
 //! Depends on: config, the engine. Must not know: http, axum, cluster, runtime.
 
+mod classify;
 mod error;
 mod key;
 pub mod lease;
 pub mod maintenance;
 mod metrics;
 mod probe;
+pub mod process;
 mod registry;
 mod repo;
 mod storage;

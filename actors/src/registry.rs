@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use crate::lease::{LeaseKind, LeaseStore, now_ms};
+use crate::lease::{Acquired, Lease, LeaseKind, LeaseStore, now_ms};
 use crate::maintenance::report::{Backlog, Policy};
 use crate::maintenance::{
     LeaseView, MaintenanceReport, MaintenanceSettings, NodeMaintenance, RepoMaintenance,
@@ -255,12 +255,42 @@ impl Registry {
                 graph: key.graph.clone(),
             });
         }
+        let lease = self.lifecycle_lease(key).await?;
+        let result = self.create_under_lease(key, schema_source, &lease).await;
+        self.release_lifecycle_lease(key, lease).await;
+        result
+    }
+
+    /// The create itself, under the graph's writer lease: no other process is creating,
+    /// deleting or writing the graph meanwhile, so what lies at its location is residue.
+    async fn create_under_lease(
+        &self,
+        key: &RepoKey,
+        schema_source: &str,
+        lease: &Lease,
+    ) -> Result<(), RepoError> {
+        // Another process may have finished a create between our check and our lease.
+        if self.inner.store.graph_exists(key).await? {
+            return Err(RepoError::GraphExists {
+                graph: key.graph.clone(),
+            });
+        }
         // Residue of a create or delete that crashed part-way (no schema object, other
         // files left) would make the engine refuse to init: it is ours to clear.
         self.inner.store.delete_graph(key).await?;
         self.inner.store.prepare_graph_location(key).await?;
         let uri = self.inner.store.graph_uri(key);
-        match Omnigraph::init(&uri, schema_source).await {
+        let init = tokio::time::timeout_at(lease.deadline(), Omnigraph::init(&uri, schema_source));
+        let Ok(initialized) = init.await else {
+            return Err(RepoError::OutcomeUnknown {
+                message: format!(
+                    "creating graph '{}' outlived this node's lease on it and was stopped; it \
+                     may or may not exist now: list the graphs before retrying",
+                    key.graph
+                ),
+            });
+        };
+        match initialized {
             Ok(_) => {
                 info!(repo = %key, "graph created");
                 Ok(())
@@ -292,11 +322,49 @@ impl Registry {
         }
         let slot = self.inner.slots.get(key).map(|slot| Arc::clone(&slot));
         if let Some(handle) = slot.as_ref().and_then(|slot| slot.handle.get()) {
+            // Stopping the actor also releases the writer lease it held.
             stop_repo(handle, self.inner.settings.call_timeout).await;
         }
-        self.inner.store.delete_graph(key).await?;
+        // Under the writer lease: a graph another node writes (or creates) is not deleted
+        // under it; that node is named instead.
+        let lease = self.lifecycle_lease(key).await?;
+        let deleted = self.inner.store.delete_graph(key).await;
+        self.release_lifecycle_lease(key, lease).await;
+        deleted?;
         info!(repo = %key, "graph deleted");
         Ok(())
+    }
+
+    /// Takes the graph's writer lease for a create or delete, so that two processes on one
+    /// root cannot interleave them, nor either with the graph's writes. Another holder is
+    /// named (421), as for a write.
+    async fn lifecycle_lease(&self, key: &RepoKey) -> Result<Lease, RepoError> {
+        let acquired = self
+            .lease_store()
+            .acquire(key, LeaseKind::Writer, self.holder_id())
+            .await
+            .map_err(|err| {
+                RepoError::unavailable(format!(
+                    "the writer lease of graph '{}' could not be taken ({err}); nothing was \
+                     changed, retry",
+                    key.graph
+                ))
+            })?;
+        match acquired {
+            Acquired::Acquired(lease) => Ok(lease),
+            Acquired::Held(record) => Err(RepoError::NotWriter {
+                graph: key.graph.clone(),
+                holder: record.holder,
+                epoch: record.epoch,
+                expires_in_ms: record.expires_at_ms.saturating_sub(now_ms()),
+            }),
+        }
+    }
+
+    async fn release_lifecycle_lease(&self, key: &RepoKey, lease: Lease) {
+        if let Err(err) = self.lease_store().release(lease).await {
+            warn!(repo = %key, error = %err, "could not release the writer lease after a create or delete; it will expire");
+        }
     }
 
     /// The tenant's graphs, sorted by id.

@@ -299,14 +299,10 @@ pub fn validate_token_entries(
                 ));
             }
         };
-        let actor = entry.actor.trim().to_string();
-        if actor.is_empty() {
-            return Err(ConfigError::invalid(
-                &at("actor"),
-                &entry.actor,
-                "a non-blank actor id",
-            ));
-        }
+        let actor = crate::ActorId::new(&entry.actor)
+            .map_err(|_| ConfigError::invalid(&at("actor"), &entry.actor, crate::ACTOR_ID_RULE))?
+            .as_str()
+            .to_string();
         let tenant = TenantId::new(&entry.tenant)
             .map_err(|err| ConfigError::invalid(&at("tenant"), &entry.tenant, &err.to_string()))?;
         let groups = non_blank_list(&at("groups"), entry.groups)?;

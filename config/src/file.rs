@@ -31,6 +31,9 @@ roles = ["serve", "worker"]
 [server]
 # Address the HTTP API listens on.
 bind = "127.0.0.1:8080"
+# The operator listener: GET /metrics (Prometheus) and nothing else, without a token. Its
+# series name tenants and graphs, so keep it on loopback or a private network. "off" for none.
+metrics_bind = "127.0.0.1:9091"
 # Largest accepted request body, and the larger limit for /load and /ingest.
 body_limit_bytes = 1048576
 load_body_limit_bytes = 33554432
@@ -158,6 +161,7 @@ pub struct FileConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     pub bind: String,
+    pub metrics_bind: String,
     pub body_limit_bytes: u64,
     pub load_body_limit_bytes: u64,
     pub shutdown_grace: String,
@@ -167,6 +171,7 @@ impl Default for ServerSection {
     fn default() -> Self {
         ServerSection {
             bind: "127.0.0.1:8080".into(),
+            metrics_bind: "127.0.0.1:9091".into(),
             body_limit_bytes: 1024 * 1024,
             load_body_limit_bytes: 32 * 1024 * 1024,
             shutdown_grace: "30s".into(),
@@ -278,8 +283,19 @@ impl FileConfig {
                 "an IP:port such as 127.0.0.1:8080",
             )
         })?;
+        let metrics_bind = match self.server.metrics_bind.as_str() {
+            "off" => None,
+            raw => Some(raw.parse::<SocketAddr>().map_err(|_| {
+                ConfigError::invalid(
+                    "server.metrics_bind",
+                    raw,
+                    "an IP:port such as 127.0.0.1:9091, or \"off\"",
+                )
+            })?),
+        };
         let server = ServerConfig {
             bind,
+            metrics_bind,
             body_limit_bytes: positive_size(
                 "server.body_limit_bytes",
                 self.server.body_limit_bytes,

@@ -25,7 +25,10 @@ pub use auth::{
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
-pub use ids::{GraphId, IdError, TenantId};
+pub use ids::{
+    ACTOR_ID_RULE, ActorId, BRANCH_NAME_MAX, BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, BranchName,
+    COMMIT_ID_PATTERN, COMMIT_ID_RULE, CommitId, GraphId, IdError, NameError, TenantId,
+};
 pub use maintenance::{
     LeaseConfig, MIN_KEEP_VERSIONS, MaintenanceConfig, NodeIdentity, Retention, RetentionOverrides,
     Role,
@@ -50,6 +53,9 @@ pub struct NodeConfig {
 pub struct ServerConfig {
     /// Address the HTTP API listens on. Default `127.0.0.1:8080`.
     pub bind: SocketAddr,
+    /// The operator listener, serving only `GET /metrics`. Default `127.0.0.1:9091`; `None`
+    /// (`"off"`) for none. The public listener does not serve metrics.
+    pub metrics_bind: Option<SocketAddr>,
     /// Largest request body accepted on every route but load/ingest. Default 1 MiB.
     pub body_limit_bytes: usize,
     /// Largest request body accepted on `/load` and `/ingest`. Default 32 MiB.

@@ -5,7 +5,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use omnigraph_cloud_actors::RepoKey;
-use omnigraph_cloud_config::GraphId;
+use omnigraph_cloud_config::{BranchName, CommitId, GraphId};
 use serde::de::DeserializeOwned;
 
 use crate::auth::Principal;
@@ -67,4 +67,20 @@ impl FromRequestParts<AppState> for Repo {
 
 pub(crate) fn parse_graph_id(raw: &str) -> Result<GraphId, ApiError> {
     GraphId::new(raw).map_err(|err| ApiError::bad_request(err.to_string()))
+}
+
+/// The branch a request names in `field`, or `main` when it names none. A name that is not
+/// canonical is refused (400, naming the field and the rule), never trimmed or rewritten.
+pub(crate) fn branch_or_main(field: &str, raw: Option<&str>) -> Result<BranchName, ApiError> {
+    raw.map_or_else(|| Ok(BranchName::main()), |raw| branch(field, raw))
+}
+
+/// The branch a request names in `field` (see [`branch_or_main`]).
+pub(crate) fn branch(field: &str, raw: &str) -> Result<BranchName, ApiError> {
+    BranchName::new(raw).map_err(|err| ApiError::bad_request(format!("{field}: {err}")))
+}
+
+/// The graph commit id a request names in `field`.
+pub(crate) fn commit_id(field: &str, raw: &str) -> Result<CommitId, ApiError> {
+    CommitId::new(raw).map_err(|err| ApiError::bad_request(format!("{field}: {err}")))
 }

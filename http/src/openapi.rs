@@ -14,7 +14,7 @@ use crate::routes::{admin, branches, data, graphs, schema, system};
                        resolved from the bearer token."
     ),
     paths(
-        system::healthz, system::openapi, system::metrics,
+        system::healthz, system::openapi,
         graphs::list, graphs::create, graphs::delete,
         data::snapshot, data::query, data::read, data::mutate, data::change,
         data::load, data::ingest, data::export,

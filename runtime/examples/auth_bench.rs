@@ -8,7 +8,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use omnigraph_cloud_config::{GraphId, NodeConfig};
+use omnigraph_cloud_config::{BranchName, GraphId, NodeConfig};
 use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
 use omnigraph_cloud_http::{Access, Action, Auth, Principal};
 use serde_json::json;
@@ -104,8 +104,9 @@ async fn main() {
                         "iat": now, "exp": now + 3600});
     let bearer = |token: &str| format!("Bearer {token}");
     let graph = GraphId::new("g").unwrap();
-    let allow = Access::graph(Action::Change, &graph).on_branch("feature");
-    let deny = Access::graph(Action::Change, &graph).on_branch("main");
+    let (feature, main) = (BranchName::new("feature").unwrap(), BranchName::main());
+    let allow = Access::graph(Action::Change, &graph).on_branch(&feature);
+    let deny = Access::graph(Action::Change, &graph).on_branch(&main);
 
     let mut rows: Vec<(String, (f64, f64))> = Vec::new();
     let none_header = bearer("whatever");

@@ -166,6 +166,7 @@ async fn run(backend: &Backend, settings: &Settings) {
         let mut config =
             NodeConfig::load(Some("[log]\nfilter = \"error\"\n"), std::iter::empty()).unwrap();
         config.server.bind = "127.0.0.1:0".parse().unwrap();
+        config.server.metrics_bind = None;
         config.storage.root = backend.root();
         Node::start(config).await.unwrap()
     };
@@ -320,6 +321,7 @@ async fn write_bench(backend: &Backend, window_secs: u64) {
             );
             let mut config = NodeConfig::load(Some(&toml), std::iter::empty()).unwrap();
             config.server.bind = "127.0.0.1:0".parse().unwrap();
+            config.server.metrics_bind = None;
             config.storage.root = backend.root();
             let node = Node::start(config).await.unwrap();
             let base = format!("http://{}", node.local_addr());

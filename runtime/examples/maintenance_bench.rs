@@ -133,6 +133,7 @@ async fn measure(name: &'static str, mode: Mode, inserts: usize, queries: usize)
     .unwrap();
     config.storage.root = StorageRoot::File(dir.path().to_path_buf());
     config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.metrics_bind = None;
     let node = Node::start(config).await.unwrap();
     let base = format!("http://{}", node.local_addr());
     let http = reqwest::Client::new();

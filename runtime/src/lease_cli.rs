@@ -72,7 +72,7 @@ async fn dispatch(command: LeaseCommand) -> Result<(), String> {
                     }));
                 }
             }
-            println!("{}", serde_json::to_string_pretty(&shown).expect("json"));
+            outln!("{}", serde_json::to_string_pretty(&shown).expect("json"));
             Ok(())
         }
         LeaseCommand::Contend {
@@ -108,7 +108,7 @@ async fn contend(
                 let released_us = now_us();
                 let epoch = lease.epoch();
                 leases.release(lease).await.map_err(|e| e.to_string())?;
-                println!(
+                outln!(
                     "{}",
                     json!({"holder": &*holder, "epoch": epoch, "acquired_us": acquired_us,
                            "released_us": released_us, "validated": validated})

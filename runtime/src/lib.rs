@@ -16,7 +16,7 @@ use omnigraph_cloud_actors::{
     StoreMetrics,
 };
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
-use omnigraph_cloud_http::{AppState, Auth, AuthTasks, BodyLimits, router};
+use omnigraph_cloud_http::{AppState, Auth, AuthTasks, BodyLimits, metrics_router, router};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -52,6 +52,9 @@ pub enum NodeError {
 /// A running node.
 pub struct Node {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    /// The operator listener; aborted at shutdown (it holds no request worth draining).
+    metrics_server: Option<JoinHandle<Result<(), std::io::Error>>>,
     registry: Registry,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), std::io::Error>>,
@@ -132,6 +135,19 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
+        let (metrics_addr, metrics_server) = match config.server.metrics_bind {
+            Some(bind) => {
+                let listener = TcpListener::bind(bind)
+                    .await
+                    .map_err(|source| NodeError::Bind { addr: bind, source })?;
+                let addr = listener.local_addr().map_err(NodeError::Serve)?;
+                let app = metrics_router(state.clone());
+                info!(%addr, "operator listener serving /metrics");
+                let server = tokio::spawn(async move { axum::serve(listener, app).await });
+                (Some(addr), Some(server))
+            }
+            None => (None, None),
+        };
         let app = router(state);
         let listener = TcpListener::bind(config.server.bind)
             .await
@@ -151,6 +167,8 @@ impl Node {
         info!(%addr, root = %config.storage.root.display_uri(), "omnigraph-cloud node serving");
         Ok(Node {
             addr,
+            metrics_addr,
+            metrics_server,
             registry,
             stop: Some(stop),
             server,
@@ -162,6 +180,11 @@ impl Node {
     /// The address the API listens on (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the operator listener (`/metrics`), when one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     pub fn registry(&self) -> &Registry {
@@ -188,6 +211,9 @@ impl Node {
             }
         };
         self.registry.shutdown(grace).await;
+        if let Some(metrics) = self.metrics_server.take() {
+            metrics.abort();
+        }
         info!("omnigraph-cloud node stopped");
         served
     }

@@ -1,5 +1,6 @@
 //! `omnigraph-cloud`: one binary, the deployment mode is configuration.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -8,8 +9,30 @@ use omnigraph_cloud::Node;
 use omnigraph_cloud_config::{DEFAULT_CONFIG_TOML, LogFormat, NodeConfig};
 use tracing_subscriber::EnvFilter;
 
+/// `println!` for command output. A closed stdout (`omnigraph-cloud config check F | head`)
+/// ends the program quietly, as command-line tools do, instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod lease_cli;
 mod tools;
+
+fn write_stdout(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        if err.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write to stdout: {err}");
+        std::process::exit(1);
+    }
+}
 
 #[derive(Parser)]
 #[command(
@@ -69,15 +92,15 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Default,
         } => {
-            print!("{DEFAULT_CONFIG_TOML}");
+            write_stdout(DEFAULT_CONFIG_TOML);
             ExitCode::SUCCESS
         }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => match load_config(Some(&file)) {
             Ok(config) => {
-                println!("{}: ok", file.display());
-                println!("{config:#?}");
+                outln!("{}: ok", file.display());
+                outln!("{config:#?}");
                 ExitCode::SUCCESS
             }
             Err(message) => {

@@ -91,7 +91,7 @@ fn hash_token(token: Option<String>) -> Result<(), String> {
     if token.trim().is_empty() {
         return Err("the token is blank".into());
     }
-    println!("{}", sha256_hex(&token));
+    outln!("{}", sha256_hex(&token));
     Ok(())
 }
 
@@ -155,7 +155,7 @@ fn mint(args: MintArgs) -> Result<(), String> {
     let token = key
         .mint_jwt(&args.kid, &Value::Object(claims))
         .map_err(|err| err.to_string())?;
-    println!("{token}");
+    outln!("{token}");
     Ok(())
 }
 
@@ -196,7 +196,7 @@ fn keygen(out: &Path) -> Result<(), String> {
         "wrote Ed25519 signing key to {}; public key:",
         out.display()
     );
-    println!("{}", key.ed25519_public_base64().expect("an Ed25519 key"));
+    outln!("{}", key.ed25519_public_base64().expect("an Ed25519 key"));
     Ok(())
 }
 
@@ -212,7 +212,7 @@ fn sign(key: &Path, payload: &Path, out: Option<&Path>) -> Result<(), String> {
         Some(path) => std::fs::write(path, signed)
             .map_err(|err| format!("cannot write {}: {err}", path.display())),
         None => {
-            println!("{signed}");
+            outln!("{signed}");
             Ok(())
         }
     }
@@ -227,6 +227,6 @@ fn verify(public_key: &str, path: &Path) -> Result<(), String> {
     let bytes =
         std::fs::read(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
     let summary = bundle::check(&bytes, &key).map_err(|err| err.to_string())?;
-    println!("{}: signature ok; {summary}", path.display());
+    outln!("{}: signature ok; {summary}", path.display());
     Ok(())
 }

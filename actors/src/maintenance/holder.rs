@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Weak};
 
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
@@ -24,8 +24,9 @@ pub(crate) struct LeaseHolder {
     holder: Arc<str>,
     metrics: LeaseMetrics,
     state: Mutex<HolderState>,
-    /// Epoch and deadline of the lease held, readable without waiting for a renewal.
-    view: std::sync::Mutex<Option<(u64, Instant)>>,
+    /// Epoch and deadline of the lease held, readable without waiting for a renewal, and
+    /// watched by [`Fence`]s.
+    view: watch::Sender<Option<(u64, Instant)>>,
 }
 
 #[derive(Default)]
@@ -59,7 +60,7 @@ impl LeaseHolder {
             holder,
             metrics,
             state: Mutex::new(HolderState::default()),
-            view: std::sync::Mutex::new(None),
+            view: watch::Sender::new(None),
         })
     }
 
@@ -101,21 +102,29 @@ impl LeaseHolder {
 
     /// The epoch of the live lease this process holds, if any. No request, no wait.
     pub(crate) fn live(&self) -> Option<u64> {
-        let view = *self.view.lock().expect("lease view lock");
+        let view = *self.view.borrow();
         view.filter(|(_, deadline)| Instant::now() < *deadline)
             .map(|(epoch, _)| epoch)
     }
 
     /// How long the holder may still act under the lease it holds (zero if none).
     pub(crate) fn remaining(&self) -> std::time::Duration {
-        let view = *self.view.lock().expect("lease view lock");
+        let view = *self.view.borrow();
         view.map(|(_, deadline)| deadline.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     }
 
     fn show(&self, lease: Option<&Lease>) {
-        *self.view.lock().expect("lease view lock") =
-            lease.map(|lease| (lease.epoch(), lease.deadline()));
+        self.view
+            .send_replace(lease.map(|lease| (lease.epoch(), lease.deadline())));
+    }
+
+    /// The fence of the lease this process holds at `epoch`: see [`Fence`].
+    pub(crate) fn fence(&self, epoch: u64) -> Fence {
+        Fence {
+            view: self.view.subscribe(),
+            epoch,
+        }
     }
 
     /// Confirms against the store that the lease is still ours; drops it if not.
@@ -170,6 +179,48 @@ impl LeaseHolder {
         }
         if let Some(renewer) = state.renewer.take() {
             renewer.abort();
+        }
+    }
+}
+
+/// The moment work done under one epoch of a lease must stop: the holder's self-fencing
+/// deadline (last successful renewal + TTL - safety margin), which each renewal moves forward,
+/// or the moment the lease is lost or released. Work that runs past it, such as a publish
+/// stalled on a slow store or a paused process, is cancelled rather than finished under a
+/// lease someone else may already hold.
+pub(crate) struct Fence {
+    view: watch::Receiver<Option<(u64, Instant)>>,
+    epoch: u64,
+}
+
+impl Fence {
+    /// Completes when work under the fenced epoch may no longer go on.
+    pub(crate) async fn passed(&mut self) {
+        loop {
+            let deadline = match *self.view.borrow_and_update() {
+                Some((epoch, deadline)) if epoch == self.epoch => deadline,
+                _ => return, // lost, released, or replaced by a later epoch
+            };
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                changed = self.view.changed() => {
+                    if changed.is_err() {
+                        return; // the holder is gone
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `work` until it finishes or the fence is passed; `None` when it was cut short.
+    pub(crate) async fn run<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            biased;
+            output = work => Some(output),
+            () = self.passed() => None,
         }
     }
 }

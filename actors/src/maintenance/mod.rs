@@ -36,9 +36,10 @@ use tracing::{info, warn};
 pub(crate) use actors::{
     CompactionActor, CompactionMsg, MaintenanceArgs, RecoveryActor, RecoveryMsg,
 };
-pub(crate) use holder::{Held, LeaseHolder};
+pub(crate) use holder::{Fence, Held, LeaseHolder};
 pub use report::{LeaseView, MaintenanceReport, RunRecord, TableInventory};
 
+use crate::classify;
 use crate::lease::{LeaseError, LeaseKind, LeaseStore, now_ms};
 use crate::metrics::MaintenanceMetrics;
 use crate::{GraphStore, RepoError, RepoKey};
@@ -488,20 +489,45 @@ impl RepoMaintenance {
         // Shared with request writes; a recovery sweep waits for it (optimize writes sidecars).
         let gate = self.write_gate.read().await;
         let exclusive = self.exclusive.lock().await;
-        let mut optimized = engine.optimize().await;
-        // optimize refuses while any recovery sidecar exists, a live write's included: retry
-        // briefly, so that a busy graph is not skipped for its own writes in flight.
-        for _ in 0..OPTIMIZE_RETRIES {
-            match &optimized {
-                Err(err) if err.to_string().contains("clean recovery state") => {
-                    tokio::time::sleep(OPTIMIZE_RETRY_DELAY).await;
-                    optimized = engine.optimize().await;
+        // Stops at the compaction lease's self-fencing deadline (moved by each renewal).
+        let mut fence = self.compaction.fence(epoch);
+        let optimized = fence
+            .run(async {
+                let mut optimized = engine.optimize().await;
+                // optimize refuses while any recovery sidecar exists, a live write's included:
+                // retry briefly, so that a busy graph is not skipped for its own writes in
+                // flight.
+                for _ in 0..OPTIMIZE_RETRIES {
+                    match &optimized {
+                        Err(err) if classify::is_unclean_recovery_state(err) => {
+                            tokio::time::sleep(OPTIMIZE_RETRY_DELAY).await;
+                            optimized = engine.optimize().await;
+                        }
+                        _ => break,
+                    }
                 }
-                _ => break,
-            }
-        }
+                optimized
+            })
+            .await;
         drop(exclusive);
         drop(gate);
+        let Some(optimized) = optimized else {
+            let outcome = Outcome::Failed(
+                "optimize outlived the compaction lease (it could not be renewed) and was stopped"
+                    .into(),
+            );
+            self.finish_with(
+                "compaction",
+                &outcome,
+                "",
+                epoch,
+                started_ms,
+                started,
+                |p, r| p.last_compaction = Some(r),
+            );
+            self.compaction.release().await;
+            return outcome;
+        };
         let outcome = match optimized {
             Ok(stats) => {
                 let removed: usize = stats.iter().map(|s| s.fragments_removed).sum();
@@ -541,7 +567,27 @@ impl RepoMaintenance {
     async fn cleanup(&self, engine: &Arc<Omnigraph>, epoch: u64) {
         let started_ms = now_ms();
         let started = Instant::now();
+        // No write may be in flight meanwhile: a write's first fork of a table exists before
+        // the manifest publish that names it, and cleanup would take it for garbage. Writes of
+        // this process wait at the gate; those of other processes are kept off by the writer
+        // lease, which a node that is not the graph's writer takes for the cleanup.
+        let _no_writes = self.write_gate.write().await;
+        let borrowed_writer = self.writer.live().is_none();
         let result = async {
+            if borrowed_writer {
+                match self.writer.ensure().await.map_err(lease_failure)? {
+                    Held::Ours(_) => {}
+                    Held::Other(record) => {
+                        return Ok((
+                            Outcome::Deferred(format!(
+                                "writer lease held by '{}': cleanup runs only where no write can start",
+                                record.holder
+                            )),
+                            String::new(),
+                        ));
+                    }
+                }
+            }
             // A pending recovery may need old versions as rollback targets.
             if self
                 .store
@@ -573,16 +619,18 @@ impl RepoMaintenance {
             let mut own = Omnigraph::open_read_only(engine.uri())
                 .await
                 .map_err(|err| format!("opening the graph: {err}"))?;
-            // Validate before delete; stop when the lease's time is up.
+            // Validate before delete; stop at the lease's self-fencing deadline.
             self.compaction.validate().await.map_err(lease_failure)?;
-            let budget = self.compaction.remaining();
             let options = CleanupPolicyOptions {
                 keep_versions: Some(self.retention.keep_versions),
                 older_than: Some(self.retention.keep_for),
             };
-            let stats = tokio::time::timeout(budget, own.cleanup(options))
+            let stats = self
+                .compaction
+                .fence(epoch)
+                .run(own.cleanup(options))
                 .await
-                .map_err(|_| "cleanup outlived the compaction lease; it was stopped".to_string())?
+                .ok_or_else(|| "cleanup outlived the compaction lease; it was stopped".to_string())?
                 .map_err(|err| format!("cleanup: {err}"))?;
             let versions: u64 = stats.iter().map(|s| s.old_versions_removed).sum();
             let bytes: u64 = stats.iter().map(|s| s.bytes_removed).sum();
@@ -600,6 +648,9 @@ impl RepoMaintenance {
             }
         }
         .await;
+        if borrowed_writer {
+            self.writer.release().await;
+        }
         let (outcome, detail) = result.unwrap_or_else(|err| (Outcome::Failed(err), String::new()));
         self.finish_with(
             "cleanup",

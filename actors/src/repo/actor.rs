@@ -111,10 +111,13 @@ impl Actor for RepoActor {
                                 }
                                 coalescer::Unit::Batch(_) => None,
                             };
+                            // Every publish stops at the lease's self-fencing deadline.
+                            let mut fence = maintenance.writer.fence(epoch);
                             let schema_changed = coalescer::execute(
                                 &state.engine,
                                 unit,
                                 &state.shared.coalescer_metrics,
+                                &mut fence,
                             )
                             .await;
                             maintenance.published(bytes);

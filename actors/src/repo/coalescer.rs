@@ -44,6 +44,7 @@ use tracing::{debug, warn};
 
 use super::messages::{WriteOp, WriteOutcome};
 use super::{branches, writes};
+use crate::maintenance::Fence;
 use crate::metrics::CoalescerMetrics;
 use crate::{ErrorKind, RepoError};
 
@@ -245,11 +246,12 @@ pub(crate) async fn execute(
     engine: &Arc<Omnigraph>,
     unit: Unit,
     metrics: &CoalescerMetrics,
+    fence: &mut Fence,
 ) -> bool {
     let started = Instant::now();
     match unit {
         Unit::Alone(pending) => {
-            let result = writes::execute(engine, pending.op)
+            let result = under_fence(fence, writes::execute(engine, pending.op))
                 .await
                 .map_err(unacknowledged);
             let schema_changed =
@@ -261,7 +263,7 @@ pub(crate) async fn execute(
             schema_changed
         }
         Unit::Batch(batch) => {
-            run_batch(engine, batch, metrics).await;
+            run_batch(engine, batch, metrics, fence).await;
             false
         }
     }
@@ -270,10 +272,15 @@ pub(crate) async fn execute(
 /// Publishes a batch of insert-only mutations as one, splitting it on failure. The halves
 /// are kept in a work list rather than recursed into: the engine's futures are large, and
 /// nesting them for every split would exhaust a worker thread's stack.
-async fn run_batch(engine: &Arc<Omnigraph>, batch: Vec<Pending>, metrics: &CoalescerMetrics) {
+async fn run_batch(
+    engine: &Arc<Omnigraph>,
+    batch: Vec<Pending>,
+    metrics: &CoalescerMetrics,
+    fence: &mut Fence,
+) {
     let mut work = vec![batch];
     while let Some(batch) = work.pop() {
-        if let Some((first, second)) = publish(engine, batch, metrics).await {
+        if let Some((first, second)) = publish(engine, batch, metrics, fence).await {
             metrics.splits.inc();
             work.push(second);
             work.push(first); // the earlier half goes first
@@ -287,12 +294,13 @@ async fn publish(
     engine: &Arc<Omnigraph>,
     batch: Vec<Pending>,
     metrics: &CoalescerMetrics,
+    fence: &mut Fence,
 ) -> Option<(Vec<Pending>, Vec<Pending>)> {
     let started = Instant::now();
     if batch.len() == 1 {
         // Alone, a write runs with its own text: its result and its error are its own.
         let pending = batch.into_iter().next().expect("one write");
-        let result = writes::execute(engine, pending.op)
+        let result = under_fence(fence, writes::execute(engine, pending.op))
             .await
             .map_err(unacknowledged);
         let _ = pending.reply.send(result);
@@ -316,30 +324,37 @@ async fn publish(
         let (source, params) = combine(&batch);
         Publication::Mutation { source, params }
     };
-    let outcome = retrying_lost_races(engine, metrics, || {
-        Box::pin(async {
-            match &publication {
-                Publication::Load { data, mode } => engine
-                    .load_as(&branch, None, data, *mode, actor.as_deref())
-                    .await
-                    .map(|_| ()),
-                Publication::Mutation { source, params } => engine
-                    .mutate_as(
-                        &branch,
-                        source,
-                        COMBINED_QUERY_NAME,
-                        params,
-                        actor.as_deref(),
-                    )
-                    .await
-                    .map(|_| ()),
-            }
-        })
-    })
-    .await;
+    let outcome = fence
+        .run(retrying_lost_races(engine, metrics, || {
+            Box::pin(async {
+                match &publication {
+                    Publication::Load { data, mode } => engine
+                        .load_as(&branch, None, data, *mode, actor.as_deref())
+                        .await
+                        .map(|_| ()),
+                    Publication::Mutation { source, params } => engine
+                        .mutate_as(
+                            &branch,
+                            source,
+                            COMBINED_QUERY_NAME,
+                            params,
+                            actor.as_deref(),
+                        )
+                        .await
+                        .map(|_| ()),
+                }
+            })
+        }))
+        .await;
     metrics
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
+    // `None`: cut short by the fence; `Some(err)`: the engine's own failure.
+    let outcome = match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(err)) => Err(Some(err)),
+        None => Err(None),
+    };
     match outcome {
         Ok(()) => {
             metrics.batches.inc();
@@ -352,24 +367,46 @@ async fn publish(
             None
         }
         Err(err) => {
-            let err = branches::explain_error(engine, &branch, err).await;
-            match err.kind() {
-                // Something in the batch is wrong (nothing was published): find it by halves.
-                ErrorKind::Invalid | ErrorKind::Conflict => {
+            let err = match err {
+                Some(err) => branches::explain_error(engine, &branch, err).await,
+                None => fenced(),
+            };
+            match batch_wide_copies(&err, batch.len()) {
+                // The batch's branch, the store or the lease: every member's own answer is
+                // this one (and none may be retried, when the publish may have landed).
+                Some(copies) => {
+                    for (pending, copy) in batch.into_iter().zip(copies) {
+                        let _ = pending.reply.send(Err(copy));
+                    }
+                    None
+                }
+                // Anything else may be one member's doing (nothing was published): split
+                // until each write runs alone and gets its own answer.
+                None => {
                     let mut first = batch;
                     let second = first.split_off(first.len() / 2);
                     Some((first, second))
                 }
-                // The branch, the store or the engine: every member would fail alike.
-                kind => {
-                    let message = err.to_string();
-                    for pending in batch {
-                        let _ = pending.reply.send(Err(same_error(kind, &message, &err)));
-                    }
-                    None
-                }
             }
         }
+    }
+}
+
+/// `work` (a write on the engine), cut short with `OutcomeUnknown` once the writer lease's
+/// fence is passed: it may have landed or not, and another node may write the graph now.
+async fn under_fence<T>(
+    fence: &mut Fence,
+    work: impl Future<Output = Result<T, RepoError>>,
+) -> Result<T, RepoError> {
+    fence.run(work).await.unwrap_or_else(|| Err(fenced()))
+}
+
+fn fenced() -> RepoError {
+    RepoError::OutcomeUnknown {
+        message: "this node's writer lease ran out (it could not be renewed in time) while the \
+                  write was being published, so the publish was cancelled; the write may or may \
+                  not have been applied, check its effect before retrying"
+            .into(),
     }
 }
 
@@ -454,22 +491,44 @@ fn unacknowledged(err: RepoError) -> RepoError {
     }
 }
 
-/// A copy of a batch's error for each of its callers.
-fn same_error(kind: ErrorKind, message: &str, original: &RepoError) -> RepoError {
-    match (kind, original) {
-        (ErrorKind::NotFound, RepoError::BranchNotFound { branch, hint }) => {
-            RepoError::BranchNotFound {
+/// `count` copies of a batch's error when it is the answer of every member alike: the
+/// batch's branch is missing, the store failed mid-publish (the outcome is unknown: the
+/// publish may have landed, so no half is retried), or the node may not write or queue.
+/// `None` when the failure may be one member's doing.
+fn batch_wide_copies(err: &RepoError, count: usize) -> Option<Vec<RepoError>> {
+    let copy = || -> Option<RepoError> {
+        Some(match err {
+            RepoError::BranchNotFound { branch, hint } => RepoError::BranchNotFound {
                 branch: branch.clone(),
                 hint,
+            },
+            RepoError::NotWriter {
+                graph,
+                holder,
+                epoch,
+                expires_in_ms,
+            } => RepoError::NotWriter {
+                graph: graph.clone(),
+                holder: holder.clone(),
+                epoch: *epoch,
+                expires_in_ms: *expires_in_ms,
+            },
+            RepoError::Overloaded { message } => RepoError::Overloaded {
+                message: message.clone(),
+            },
+            _ if matches!(
+                err.kind(),
+                ErrorKind::Unavailable | ErrorKind::OutcomeUnknown
+            ) =>
+            {
+                unacknowledged(RepoError::Unavailable {
+                    message: err.to_string(),
+                })
             }
-        }
-        (ErrorKind::Unavailable, _) => unacknowledged(RepoError::Unavailable {
-            message: message.into(),
-        }),
-        _ => RepoError::Internal {
-            message: message.into(),
-        },
-    }
+            _ => return None,
+        })
+    };
+    (0..count).map(|_| copy()).collect()
 }
 
 fn is_lost_race(err: &OmniError) -> bool {

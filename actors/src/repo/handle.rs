@@ -9,6 +9,7 @@ use std::sync::Arc;
 use omnigraph::db::{GraphCommit, ReadTarget};
 use omnigraph::db::{MergeOutcome, SchemaApplyResult};
 use omnigraph::loader::{LoadMode, LoadResult};
+use omnigraph_cloud_config::{BranchName, CommitId};
 use omnigraph_compiler::{MutationResult, ParamMap, QueryResult};
 use ractor::rpc::CallResult;
 use ractor::{ActorRef, MessagingErr};
@@ -64,12 +65,12 @@ impl RepoLease {
     /// branch or table); the stream keeps this lease until it ends.
     pub async fn export(
         self,
-        branch: String,
+        branch: BranchName,
         type_names: Vec<String>,
         table_keys: Vec<String>,
     ) -> Result<ExportStream, RepoError> {
         let engine = self.handle.incarnation().await?.engine.clone();
-        export::start(engine, branch, type_names, table_keys, self).await
+        export::start(engine, branch.into_string(), type_names, table_keys, self).await
     }
 }
 
@@ -91,7 +92,8 @@ impl RepoHandle {
         &self.shared.uri
     }
 
-    pub async fn snapshot(&self, branch: &str) -> Result<SnapshotInfo, RepoError> {
+    pub async fn snapshot(&self, branch: &BranchName) -> Result<SnapshotInfo, RepoError> {
+        let branch = branch.as_str();
         let engine = self.incarnation().await?.engine.clone();
         let explained = async |err| branches::explain_error(&engine, branch, err).await;
         let snapshot = match engine.snapshot_of(ReadTarget::branch(branch)).await {
@@ -156,7 +158,11 @@ impl RepoHandle {
     }
 
     /// Commits of a branch (main when `None`), oldest first as upstream 0.8 lists them.
-    pub async fn commits(&self, branch: Option<&str>) -> Result<Vec<GraphCommit>, RepoError> {
+    pub async fn commits(
+        &self,
+        branch: Option<&BranchName>,
+    ) -> Result<Vec<GraphCommit>, RepoError> {
+        let branch = branch.map(BranchName::as_str);
         let engine = self.incarnation().await?.engine.clone();
         match engine.list_commits(branch).await {
             Ok(commits) => Ok(commits),
@@ -166,14 +172,14 @@ impl RepoHandle {
         }
     }
 
-    pub async fn commit(&self, commit_id: &str) -> Result<GraphCommit, RepoError> {
+    pub async fn commit(&self, commit_id: &CommitId) -> Result<GraphCommit, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
-        Ok(engine.get_commit(commit_id).await?)
+        Ok(engine.get_commit(commit_id.as_str()).await?)
     }
 
     pub async fn mutate(
         &self,
-        branch: String,
+        branch: BranchName,
         source: String,
         name: String,
         params: ParamMap,
@@ -181,7 +187,7 @@ impl RepoHandle {
     ) -> Result<MutationResult, RepoError> {
         match self
             .write(WriteOp::Mutate {
-                branch,
+                branch: branch.into_string(),
                 source,
                 name,
                 params,
@@ -196,16 +202,16 @@ impl RepoHandle {
 
     pub async fn load(
         &self,
-        branch: String,
-        from: Option<String>,
+        branch: BranchName,
+        from: Option<BranchName>,
         data: String,
         mode: LoadMode,
         actor: Option<String>,
     ) -> Result<LoadResult, RepoError> {
         match self
             .write(WriteOp::Load {
-                branch,
-                from,
+                branch: branch.into_string(),
+                from: from.map(BranchName::into_string),
                 data,
                 mode,
                 actor,
@@ -238,10 +244,11 @@ impl RepoHandle {
 
     pub async fn create_branch(
         &self,
-        from: String,
-        name: String,
+        from: BranchName,
+        name: BranchName,
         actor: Option<String>,
     ) -> Result<(), RepoError> {
+        let (from, name) = (from.into_string(), name.into_string());
         match self
             .write(WriteOp::CreateBranch { from, name, actor })
             .await?
@@ -253,9 +260,10 @@ impl RepoHandle {
 
     pub async fn delete_branch(
         &self,
-        name: String,
+        name: BranchName,
         actor: Option<String>,
     ) -> Result<(), RepoError> {
+        let name = name.into_string();
         match self.write(WriteOp::DeleteBranch { name, actor }).await? {
             WriteOutcome::BranchDeleted => Ok(()),
             other => Err(unexpected(other)),
@@ -264,14 +272,14 @@ impl RepoHandle {
 
     pub async fn merge(
         &self,
-        source: String,
-        target: String,
+        source: BranchName,
+        target: BranchName,
         actor: Option<String>,
     ) -> Result<MergeOutcome, RepoError> {
         match self
             .write(WriteOp::Merge {
-                source,
-                target,
+                source: source.into_string(),
+                target: target.into_string(),
                 actor,
             })
             .await?

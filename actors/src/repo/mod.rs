@@ -14,6 +14,7 @@ mod coalescer;
 mod export;
 mod handle;
 mod messages;
+mod schema_guard;
 mod supervisor;
 mod writes;
 

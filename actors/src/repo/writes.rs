@@ -6,18 +6,25 @@
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
+
 use omnigraph::db::{Omnigraph, ReadTarget, SchemaApplyOptions};
-use omnigraph::error::OmniError;
 use tracing::warn;
 
 use super::branches::{self, MAIN};
 use super::messages::{WriteOp, WriteOutcome};
 use crate::RepoError;
 
-pub(crate) async fn execute(
+/// Runs `op`. Boxed: the engine's write futures are large, and the callers wrap this one
+/// (in the writer lease's fence); a boxed future moves as a pointer, not as a stack copy.
+pub(crate) fn execute(
     engine: &Arc<Omnigraph>,
     op: WriteOp,
-) -> Result<WriteOutcome, RepoError> {
+) -> BoxFuture<'_, Result<WriteOutcome, RepoError>> {
+    Box::pin(execute_op(engine, op))
+}
+
+async fn execute_op(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<WriteOutcome, RepoError> {
     match op {
         WriteOp::Mutate {
             branch,
@@ -52,6 +59,7 @@ pub(crate) async fn execute(
             allow_data_loss,
             actor,
         } => {
+            super::schema_guard::refuse_reused_type_names(engine, &source).await?;
             let options = SchemaApplyOptions { allow_data_loss };
             let result = engine
                 .apply_schema_as(&source, options, actor.as_deref())
@@ -110,7 +118,7 @@ async fn merge_with_stale_version_retry(
 ) -> Result<WriteOutcome, RepoError> {
     match engine.branch_merge_as(source, target, actor).await {
         Ok(outcome) => return Ok(WriteOutcome::Merged(outcome)),
-        Err(err) if !is_stale_table_version(&err) => return Err(err.into()),
+        Err(err) if !crate::classify::is_stale_table_version(&err) => return Err(err.into()),
         Err(err) => {
             warn!(source, target, error = %err, "merge hit a stale table version; refreshing and retrying once")
         }
@@ -118,7 +126,7 @@ async fn merge_with_stale_version_retry(
     engine.refresh().await?;
     match engine.branch_merge_as(source, target, actor).await {
         Ok(outcome) => Ok(WriteOutcome::Merged(outcome)),
-        Err(err) if is_stale_table_version(&err) => Err(RepoError::Conflict {
+        Err(err) if crate::classify::is_stale_table_version(&err) => Err(RepoError::Conflict {
             message: format!(
                 "merging '{source}' into '{target}' hit a known engine 0.8.0 defect ({err}); nothing was \
                  merged. Retry the merge; if it fails again, create a new branch from '{target}', \
@@ -127,10 +135,6 @@ async fn merge_with_stale_version_retry(
         }),
         Err(err) => Err(err.into()),
     }
-}
-
-fn is_stale_table_version(err: &OmniError) -> bool {
-    matches!(err, OmniError::Lance(message) if message.contains("already exists") && message.contains("version"))
 }
 
 /// Checks the branch a load writes to, as upstream does: a missing branch needs `from`.
@@ -157,24 +161,5 @@ async fn ensure_load_target<'a>(
             hint: "",
         }),
         Some(base) => Ok(Some(base)),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn recognises_the_stale_table_version_failure_only() {
-        let defect = OmniError::Lance(
-            "Concurrent modification: table version 5 already exists for node:Person".into(),
-        );
-        assert!(is_stale_table_version(&defect));
-        assert!(!is_stale_table_version(&OmniError::Lance(
-            "branch f1 already exists".into()
-        )));
-        assert!(!is_stale_table_version(&OmniError::DataFusion(
-            "version already exists".into()
-        )));
     }
 }

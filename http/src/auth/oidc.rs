@@ -11,7 +11,7 @@ use arc_swap::ArcSwapOption;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
-use omnigraph_cloud_config::{JwtAlgorithm, OidcIssuerConfig, TenantId, TenantSource};
+use omnigraph_cloud_config::{ActorId, JwtAlgorithm, OidcIssuerConfig, TenantId, TenantSource};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
@@ -209,7 +209,15 @@ impl OidcVerifier {
         self.check_time_and_audience(rules, &claims)?;
 
         let actor = match claims.get(&rules.actor_claim) {
-            Some(Value::String(actor)) if !actor.trim().is_empty() => actor.trim().to_string(),
+            Some(Value::String(actor)) => match ActorId::new(actor) {
+                Ok(actor) => actor.as_str().to_string(),
+                Err(err) => {
+                    return Err(Rejection::new(
+                        "claims",
+                        format!("invalid token: actor claim '{}': {err}", rules.actor_claim),
+                    ));
+                }
+            },
             _ => {
                 return Err(Rejection::new(
                     "claims",

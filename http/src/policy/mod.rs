@@ -23,7 +23,7 @@ use cedar_policy::{
     Authorizer, Context, Decision, Entities, Entity, EntityId, EntityTypeName, EntityUid,
     PolicySet, Request, RestrictedExpression, Schema, ValidationMode, Validator,
 };
-use omnigraph_cloud_config::{ConfigError, GraphId, TenantId};
+use omnigraph_cloud_config::{BranchName, ConfigError, GraphId, TenantId};
 
 use crate::auth::{AuthMetrics, IdentitySource, Principal};
 use crate::error::ApiError;
@@ -100,8 +100,8 @@ impl Action {
 pub struct Access<'a> {
     pub action: Action,
     pub graph: Option<&'a GraphId>,
-    pub branch: Option<&'a str>,
-    pub target_branch: Option<&'a str>,
+    pub branch: Option<&'a BranchName>,
+    pub target_branch: Option<&'a BranchName>,
 }
 
 impl<'a> Access<'a> {
@@ -123,12 +123,12 @@ impl<'a> Access<'a> {
         }
     }
 
-    pub fn on_branch(mut self, branch: &'a str) -> Access<'a> {
+    pub fn on_branch(mut self, branch: &'a BranchName) -> Access<'a> {
         self.branch = Some(branch);
         self
     }
 
-    pub fn targeting(mut self, branch: &'a str) -> Access<'a> {
+    pub fn targeting(mut self, branch: &'a BranchName) -> Access<'a> {
         self.target_branch = Some(branch);
         self
     }
@@ -361,7 +361,8 @@ fn evaluate(
         _ => tenant_uid,
     };
     let entities = Entities::from_entities(entities, None).map_err(|err| err.to_string())?;
-    let protected = |branch: Option<&str>| branch.is_some_and(|b| policy.protected.contains(b));
+    let protected =
+        |branch: Option<&BranchName>| branch.is_some_and(|b| policy.protected.contains(b.as_str()));
     let context = Context::from_pairs([
         (
             "has_branch".to_string(),
@@ -369,7 +370,13 @@ fn evaluate(
         ),
         (
             "branch".to_string(),
-            RestrictedExpression::new_string(access.branch.unwrap_or_default().to_string()),
+            RestrictedExpression::new_string(
+                access
+                    .branch
+                    .map(BranchName::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
         ),
         (
             "has_target_branch".to_string(),
@@ -377,7 +384,13 @@ fn evaluate(
         ),
         (
             "target_branch".to_string(),
-            RestrictedExpression::new_string(access.target_branch.unwrap_or_default().to_string()),
+            RestrictedExpression::new_string(
+                access
+                    .target_branch
+                    .map(BranchName::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
         ),
         (
             "branch_is_protected".to_string(),

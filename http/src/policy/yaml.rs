@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use omnigraph_cloud_config::BranchName;
 use serde::Deserialize;
 
 use super::Action;
@@ -154,10 +155,18 @@ pub(super) fn compile(source: &str) -> Result<Compiled, String> {
                 .push(group.clone());
         }
     }
+    // A protected branch is compared with canonical names only: a spelling no request can
+    // name would protect nothing, so it is an error rather than a silent no-op.
+    let mut protected = HashSet::new();
+    for branch in file.protected_branches {
+        let branch =
+            BranchName::new(&branch).map_err(|err| format!("protected_branches: {err}"))?;
+        protected.insert(branch.into_string());
+    }
     Ok(Compiled {
         cedar,
         groups,
-        protected: file.protected_branches.into_iter().collect(),
+        protected,
     })
 }
 

@@ -4,6 +4,7 @@
 use axum::extract::{Path, State};
 use omnigraph_cloud_actors::RepoKey;
 use omnigraph_cloud_actors::maintenance::MaintenanceReport;
+use omnigraph_cloud_config::TenantId;
 
 use crate::auth::Principal;
 use crate::dto::ErrorOutput;
@@ -26,9 +27,10 @@ pub(crate) async fn maintenance(
     principal: Principal,
     Path((tenant, graph_id)): Path<(String, String)>,
 ) -> Result<axum::Json<MaintenanceReport>, ApiError> {
+    let tenant = TenantId::new(&tenant).map_err(|err| ApiError::bad_request(err.to_string()))?;
     let graph = parse_graph_id(&graph_id)?;
     state.authorize(&principal, Access::graph(Action::Admin, &graph))?;
-    if tenant != principal.tenant.as_str() {
+    if tenant != principal.tenant {
         return Err(ApiError::not_found(format!("graph '{graph_id}' not found")));
     }
     let key = RepoKey::new(principal.tenant, graph);

@@ -9,9 +9,8 @@ use crate::dto::{
     ErrorOutput,
 };
 use crate::error::ApiError;
-use crate::extract::{Json, Repo};
+use crate::extract::{Json, Repo, branch, branch_or_main, commit_id};
 use crate::policy::{Access, Action};
-use crate::routes::MAIN;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/graphs/{graph_id}/branches", tag = "branches",
@@ -41,11 +40,8 @@ pub(crate) async fn create(
     repo: Repo,
     Json(request): Json<BranchCreateRequest>,
 ) -> Result<axum::Json<BranchCreateOutput>, ApiError> {
-    let name = request.name.trim().to_string();
-    if name.is_empty() {
-        return Err(ApiError::bad_request("branch name must not be empty"));
-    }
-    let from = request.from.unwrap_or_else(|| MAIN.into());
+    let name = branch("name", &request.name)?;
+    let from = branch_or_main("from", request.from.as_deref())?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::BranchCreate, &repo.key.graph)
@@ -59,8 +55,8 @@ pub(crate) async fn create(
         .await?;
     Ok(axum::Json(BranchCreateOutput {
         uri: lease.uri().to_string(),
-        from,
-        name,
+        from: from.into_string(),
+        name: name.into_string(),
         actor_id: actor,
     }))
 }
@@ -75,7 +71,7 @@ pub(crate) async fn delete(
     repo: Repo,
     Path(path): Path<(String, String)>,
 ) -> Result<axum::Json<BranchDeleteOutput>, ApiError> {
-    let (_, branch) = path;
+    let branch = branch("branch", &path.1)?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::BranchDelete, &repo.key.graph).targeting(&branch),
@@ -85,7 +81,7 @@ pub(crate) async fn delete(
     lease.delete_branch(branch.clone(), actor.clone()).await?;
     Ok(axum::Json(BranchDeleteOutput {
         uri: lease.uri().to_string(),
-        name: branch,
+        name: branch.into_string(),
         actor_id: actor,
     }))
 }
@@ -99,17 +95,18 @@ pub(crate) async fn merge(
     repo: Repo,
     Json(request): Json<BranchMergeRequest>,
 ) -> Result<axum::Json<BranchMergeOutput>, ApiError> {
-    let target = request.target.unwrap_or_else(|| MAIN.into());
+    let source = branch("source", &request.source)?;
+    let target = branch_or_main("target", request.target.as_deref())?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::BranchMerge, &repo.key.graph)
-            .on_branch(&request.source)
+            .on_branch(&source)
             .targeting(&target),
     )?;
     let actor = repo.principal.actor;
     let lease = state.registry.repo(&repo.key).await?;
     let outcome = lease
-        .merge(request.source.clone(), target.clone(), actor.clone())
+        .merge(source.clone(), target.clone(), actor.clone())
         .await?;
     let outcome = match outcome {
         MergeOutcome::AlreadyUpToDate => "already_up_to_date",
@@ -117,8 +114,8 @@ pub(crate) async fn merge(
         MergeOutcome::Merged => "merged",
     };
     Ok(axum::Json(BranchMergeOutput {
-        source: request.source,
-        target,
+        source: source.into_string(),
+        target: target.into_string(),
         outcome: outcome.to_string(),
         actor_id: actor,
     }))
@@ -134,13 +131,18 @@ pub(crate) async fn commits(
     repo: Repo,
     Query(query): Query<BranchQuery>,
 ) -> Result<axum::Json<CommitListOutput>, ApiError> {
+    let branch = query
+        .branch
+        .as_deref()
+        .map(|raw| branch("branch", raw))
+        .transpose()?;
     let access = Access::graph(Action::Read, &repo.key.graph);
-    match query.branch.as_deref() {
+    match &branch {
         Some(branch) => state.authorize(&repo.principal, access.on_branch(branch))?,
         None => state.authorize(&repo.principal, access)?,
     }
     let lease = state.registry.repo(&repo.key).await?;
-    let commits = lease.commits(query.branch.as_deref()).await?;
+    let commits = lease.commits(branch.as_ref()).await?;
     Ok(axum::Json(CommitListOutput {
         commits: commits.into_iter().map(commit_output).collect(),
     }))
@@ -155,7 +157,7 @@ pub(crate) async fn commit(
     repo: Repo,
     Path(path): Path<(String, String)>,
 ) -> Result<axum::Json<CommitOutput>, ApiError> {
-    let (_, commit_id) = path;
+    let commit_id = commit_id("commit_id", &path.1)?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::Read, &repo.key.graph),

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use omnigraph::db::{ReadTarget, SnapshotId};
 use omnigraph::loader::LoadMode;
+use omnigraph_cloud_config::BranchName;
 use serde_json::Value;
 
 use crate::dto::{
@@ -15,10 +16,11 @@ use crate::dto::{
     SnapshotOutput, SnapshotTableOutput,
 };
 use crate::error::ApiError;
-use crate::extract::{Json, Repo};
+use crate::extract::{Json, Repo, branch_or_main, commit_id};
+use crate::nesting::check_nesting;
 use crate::policy::{Access, Action};
 use crate::query_input::resolve_query;
-use crate::routes::{Deprecated, MAIN};
+use crate::routes::Deprecated;
 use crate::state::AppState;
 
 #[utoipa::path(get, path = "/graphs/{graph_id}/snapshot", tag = "data",
@@ -30,7 +32,7 @@ pub(crate) async fn snapshot(
     repo: Repo,
     Query(query): Query<BranchQuery>,
 ) -> Result<axum::Json<SnapshotOutput>, ApiError> {
-    let branch = query.branch.unwrap_or_else(|| MAIN.into());
+    let branch = branch_or_main("branch", query.branch.as_deref())?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::Read, &repo.key.graph).on_branch(&branch),
@@ -38,7 +40,7 @@ pub(crate) async fn snapshot(
     let lease = state.registry.repo(&repo.key).await?;
     let snapshot = lease.snapshot(&branch).await?;
     Ok(axum::Json(SnapshotOutput {
-        branch,
+        branch: branch.into_string(),
         manifest_version: snapshot.manifest_version,
         internal_schema_version: snapshot.internal_schema_version,
         tables: snapshot
@@ -115,6 +117,13 @@ async fn run_read(
             "request may specify branch or snapshot, not both",
         ));
     }
+    let snapshot = read
+        .snapshot
+        .as_deref()
+        .map(|raw| commit_id("snapshot", raw))
+        .transpose()?;
+    let branch = branch_or_main("branch", read.branch.as_deref())?;
+    check_nesting("query", &read.source)?;
     let resolved = resolve_query(&read.source, read.name.as_deref(), read.params.as_ref())?;
     if refuse_mutations && resolved.is_mutation {
         return Err(ApiError::bad_request(format!(
@@ -125,25 +134,23 @@ async fn run_read(
     // A read of a snapshot is authorized without a branch: rules scoped to some branches
     // do not cover it, only rules for any branch do.
     let access = Access::graph(Action::Read, &repo.key.graph);
-    match read.branch.as_deref() {
-        Some(branch) => state.authorize(&repo.principal, access.on_branch(branch))?,
-        None if read.snapshot.is_some() => state.authorize(&repo.principal, access)?,
-        None => state.authorize(&repo.principal, access.on_branch(MAIN))?,
-    }
-    let (target, target_output) = match read.snapshot {
-        Some(snapshot) => (
-            ReadTarget::Snapshot(SnapshotId::new(snapshot.clone())),
-            ReadTargetOutput {
-                branch: None,
-                snapshot: Some(snapshot),
-            },
-        ),
+    let (target, target_output) = match snapshot {
+        Some(snapshot) => {
+            state.authorize(&repo.principal, access)?;
+            (
+                ReadTarget::Snapshot(SnapshotId::new(snapshot.as_str())),
+                ReadTargetOutput {
+                    branch: None,
+                    snapshot: Some(snapshot.as_str().to_string()),
+                },
+            )
+        }
         None => {
-            let branch = read.branch.unwrap_or_else(|| MAIN.into());
+            state.authorize(&repo.principal, access.on_branch(&branch))?;
             (
                 ReadTarget::branch(branch.as_str()),
                 ReadTargetOutput {
-                    branch: Some(branch),
+                    branch: Some(branch.into_string()),
                     snapshot: None,
                 },
             )
@@ -198,12 +205,13 @@ async fn run_mutate(
     repo: Repo,
     request: ChangeRequest,
 ) -> Result<ChangeOutput, ApiError> {
+    let branch = branch_or_main("branch", request.branch.as_deref())?;
+    check_nesting("query", &request.query)?;
     let resolved = resolve_query(
         &request.query,
         request.name.as_deref(),
         request.params.as_ref(),
     )?;
-    let branch = request.branch.unwrap_or_else(|| MAIN.into());
     state.authorize(
         &repo.principal,
         Access::graph(Action::Change, &repo.key.graph).on_branch(&branch),
@@ -220,7 +228,7 @@ async fn run_mutate(
         )
         .await?;
     Ok(ChangeOutput {
-        branch,
+        branch: branch.into_string(),
         query_name: resolved.name,
         affected_nodes: result.affected_nodes,
         affected_edges: result.affected_edges,
@@ -269,14 +277,23 @@ async fn run_load(
             )));
         }
     };
-    let branch = request.branch.unwrap_or_else(|| MAIN.into());
+    let branch = branch_or_main("branch", request.branch.as_deref())?;
+    let from = request
+        .from
+        .as_deref()
+        .map(|raw| crate::extract::branch("from", raw))
+        .transpose()?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::Load, &repo.key.graph).on_branch(&branch),
     )?;
     let lease = state.registry.repo(&repo.key).await?;
-    if let Some(from) = request.from.as_deref()
-        && !lease.branches().await?.contains(&branch)
+    if let Some(from) = &from
+        && !lease
+            .branches()
+            .await?
+            .iter()
+            .any(|name| name == branch.as_str())
     {
         // The load creates the branch: that needs branch_create as well, as upstream.
         state.authorize(
@@ -288,13 +305,7 @@ async fn run_load(
     }
     let actor = repo.principal.actor;
     let result = lease
-        .load(
-            branch,
-            request.from.clone(),
-            request.data,
-            mode,
-            actor.clone(),
-        )
+        .load(branch, from.clone(), request.data, mode, actor.clone())
         .await?;
     Ok(IngestOutput {
         uri: lease.uri().to_string(),
@@ -307,7 +318,7 @@ async fn run_load(
             })
             .collect(),
         branch: result.branch,
-        base_branch: request.from,
+        base_branch: from.map(BranchName::into_string),
         branch_created: result.branch_created,
         mode: mode.as_str().to_string(),
         actor_id: actor,
@@ -325,7 +336,7 @@ pub(crate) async fn export(
     repo: Repo,
     Json(request): Json<ExportRequest>,
 ) -> Result<Response, ApiError> {
-    let branch = request.branch.unwrap_or_else(|| MAIN.into());
+    let branch = branch_or_main("branch", request.branch.as_deref())?;
     state.authorize(
         &repo.principal,
         Access::graph(Action::Export, &repo.key.graph).on_branch(&branch),

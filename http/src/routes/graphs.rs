@@ -10,6 +10,7 @@ use crate::dto::{
 };
 use crate::error::ApiError;
 use crate::extract::{Json, parse_graph_id};
+use crate::nesting::check_nesting;
 use crate::policy::{Access, Action};
 use crate::state::AppState;
 use omnigraph_cloud_actors::RepoKey;
@@ -49,6 +50,7 @@ pub(crate) async fn create(
     Json(request): Json<CreateGraphRequest>,
 ) -> Result<(StatusCode, axum::Json<CreateGraphOutput>), ApiError> {
     let graph = parse_graph_id(&request.graph_id)?;
+    check_nesting("schema_source", &request.schema_source)?;
     state.authorize(&principal, Access::graph(Action::GraphCreate, &graph))?;
     let key = RepoKey::new(principal.tenant, graph);
     state

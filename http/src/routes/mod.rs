@@ -23,15 +23,12 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::state::AppState;
 
-pub(crate) const MAIN: &str = "main";
-
 /// Builds the HTTP API of a node.
 pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let node = Router::new()
         .route("/healthz", get(system::healthz))
         .route("/openapi.json", get(system::openapi))
-        .route("/metrics", get(system::metrics))
         .route(
             "/admin/repos/{tenant}/{graph_id}/maintenance",
             get(admin::maintenance),
@@ -54,6 +51,18 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The operator listener's router: `GET /metrics` and nothing else. It is served on
+/// `server.metrics_bind` (loopback by default), never on the public listener, because its
+/// series name tenants and graphs.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(system::metrics))
+        .fallback(|| async {
+            ApiError::not_found("no such route: this listener serves /metrics only")
+        })
         .with_state(state)
 }
 

@@ -1,15 +1,16 @@
 //! Schema and the stored-query catalog.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 
 use crate::dto::{
     ErrorOutput, QueriesCatalogOutput, SchemaApplyOutput, SchemaApplyRequest, SchemaOutput,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
+use crate::nesting::check_nesting;
 use crate::policy::{Access, Action};
-use crate::routes::MAIN;
 use crate::state::AppState;
+use omnigraph_cloud_config::BranchName;
 
 #[utoipa::path(get, path = "/graphs/{graph_id}/schema", tag = "schema",
     params(("graph_id" = String, Path)),
@@ -40,9 +41,10 @@ pub(crate) async fn apply(
     repo: Repo,
     Json(request): Json<SchemaApplyRequest>,
 ) -> Result<axum::Json<SchemaApplyOutput>, ApiError> {
+    check_nesting("schema_source", &request.schema_source)?;
     state.authorize(
         &repo.principal,
-        Access::graph(Action::SchemaApply, &repo.key.graph).targeting(MAIN),
+        Access::graph(Action::SchemaApply, &repo.key.graph).targeting(&BranchName::main()),
     )?;
     let lease = state.registry.repo(&repo.key).await?;
     let result = lease
@@ -81,7 +83,7 @@ pub(crate) async fn catalog(
 ) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
     state.authorize(
         &repo.principal,
-        Access::graph(Action::Read, &repo.key.graph).on_branch(MAIN),
+        Access::graph(Action::Read, &repo.key.graph).on_branch(&BranchName::main()),
     )?;
     // Resolve the graph so that an unknown graph is a 404, as on every per-graph route.
     state.registry.repo(&repo.key).await?;
@@ -89,6 +91,9 @@ pub(crate) async fn catalog(
         queries: Vec::new(),
     }))
 }
+
+/// The stored-query name rule, for messages and the OpenAPI document.
+pub(crate) const QUERY_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
 
 /// Invokes a stored query. With no stored queries, every name is unknown (404).
 #[utoipa::path(post, path = "/graphs/{graph_id}/queries/{name}", tag = "queries",
@@ -98,7 +103,21 @@ pub(crate) async fn catalog(
 pub(crate) async fn invoke(
     State(state): State<AppState>,
     repo: Repo,
+    Path(path): Path<(String, String)>,
 ) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
+    // A stored query's name is an identifier of the query language.
+    let name = path.1;
+    let valid = name.len() <= 128
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !valid {
+        return Err(ApiError::bad_request(format!(
+            "name: invalid stored query name {name:?}: must match {QUERY_NAME_PATTERN}"
+        )));
+    }
     state.authorize(
         &repo.principal,
         Access::graph(Action::InvokeQuery, &repo.key.graph),

@@ -1,4 +1,5 @@
-//! Node-level routes: health, OpenAPI document, metrics. None needs a token.
+//! Node-level routes: health and the OpenAPI document on the public listener, metrics on the
+//! operator listener. None needs a token.
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -28,8 +29,7 @@ pub(crate) async fn openapi() -> axum::Json<utoipa::openapi::OpenApi> {
     axum::Json(ApiDoc::openapi())
 }
 
-/// Prometheus metrics in the OpenMetrics text format.
-#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "OpenMetrics text")))]
+/// Prometheus metrics in the OpenMetrics text format, on the operator listener only.
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = String::new();
     if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &state.metrics_registry)

@@ -220,7 +220,7 @@ async fn oidc_accepts_good_tokens_and_names_each_failed_check() {
         .get("/graphs")
         .await
         .expect_error(401, "unauthorized", "missing bearer token");
-    let text = node.client().get("/metrics").await.text;
+    let text = node.client().metrics().await.text;
     assert!(
         text.contains("omnigraph_auth_rejections_total{reason=\"expired\"} 1"),
         "{text}"
@@ -359,7 +359,7 @@ async fn degraded_jwks_keeps_serving_on_cached_keys_then_fails_closed() {
         eventually(Duration::from_secs(5), || {
             let metrics = metrics.clone();
             let degraded = degraded.clone();
-            async move { metrics.get("/metrics").await.text.contains(&degraded) }
+            async move { metrics.metrics().await.text.contains(&degraded) }
         })
         .await,
         "the failed refresh shows as degraded"
@@ -597,7 +597,7 @@ async fn cedar_matrix_of_actors_actions_and_branches() {
         "forbidden",
         "tenant 'beta' has no policy: authenticated actors may only read",
     );
-    let text = node.client().get("/metrics").await.text;
+    let text = node.client().metrics().await.text;
     assert!(
         text.contains("omnigraph_auth_policy_denials_total{action=\"change\"} 1"),
         "{text}"

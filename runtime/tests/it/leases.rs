@@ -289,6 +289,67 @@ async fn a_killed_writer_is_recovered_and_every_acknowledged_write_survives() {
     );
 }
 
+/// Finding 10: after a crash, the restarted process of the same node answered 421 naming its
+/// own dead predecessor until the lease expired. It now takes its predecessor's leases at
+/// once; another node still waits the lease out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_takes_over_from_its_own_dead_predecessor() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = format!("file://{}/data", dir.path().display());
+    // Leases far longer than the test: waiting one out would fail it.
+    let config = |name: &str, port: u16| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "[node]\nid = \"{name}\"\n[server]\nbind = \"127.0.0.1:{port}\"\n\
+                 [storage]\nroot = \"{root}\"\n[leases]\nttl = \"120s\"\nsafety_margin = \"10s\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let port = free_port();
+    let a = Server::start(&config("node-a", port), port).await;
+    a.client.create_graph("g").await;
+    a.client
+        .insert_person("g", "before-crash", 1)
+        .await
+        .expect(200);
+    a.signal("KILL");
+    drop(a);
+
+    // Another node proves nothing about node-a's process: it is refused.
+    let port_b = free_port();
+    let b = Server::start(&config("node-b", port_b), port_b).await;
+    b.client
+        .insert_person("g", "from-b", 1)
+        .await
+        .expect_error(421, "not_writer", "node-a");
+    assert!(b.terminate().success());
+
+    // node-a again: its first write succeeds, well within the dead lease's 120 s.
+    let a = Server::start(&config("node-a", port), port).await;
+    a.client
+        .insert_person("g", "after-restart", 1)
+        .await
+        .expect(200);
+    assert_eq!(a.client.count_people("g", "main").await, 2);
+    let report = maintenance_report(&a.client).await;
+    let writer = report["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|lease| lease["kind"] == "writer")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(writer["held_here"], true, "{report}");
+    assert!(
+        writer["epoch"].as_u64().unwrap() >= 2,
+        "a takeover bumps the epoch: {report}"
+    );
+}
+
 /// Maintenance settings that make the worker act within a test's patience.
 const EAGER_MAINTENANCE: &str = "[maintenance]\ninterval = \"1s\"\ntrigger_versions = 50\n\
      trigger_fragments = 8\nkeep_versions = 4\nkeep_for = \"0s\"\nbackoff = \"1s\"\nscan_interval = \"1s\"\n";

@@ -5,6 +5,7 @@ mod actors;
 mod auth;
 mod coalescer;
 mod defects;
+mod hardening;
 mod leases;
 mod openapi;
 mod process;

@@ -31,7 +31,6 @@ const UPSTREAM_ROUTES: &[(&str, &str)] = &[
     ("post", "/graphs/{graph_id}/queries/{name}"),
     ("post", "/graphs"),
     ("delete", "/graphs/{graph_id}"),
-    ("get", "/metrics"),
     ("get", "/admin/repos/{tenant}/{graph_id}/maintenance"),
 ];
 

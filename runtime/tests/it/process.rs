@@ -26,15 +26,21 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) async fn start(config: &Path, port: u16) -> Server {
+        let metrics_port = free_port();
         let child = Command::new(BIN)
             .args(["serve", "--config"])
             .arg(config)
+            .env(
+                "OMNIGRAPH_CLOUD_SERVER__METRICS_BIND",
+                format!("127.0.0.1:{metrics_port}"),
+            )
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("binary starts");
-        let client = Client::new(&format!("http://127.0.0.1:{port}"), None);
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), None)
+            .with_metrics(&format!("http://127.0.0.1:{metrics_port}"));
         let up = eventually(Duration::from_secs(30), || {
             let url = format!("http://127.0.0.1:{port}/healthz");
             async move { reqwest::get(url).await.is_ok_and(|r| r.status() == 200) }
@@ -54,7 +60,7 @@ impl Server {
     }
 
     /// Sends SIGTERM to the process we started and waits for it to exit.
-    fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
         self.signal("TERM");
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -135,6 +141,34 @@ fn config_default_and_check() {
         stderr.contains("actors.idle_timeout") && stderr.contains("soon"),
         "{stderr}"
     );
+}
+
+/// Finding 11: `omnigraph-cloud config check FILE | head` panicked on the closed pipe. A
+/// reader that goes away ends every printing command quietly, with success.
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("default.toml");
+    std::fs::write(&file, &run(&["config", "default"], &[]).stdout).unwrap();
+    let file = file.to_str().unwrap();
+    for args in [
+        vec!["config", "check", file],
+        vec!["config", "default"],
+        vec!["auth", "hash-token", "t"],
+    ] {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("binary runs");
+        // Close the reading end before the command writes (as `head` does once satisfied).
+        drop(child.stdout.take());
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(output.status.success(), "{args:?}: {stderr}");
+    }
 }
 
 #[test]

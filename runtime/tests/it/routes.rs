@@ -508,7 +508,7 @@ async fn metrics_report_requests_and_actors() {
     let client = node.client();
     client.create_graph("g").await;
     client.insert_person("g", "Ann", 1).await.expect(200);
-    let metrics = client.get("/metrics").await;
+    let metrics = client.metrics().await;
     assert!(
         metrics.headers["content-type"]
             .to_str()

@@ -34,6 +34,8 @@ pub const COUNT_PEOPLE: &str =
 pub struct TestNode {
     pub node: Option<Node>,
     pub base: String,
+    /// The operator listener (`/metrics`).
+    pub metrics_base: String,
     pub root: PathBuf,
     _dir: Option<TempDir>,
     _policies: Option<TempDir>,
@@ -100,9 +102,11 @@ impl TestNode {
             NodeConfig::load(Some(extra_toml), std::iter::empty()).expect("test config");
         config.storage.root = StorageRoot::parse(uri).expect("test storage root");
         config.server.bind = "127.0.0.1:0".parse().unwrap();
+        config.server.metrics_bind = Some("127.0.0.1:0".parse().unwrap());
         let node = Node::start(config).await?;
         Ok(TestNode {
             base: format!("http://{}", node.local_addr()),
+            metrics_base: format!("http://{}", node.metrics_addr().expect("metrics listener")),
             node: Some(node),
             root: PathBuf::new(),
             _dir: None,
@@ -111,11 +115,11 @@ impl TestNode {
     }
 
     pub fn client(&self) -> Client {
-        Client::new(&self.base, None)
+        Client::new(&self.base, None).with_metrics(&self.metrics_base)
     }
 
     pub fn client_with_token(&self, token: &str) -> Client {
-        Client::new(&self.base, Some(token))
+        Client::new(&self.base, Some(token)).with_metrics(&self.metrics_base)
     }
 
     pub fn node(&self) -> &Node {
@@ -143,6 +147,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
+    /// The node's operator listener, where `/metrics` is served.
+    metrics_base: Option<String>,
 }
 
 /// A response, with its body parsed as JSON when it is JSON.
@@ -190,7 +196,23 @@ impl Client {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .unwrap(),
+            metrics_base: None,
         }
+    }
+
+    /// The same client, reading metrics from the operator listener at `base`.
+    pub fn with_metrics(mut self, base: &str) -> Client {
+        self.metrics_base = Some(base.to_string());
+        self
+    }
+
+    /// The operator listener's `/metrics` response.
+    pub async fn metrics(&self) -> Resp {
+        let base = self
+            .metrics_base
+            .as_deref()
+            .expect("client knows the node's operator listener");
+        self.send(self.http.get(format!("{base}/metrics"))).await
     }
 
     pub async fn get(&self, path: &str) -> Resp {
@@ -353,14 +375,14 @@ impl Client {
 
     /// The value of a metric sample line, e.g. `omnigraph_repo_activations_total`.
     pub async fn metric(&self, sample: &str) -> f64 {
-        let text = self.get("/metrics").await.text;
+        let text = self.metrics().await.text;
         sample_value(&text, sample)
             .unwrap_or_else(|| panic!("metric {sample} not found in:\n{text}"))
     }
 
     /// The value of a metric sample line, or `None` while the series does not exist yet.
     pub async fn metric_value(&self, sample: &str) -> Option<f64> {
-        sample_value(&self.get("/metrics").await.text, sample)
+        sample_value(&self.metrics().await.text, sample)
     }
 }
 
