@@ -7,5 +7,5 @@
 mod proxy;
 mod s3_server;
 
-pub use proxy::{ErrorRule, FaultProxy, Faults, Latency, Op, Stats};
+pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};

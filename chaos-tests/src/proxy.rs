@@ -5,8 +5,9 @@
 //! server, and on the way it can add per-operation latency with jitter, answer S3 errors
 //! (500, 503, `SlowDown`) at a rate or for a key pattern, drop connections, partition the
 //! store entirely, and strip conditional-write headers (to impersonate a store that ignores
-//! them). Faults are switched at run time through `/__proxy/faults`; request counts per
-//! operation and per tenant/graph are at `/__proxy/stats`.
+//! them), and hold requests (a network that delays a request, then delivers it). Faults are
+//! switched at run time through `/__proxy/faults`; request counts per operation and per
+//! tenant/graph are at `/__proxy/stats`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -51,6 +52,25 @@ pub struct Faults {
     pub partition: bool,
     /// Removes `If-Match` and `If-None-Match` before forwarding.
     pub strip_conditional_headers: bool,
+    /// Requests held back until the rule is removed (a later `PUT /__proxy/faults` without
+    /// it), then forwarded, whether or not their client still waits for the answer.
+    pub holds: Vec<HoldRule>,
+}
+
+/// Holds matching requests. A held request is forwarded once no rule in force holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRule {
+    /// Operations it applies to; empty means all.
+    #[serde(default)]
+    pub ops: Vec<Op>,
+    /// Applies only to keys containing this text.
+    #[serde(default)]
+    pub key_contains: Option<String>,
+    /// Holds at most this many requests (counted over the rule's life); later matching
+    /// requests pass. Unset: every matching request is held.
+    #[serde(default)]
+    pub max_held: Option<u64>,
 }
 
 /// Latency drawn uniformly from `p50_ms ± jitter_ms` (so its median is `p50_ms`).
@@ -89,6 +109,8 @@ pub struct Stats {
     pub by_graph: BTreeMap<String, BTreeMap<Op, u64>>,
     pub injected_errors: u64,
     pub dropped: u64,
+    /// Requests held by a hold rule, released or not.
+    pub held: u64,
 }
 
 struct Shared {
@@ -96,6 +118,10 @@ struct Shared {
     client: reqwest::Client,
     faults: RwLock<Faults>,
     stats: Mutex<Stats>,
+    /// Woken whenever the faults change, for held requests to look again.
+    faults_changed: tokio::sync::Notify,
+    /// Requests held so far per hold rule (by its position), for `max_held`.
+    held_per_rule: Mutex<Vec<u64>>,
 }
 
 /// A running proxy; dropping it stops accepting connections.
@@ -131,6 +157,8 @@ impl FaultProxy {
             client,
             faults: RwLock::new(Faults::default()),
             stats: Mutex::new(Stats::default()),
+            faults_changed: tokio::sync::Notify::new(),
+            held_per_rule: Mutex::new(Vec::new()),
         });
         let accept = tokio::spawn(accept_loop(listener, Arc::clone(&shared)));
         Ok(FaultProxy {
@@ -150,7 +178,7 @@ impl FaultProxy {
     }
 
     pub fn set_faults(&self, faults: Faults) {
-        *self.shared.faults.write().expect("faults lock") = faults;
+        self.shared.set_faults(faults);
     }
 
     pub fn stats(&self) -> Stats {
@@ -187,8 +215,50 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
+impl Shared {
+    fn set_faults(&self, faults: Faults) {
+        let mut current = self.faults.write().expect("faults lock");
+        // A hold rule's count lives as long as the rule: changing other faults keeps it.
+        if current.holds != faults.holds {
+            *self.held_per_rule.lock().expect("hold lock") = vec![0; faults.holds.len()];
+        }
+        *current = faults;
+        drop(current);
+        self.faults_changed.notify_waiters();
+    }
+
+    /// Whether a hold rule takes this request (counting it against the rule's `max_held`).
+    fn take_hold(&self, faults: &Faults, op: Op, key: &str) -> bool {
+        let mut held = self.held_per_rule.lock().expect("hold lock");
+        held.resize(faults.holds.len(), 0);
+        for (index, rule) in faults.holds.iter().enumerate() {
+            let matches = (rule.ops.is_empty() || rule.ops.contains(&op))
+                && rule
+                    .key_contains
+                    .as_deref()
+                    .is_none_or(|needle| key.contains(needle));
+            if matches && rule.max_held.is_none_or(|max| held[index] < max) {
+                held[index] += 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Waits until the faults change so that `rule` (what held the request) is gone.
+    async fn wait_for_release(&self, rule: &Faults) {
+        loop {
+            let changed = self.faults_changed.notified();
+            if self.faults.read().expect("faults lock").holds != rule.holds {
+                return;
+            }
+            changed.await;
+        }
+    }
+}
+
 async fn handle(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, DropConnection> {
     if request.uri().path().starts_with("/__proxy/") {
@@ -212,7 +282,27 @@ async fn handle(
         shared.stats.lock().expect("stats lock").injected_errors += 1;
         return Ok(s3_error(rule));
     }
+    if shared.take_hold(&faults, op, &key) {
+        shared.stats.lock().expect("stats lock").held += 1;
+        // Delivered later even if the client gave up: the forwarding runs on its own task.
+        let shared = Arc::clone(shared);
+        let forwarded = tokio::spawn(async move {
+            shared.wait_for_release(&faults).await;
+            let faults = shared.faults.read().expect("faults lock").clone();
+            forward(&shared, &faults, parts, body).await
+        });
+        return forwarded.await.map_err(|_| DropConnection)?;
+    }
+    forward(shared, &faults, parts, body).await
+}
 
+/// Sends the request upstream and relays the answer.
+async fn forward(
+    shared: &Shared,
+    faults: &Faults,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Result<Response<Full<Bytes>>, DropConnection> {
     let url = format!(
         "{}{}",
         shared.upstream,
@@ -273,7 +363,7 @@ async fn control(shared: &Shared, request: Request<Incoming>) -> Response<Full<B
             };
             match serde_json::from_slice::<Faults>(&body.to_bytes()) {
                 Ok(faults) => {
-                    *shared.faults.write().expect("faults lock") = faults.clone();
+                    shared.set_faults(faults.clone());
                     json(
                         StatusCode::OK,
                         serde_json::to_string(&faults).expect("faults serialize"),

@@ -350,6 +350,121 @@ async fn a_restarted_node_takes_over_from_its_own_dead_predecessor() {
     );
 }
 
+/// Finding 6: the writer lease was checked once before a publish, which then ran with no
+/// deadline: a writer stalled past its lease could finish after another node took over. Here
+/// node A's manifest PUT is held by the store's network while A cannot renew its lease; A
+/// must answer (not 200) by its self-fencing deadline, while the PUT is still held. B then
+/// takes the graph over and writes; the held PUT is delivered last. Every write A
+/// acknowledged is in the final graph.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_stalled_past_the_writer_lease_is_never_acknowledged() {
+    use omnigraph_cloud_chaos::{ErrorRule, Faults, HoldRule, Op};
+    let Some(s3) = s3_backend().await else { return };
+    let leases = "[leases]\nttl = \"3s\"\nsafety_margin = \"1s\"\n";
+    let a = TestNode::start_s3(&s3, "fence", leases).await;
+    let a_client = a.client();
+    a_client.create_graph("g").await;
+    a_client.insert_person("g", "before", 1).await.expect(200);
+
+    // A's next manifest commit is held in the network, and A's lease renewals fail.
+    let renewals_fail = ErrorRule {
+        ops: vec![Op::Put],
+        key_contains: Some("_system/leases/".into()),
+        rate: 1.0,
+        status: 503,
+        code: None,
+    };
+    let hold = HoldRule {
+        ops: vec![Op::Put],
+        key_contains: Some("__manifest/_versions/".into()),
+        max_held: Some(1),
+    };
+    s3.proxy.set_faults(Faults {
+        errors: vec![renewals_fail],
+        holds: vec![hold.clone()],
+        ..Default::default()
+    });
+    let stalled = tokio::spawn({
+        let a_client = a_client.clone();
+        async move { a_client.insert_person("g", "stalled", 2).await }
+    });
+    let held = eventually(Duration::from_secs(20), || async {
+        s3.proxy.stats().held >= 1
+    })
+    .await;
+    assert!(held, "A's manifest PUT reached the store's network");
+    // A answers by its deadline (at most ttl - safety margin after its last renewal), while
+    // its PUT is still held.
+    let answer = tokio::time::timeout(Duration::from_secs(10), stalled)
+        .await
+        .expect("A answers while its publish is still held")
+        .unwrap();
+    assert_eq!(answer.status, 503, "{}", answer.text);
+    assert!(answer.text.contains("writer lease"), "{}", answer.text);
+    assert!(answer.headers.get("retry-after").is_none());
+
+    // A goes away; B takes the graph over and writes, all while A's PUT is held.
+    s3.proxy.set_faults(Faults {
+        holds: vec![hold],
+        ..Default::default()
+    });
+    let mut a = a;
+    a.shutdown().await;
+    let b = TestNode::start_s3(&s3, "fence", leases).await;
+    let b_client = b.client();
+    let b_wrote = eventually(Duration::from_secs(20), || {
+        let b_client = b_client.clone();
+        async move { b_client.insert_person("g", "from-b", 3).await.status == 200 }
+    })
+    .await;
+    assert!(b_wrote, "B writes once A's lease has lapsed");
+    // The held PUT is delivered now, after B's write.
+    s3.proxy.set_faults(Faults::default());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let names = people(&b_client).await;
+    assert!(names.contains(&"before".to_string()), "{names:?}");
+    assert!(names.contains(&"from-b".to_string()), "{names:?}");
+    // A never said 200 for "stalled"; whether it landed or not, the graph is consistent.
+    assert_eq!(
+        b_client.count_people("g", "main").await as usize,
+        names.len()
+    );
+}
+
+/// Finding 8: a delete took no lease, so a node could delete a graph from under another
+/// node that was writing it. Now create and delete take the graph's writer lease: the delete
+/// is refused (421, naming the writer) and the graph is intact; once the writer has let the
+/// graph go, the delete goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_another_node_writes_is_not_deleted_under_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = TestNode::start_on(dir.path(), "[actors]\nidle_timeout = \"1s\"\n").await;
+    let b = TestNode::start_on(dir.path(), "").await;
+    let (a_client, b_client) = (a.client(), b.client());
+    a_client.create_graph("g").await;
+    a_client.insert_person("g", "Ann", 1).await.expect(200);
+
+    b_client
+        .delete("/graphs/g")
+        .await
+        .expect_error(421, "not_writer", "holds its writer lease");
+    a_client.insert_person("g", "Ben", 2).await.expect(200);
+    assert_eq!(a_client.count_people("g", "main").await, 2);
+
+    // A evicts the idle graph and releases its lease; then B may delete it.
+    let released = eventually(Duration::from_secs(20), || {
+        let b_client = b_client.clone();
+        async move { b_client.delete("/graphs/g").await.status == 200 }
+    })
+    .await;
+    assert!(
+        released,
+        "the delete succeeds once no node writes the graph"
+    );
+    a_client.get("/graphs/g/snapshot").await.expect(404);
+}
+
 /// Maintenance settings that make the worker act within a test's patience.
 const EAGER_MAINTENANCE: &str = "[maintenance]\ninterval = \"1s\"\ntrigger_versions = 50\n\
      trigger_fragments = 8\nkeep_versions = 4\nkeep_for = \"0s\"\nbackoff = \"1s\"\nscan_interval = \"1s\"\n";
