@@ -16,6 +16,17 @@ if ! "$OMNIGRAPH_MOTO_VENV/bin/python" -c "import moto" 2>/dev/null; then
   "$OMNIGRAPH_MOTO_VENV/bin/pip" install -q 'moto[s3]==5.2.5' flask flask-cors
 fi
 export OMNIGRAPH_TEST_S3=require
+
+# API fuzzing (schemathesis) against a live node, in a virtual environment outside the clone.
+SCHEMATHESIS_VENV="${OMNIGRAPH_SCHEMATHESIS_VENV:-$HOME/.cache/omnigraph-cloud/schemathesis-venv}"
+if ! "$SCHEMATHESIS_VENV/bin/st" --version 2>/dev/null | grep -q '4.32.5'; then
+  echo "installing schemathesis into $SCHEMATHESIS_VENV"
+  python3 -m venv "$SCHEMATHESIS_VENV"
+  "$SCHEMATHESIS_VENV/bin/pip" install -q 'schemathesis==4.32.5'
+fi
+export OMNIGRAPH_SCHEMATHESIS="$SCHEMATHESIS_VENV/bin/st"
+export OMNIGRAPH_SCHEMATHESIS_CONFIG="$PWD/scripts/schemathesis.toml"
+export OMNIGRAPH_TEST_FUZZ=require
 # Paths the tests read at run time (not baked in at compile time: the target directory is
 # shared between clones).
 export OMNIGRAPH_MOTO_SCRIPT="$PWD/scripts/moto_serial.py"

@@ -1,7 +1,13 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
+use omnigraph_cloud_config::{BRANCH_NAME_MAX, BRANCH_NAME_PATTERN, COMMIT_ID_PATTERN};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
+
+use crate::routes::schema::QUERY_NAME_PATTERN;
 
 use crate::routes::{admin, branches, data, graphs, schema, system};
 
@@ -24,7 +30,7 @@ use crate::routes::{admin, branches, data, graphs, schema, system};
         admin::maintenance,
     ),
     components(schemas(crate::dto::ErrorOutput)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &NameRules, &Unavailable),
 )]
 pub struct ApiDoc;
 
@@ -37,5 +43,144 @@ impl Modify for BearerAuth {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+    }
+}
+
+/// A rule the server enforces on a name: a pattern and a length range.
+#[derive(Clone, Copy)]
+struct Rule {
+    pattern: &'static str,
+    max_length: usize,
+}
+
+const GRAPH_ID: Rule = Rule {
+    pattern: "^[a-zA-Z0-9-]{1,64}$",
+    max_length: 64,
+};
+const BRANCH: Rule = Rule {
+    pattern: BRANCH_NAME_PATTERN,
+    max_length: BRANCH_NAME_MAX,
+};
+const COMMIT_ID: Rule = Rule {
+    pattern: COMMIT_ID_PATTERN,
+    max_length: 64,
+};
+const QUERY_NAME: Rule = Rule {
+    pattern: QUERY_NAME_PATTERN,
+    max_length: 128,
+};
+
+/// States in the document the name rules the server enforces (api.md, "Names"), from the
+/// same constants the checks use, so that a client or a fuzzer knows what is refused.
+struct NameRules;
+
+impl NameRules {
+    fn parameter(name: &str) -> Option<Rule> {
+        match name {
+            "graph_id" | "tenant" => Some(GRAPH_ID),
+            "branch" => Some(BRANCH),
+            "commit_id" => Some(COMMIT_ID),
+            "name" => Some(QUERY_NAME),
+            _ => None,
+        }
+    }
+
+    /// Body fields that carry names, by component and property.
+    fn field(component: &str, property: &str) -> Option<Rule> {
+        match (component, property) {
+            ("CreateGraphRequest", "graph_id") => Some(GRAPH_ID),
+            (
+                "QueryRequest" | "ReadRequest" | "ChangeRequest" | "IngestRequest"
+                | "ExportRequest",
+                "branch",
+            )
+            | ("IngestRequest" | "BranchCreateRequest", "from")
+            | ("BranchCreateRequest", "name")
+            | ("BranchMergeRequest", "source" | "target") => Some(BRANCH),
+            ("QueryRequest" | "ReadRequest", "snapshot") => Some(COMMIT_ID),
+            _ => None,
+        }
+    }
+}
+
+fn constrain(schema: &mut RefOr<Schema>, rule: Rule) {
+    if let RefOr::T(Schema::Object(object)) = schema {
+        object.pattern = Some(rule.pattern.to_string());
+        object.min_length = Some(1);
+        object.max_length = Some(rule.max_length);
+    }
+}
+
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = (&String, &mut Operation)> {
+    openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |operation| (path, operation))
+    })
+}
+
+impl Modify for NameRules {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (_, operation) in operations(openapi) {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let (Some(rule), Some(schema)) = (
+                    NameRules::parameter(&parameter.name),
+                    parameter.schema.as_mut(),
+                ) {
+                    constrain(schema, rule);
+                }
+            }
+        }
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for (component, schema) in components.schemas.iter_mut() {
+            if let RefOr::T(Schema::Object(object)) = schema {
+                for (property, schema) in object.properties.iter_mut() {
+                    if let Some(rule) = NameRules::field(component, property) {
+                        constrain(schema, rule);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every route that reaches storage can answer 503 (the store unreachable, the graph's actor
+/// restarting, the node shutting down, or a write's outcome unknown).
+struct Unavailable;
+
+impl Modify for Unavailable {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let response = ResponseBuilder::new()
+            .description(
+                "Unavailable: retry after `Retry-After`; without it, a write whose outcome is \
+                 unknown (check before retrying)",
+            )
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorOutput")))
+                    .build(),
+            )
+            .build();
+        for (path, operation) in operations(openapi) {
+            if path != "/healthz" && path != "/openapi.json" {
+                operation
+                    .responses
+                    .responses
+                    .entry("503".into())
+                    .or_insert_with(|| RefOr::T(response.clone()));
+            }
+        }
     }
 }

@@ -781,6 +781,55 @@ mod tests {
     use omnigraph_compiler::build_catalog;
     use omnigraph_compiler::schema::parser::parse_schema;
 
+    /// Finding 9: only invalid-input and conflict failures were split; any other failure of a
+    /// batch went to every caller, mostly as a 500. Now only failures that are every member's
+    /// own answer alike are shared; everything else is split down to each write.
+    #[test]
+    fn only_batch_wide_failures_are_shared() {
+        let graph = omnigraph_cloud_config::GraphId::new("g").unwrap();
+        let shared = [
+            RepoError::BranchNotFound {
+                branch: "b".into(),
+                hint: "",
+            },
+            RepoError::NotWriter {
+                graph,
+                holder: "n".into(),
+                epoch: 1,
+                expires_in_ms: 5,
+            },
+            RepoError::Overloaded {
+                message: "full".into(),
+            },
+            RepoError::Unavailable {
+                message: "store down".into(),
+            },
+        ];
+        for err in &shared {
+            let copies = batch_wide_copies(err, 3).expect("shared");
+            assert_eq!(copies.len(), 3);
+            assert!(copies.iter().all(|copy| copy.kind() == err.kind()
+                || (err.kind() == ErrorKind::Unavailable
+                    && copy.kind() == ErrorKind::OutcomeUnknown)));
+        }
+        let split = [
+            RepoError::Internal {
+                message: "bug".into(),
+            },
+            RepoError::Engine(OmniError::Lance("Corrupt file".into())),
+            RepoError::Engine(OmniError::manifest_not_found("row")),
+            RepoError::Invalid {
+                message: "bad".into(),
+            },
+            RepoError::Conflict {
+                message: "race".into(),
+            },
+        ];
+        for err in &split {
+            assert!(batch_wide_copies(err, 3).is_none(), "{err}");
+        }
+    }
+
     const SCHEMA: &str =
         "node Person { name: String @key\n age: I32? }\nedge Knows: Person -> Person";
     const INSERT: &str =

@@ -48,11 +48,21 @@ async fn execute_op(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<WriteOutcome
             mode,
             actor,
         } => {
-            let base = ensure_load_target(engine, &branch, from.as_deref()).await?;
-            let result = engine
+            let (base, creates_branch) =
+                ensure_load_target(engine, &branch, from.as_deref()).await?;
+            match engine
                 .load_as(&branch, base, &data, mode, actor.as_deref())
-                .await?;
-            Ok(WriteOutcome::Loaded(result))
+                .await
+            {
+                Ok(result) => Ok(WriteOutcome::Loaded(result)),
+                Err(err) => {
+                    let err = RepoError::from(err);
+                    if creates_branch {
+                        undo_branch_of_failed_load(engine, &branch, &err).await;
+                    }
+                    Err(err)
+                }
+            }
         }
         WriteOp::ApplySchema {
             source,
@@ -71,6 +81,7 @@ async fn execute_op(engine: &Arc<Omnigraph>, op: WriteOp) -> Result<WriteOutcome
             if branches::contains(&existing, &name) {
                 return Err(RepoError::BranchExists { branch: name });
             }
+            branches::refuse_folder_clash(&existing, &name)?;
             if !branches::contains(&existing, &from) {
                 return Err(RepoError::BranchNotFound {
                     branch: from,
@@ -137,19 +148,41 @@ async fn merge_with_stale_version_retry(
     }
 }
 
+/// The engine forks a load's new branch before it reads the records, so a load that fails
+/// (records that do not parse or fit the schema) would leave the branch behind. It was created
+/// by this write alone (writes of a graph run one at a time here): remove it, unless the
+/// failure leaves the outcome unknown.
+async fn undo_branch_of_failed_load(engine: &Omnigraph, branch: &str, err: &RepoError) {
+    use crate::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::Unavailable | ErrorKind::OutcomeUnknown
+    ) {
+        return;
+    }
+    let Ok(existing) = engine.branch_list().await else {
+        return;
+    };
+    if branches::contains(&existing, branch)
+        && let Err(undo) = engine.branch_delete(branch).await
+    {
+        warn!(branch, error = %undo, "could not remove the branch a failed load created");
+    }
+}
+
 /// Checks the branch a load writes to, as upstream does: a missing branch needs `from`.
-/// Returns the base to fork from, if any.
+/// Returns the base to pass the engine, and whether the load creates the branch.
 async fn ensure_load_target<'a>(
     engine: &Omnigraph,
     branch: &str,
     from: Option<&'a str>,
-) -> Result<Option<&'a str>, RepoError> {
+) -> Result<(Option<&'a str>, bool), RepoError> {
     if branch == MAIN && from.is_none() {
-        return Ok(None);
+        return Ok((None, false));
     }
     let existing = engine.branch_list().await?;
     if branches::contains(&existing, branch) {
-        return Ok(from);
+        return Ok((from, false));
     }
     match from {
         None => Err(RepoError::BranchNotFound {
@@ -160,6 +193,9 @@ async fn ensure_load_target<'a>(
             branch: base.to_string(),
             hint: "",
         }),
-        Some(base) => Ok(Some(base)),
+        Some(base) => {
+            branches::refuse_folder_clash(&existing, branch)?;
+            Ok((Some(base), true))
+        }
     }
 }

@@ -388,3 +388,80 @@ async fn auth_helpers_produce_what_a_node_accepts() {
     assert_eq!(listed["graphs"][0]["graph_id"], "g", "{listed}");
     assert!(server.terminate().success());
 }
+
+/// API fuzzing: schemathesis 4, all checks and phases (stateful included), against a live node
+/// with a static token and a seeded graph, configured by `scripts/schemathesis.toml`. It must
+/// find no server error, no undocumented status, no response off its schema, no answer slower
+/// than 5 s, and leave the node alive. `scripts/test.sh` installs schemathesis and sets
+/// `OMNIGRAPH_SCHEMATHESIS` (the `st` executable) and `OMNIGRAPH_SCHEMATHESIS_CONFIG`; without
+/// them the test is skipped, unless `OMNIGRAPH_TEST_FUZZ=require`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_fuzzing_finds_no_contract_violation() {
+    let (Ok(st), Ok(st_config)) = (
+        std::env::var("OMNIGRAPH_SCHEMATHESIS"),
+        std::env::var("OMNIGRAPH_SCHEMATHESIS_CONFIG"),
+    ) else {
+        assert!(
+            std::env::var("OMNIGRAPH_TEST_FUZZ").as_deref() != Ok("require"),
+            "OMNIGRAPH_TEST_FUZZ=require but schemathesis is not set up (run scripts/test.sh)"
+        );
+        eprintln!("skipping: schemathesis is not installed; run scripts/test.sh");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policies = crate::support::policy_dir(&[("_default.cedar", crate::support::PERMIT_ALL)]);
+    let port = free_port();
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nbind = \"127.0.0.1:{port}\"\n[storage]\nroot = \"file://{}/data\"\n\
+             [auth]\npolicy_dir = {:?}\n[[auth.tokens]]\ntoken = \"fuzz-token\"\n\
+             actor = \"fuzzer\"\ntenant = \"default\"\n",
+            dir.path().display(),
+            policies.path().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&config, port).await;
+    let client = Client::new(&format!("http://127.0.0.1:{port}"), Some("fuzz-token"));
+    client.create_graph("g").await;
+    client
+        .load("g", &crate::support::fixture("test.jsonl"), "overwrite")
+        .await;
+
+    let report = dir.path().join("report");
+    let mut fuzz = Command::new(&st);
+    fuzz.args(["--config-file", &st_config, "run"])
+        .arg(format!("http://127.0.0.1:{port}/openapi.json"))
+        .args(["--report", "junit", "--report-dir"])
+        .arg(&report)
+        .args(["--no-color", "--output-truncate", "false"])
+        .env("OMNIGRAPH_BEARER_TOKEN", "fuzz-token");
+    let output = tokio::task::spawn_blocking(move || fuzz.output())
+        .await
+        .unwrap()
+        .expect("schemathesis runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The summary is at the end; keep the test's output readable.
+    let tail: String = stdout
+        .lines()
+        .rev()
+        .take(120)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        output.status.success(),
+        "schemathesis found failures:\n{tail}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("{tail}");
+    let health = reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .expect("the node is alive after the fuzzing");
+    assert_eq!(health.status(), 200);
+    drop(server);
+}
