@@ -465,6 +465,105 @@ async fn a_graph_another_node_writes_is_not_deleted_under_it() {
     a_client.get("/graphs/g/snapshot").await.expect(404);
 }
 
+/// Finding 7: cleanup ran on a handle of its own, beside writes, while a write's first fork of
+/// a table on a new branch exists before the manifest publish that names it. Here that write
+/// is held in the network right after its fork (the PUT of its first data file on the fork is
+/// held) while maintenance runs every second. No cleanup may complete while the write is in
+/// flight; after the release the write lands and both branches read back whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_never_runs_beside_a_write_in_flight() {
+    use omnigraph_cloud_chaos::{Faults, HoldRule, Op};
+    let Some(s3) = s3_backend().await else { return };
+    let node = TestNode::start_s3(
+        &s3,
+        "cleanup-race",
+        "[maintenance]\ninterval = \"1s\"\ntrigger_versions = 1\nkeep_versions = 3\n\
+         keep_for = \"0s\"\nbackoff = \"1s\"\n",
+    )
+    .await;
+    let client = node.client();
+    client.create_graph("g").await;
+    for i in 0..6 {
+        client
+            .insert_person("g", &format!("main-{i}"), i)
+            .await
+            .expect(200);
+    }
+    client
+        .post("/graphs/g/branches", json!({"name": "feature"}))
+        .await
+        .expect(200);
+    let cleanups = |cleanup: &Value| cleanup["started_at_ms"].as_u64();
+    // Let maintenance catch up, so that the next write starts the next run.
+    let settled = eventually(Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let report = maintenance_report(&client).await;
+            report["backlog"]["versions_since_run"] == 0 && report["last_cleanup"].is_object()
+        }
+    })
+    .await;
+    assert!(settled, "maintenance caught up");
+    let cleaned_before = maintenance_report(&client).await["last_cleanup"].clone();
+
+    // A write on main starts a compaction and cleanup run; meanwhile the first write on
+    // `feature` forks the Person table and stalls right after.
+    client.insert_person("g", "main-6", 6).await.expect(200);
+    s3.proxy.set_faults(Faults {
+        holds: vec![HoldRule {
+            ops: vec![Op::Put],
+            key_contains: Some("tree/feature/data/".into()),
+            max_held: Some(1),
+        }],
+        ..Default::default()
+    });
+    let write = tokio::spawn({
+        let client = client.clone();
+        async move {
+            client
+                .post(
+                    "/graphs/g/mutate",
+                    json!({"query": crate::support::INSERT_PERSON,
+                           "params": {"name": "on-feature", "age": 1}, "branch": "feature"}),
+                )
+                .await
+        }
+    });
+    let held = eventually(Duration::from_secs(20), || async {
+        s3.proxy.stats().held >= 1
+    })
+    .await;
+    assert!(held, "the write forked the table");
+    let held_at_ms = omnigraph_cloud_actors::lease::now_ms();
+    // Maintenance gets several chances to run while the write is held.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = maintenance_report(&client).await;
+    eprintln!(
+        "while held: pending sidecars {}, last cleanup {}",
+        during["pending_recovery_sidecars"], during["last_cleanup"]
+    );
+    let last = &during["last_cleanup"];
+    let finished_at =
+        last["started_at_ms"].as_u64().unwrap_or(0) + last["duration_ms"].as_u64().unwrap_or(0);
+    assert!(
+        last["outcome"] != "done" || finished_at <= held_at_ms,
+        "a cleanup ran while a write was in flight: {during}"
+    );
+    s3.proxy.set_faults(Faults::default());
+    write.await.unwrap().expect(200);
+
+    // Cleanup goes on afterwards, and every row is there.
+    let cleaned = eventually(Duration::from_secs(30), || {
+        let client = client.clone();
+        let before = cleanups(&cleaned_before);
+        async move { cleanups(&maintenance_report(&client).await["last_cleanup"]) != before }
+    })
+    .await;
+    assert!(cleaned, "cleanup resumes once the write is done");
+    assert_eq!(client.count_people("g", "feature").await, 7);
+    assert_eq!(client.count_people("g", "main").await, 7);
+}
+
 /// Maintenance settings that make the worker act within a test's patience.
 const EAGER_MAINTENANCE: &str = "[maintenance]\ninterval = \"1s\"\ntrigger_versions = 50\n\
      trigger_fragments = 8\nkeep_versions = 4\nkeep_for = \"0s\"\nbackoff = \"1s\"\nscan_interval = \"1s\"\n";
