@@ -285,7 +285,7 @@ impl LeaseStore {
         let (record, expected) = match &current {
             None => (self.fresh_record(holder, 1, now, now), None),
             Some((record, _))
-                if !record.is_free_at(now) && !record.held_by_dead_predecessor_of(holder) =>
+                if !record.is_free_at(now) && !self.predecessor_gone(record, holder, now) =>
             {
                 return Ok(Acquired::Held(record.clone()));
             }
@@ -422,6 +422,18 @@ impl LeaseStore {
             nonce: nonce(),
             process: ProcessStamp::current().cloned(),
         }
+    }
+
+    /// Whether `record` is held by a dead predecessor of `holder` (see
+    /// [`LeaseRecord::held_by_dead_predecessor_of`]) whose last renewal is at least
+    /// `safety_margin` old: requests it sent before it died get that long to land, the same
+    /// allowance self-fencing makes for clock drift.
+    fn predecessor_gone(&self, record: &LeaseRecord, holder: &str, now: u64) -> bool {
+        let settled = now
+            >= record
+                .renewed_at_ms
+                .saturating_add(self.timing.safety_margin.as_millis() as u64);
+        settled && record.held_by_dead_predecessor_of(holder)
     }
 
     fn deadline_from(&self, sent: Instant) -> Instant {

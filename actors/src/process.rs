@@ -22,6 +22,10 @@ pub struct ProcessStamp {
     /// not judge each other's process ids.
     pub pid_namespace: String,
     pub pid: u32,
+    /// The real user id: with `/proc` mounted `hidepid`, another user's live process looks
+    /// absent, so only processes of this process's own user are judged.
+    #[serde(default)]
+    pub uid: Option<u32>,
     /// Clock ticks after boot at which the process started (`/proc/<pid>/stat` field 22), so
     /// that a reused process id is not mistaken for the holder.
     pub started: u64,
@@ -42,6 +46,7 @@ impl ProcessStamp {
                         .to_string_lossy()
                         .into_owned(),
                     pid,
+                    uid: Some(own_uid()?),
                     started: start_time(pid)?,
                 })
             })
@@ -57,6 +62,8 @@ impl ProcessStamp {
         if self.host != current.host
             || self.boot_id != current.boot_id
             || self.pid_namespace != current.pid_namespace
+            || self.uid.is_none()
+            || self.uid != current.uid
         {
             return false;
         }
@@ -76,6 +83,18 @@ fn read_trimmed(path: &str) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     let text = text.trim();
     (!text.is_empty()).then(|| text.to_string())
+}
+
+/// The real user id, from `/proc/self/status` (`Uid:\treal\teffective\t...`).
+fn own_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 fn start_time(pid: u32) -> Option<u64> {
@@ -136,8 +155,18 @@ mod tests {
         assert!(!elsewhere.is_provably_gone(), "another host proves nothing");
         let other_container = ProcessStamp {
             pid_namespace: "pid:[1]".into(),
-            ..stamp
+            ..stamp.clone()
         };
         assert!(!other_container.is_provably_gone());
+        let other_user = ProcessStamp {
+            uid: current.uid.map(|uid| uid + 1),
+            ..stamp.clone()
+        };
+        assert!(
+            !other_user.is_provably_gone(),
+            "another user's processes may be hidden"
+        );
+        let unknown_user = ProcessStamp { uid: None, ..stamp };
+        assert!(!unknown_user.is_provably_gone());
     }
 }

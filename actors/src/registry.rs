@@ -314,8 +314,16 @@ impl Registry {
         self.refuse_if_shutting_down()?;
         let _held = self.lifecycle_lock(key).await;
         if !self.inner.store.graph_exists(key).await? {
-            // Still clear residue of a delete that crashed part-way.
-            self.inner.store.delete_graph(key).await?;
+            // Still clear residue of a delete or create that crashed part-way, but only under
+            // the writer lease: without it, what lies there may be another node's create in
+            // progress (not a graph until its schema object is written).
+            if let Ok(lease) = self.lifecycle_lease(key).await {
+                let cleared = self
+                    .under_lifecycle_deadline(key, &lease, self.inner.store.delete_graph(key))
+                    .await;
+                self.release_lifecycle_lease(key, lease).await;
+                cleared?;
+            }
             return Err(RepoError::GraphNotFound {
                 graph: key.graph.clone(),
             });
@@ -328,7 +336,9 @@ impl Registry {
         // Under the writer lease: a graph another node writes (or creates) is not deleted
         // under it; that node is named instead.
         let lease = self.lifecycle_lease(key).await?;
-        let deleted = self.inner.store.delete_graph(key).await;
+        let deleted = self
+            .under_lifecycle_deadline(key, &lease, self.inner.store.delete_graph(key))
+            .await;
         self.release_lifecycle_lease(key, lease).await;
         deleted?;
         info!(repo = %key, "graph deleted");
@@ -352,11 +362,40 @@ impl Registry {
             })?;
         match acquired {
             Acquired::Acquired(lease) => Ok(lease),
+            // This node holds it (its maintenance borrowed it, or the graph was re-activated):
+            // the change waits for that, rather than naming this node as another writer.
+            Acquired::Held(record) if record.holder == self.holder_id() => {
+                Err(RepoError::unavailable(format!(
+                    "graph '{}' is busy on this node (being written or maintained); nothing was \
+                     changed, retry",
+                    key.graph
+                )))
+            }
             Acquired::Held(record) => Err(RepoError::NotWriter {
                 graph: key.graph.clone(),
                 holder: record.holder,
                 epoch: record.epoch,
                 expires_in_ms: record.expires_at_ms.saturating_sub(now_ms()),
+            }),
+        }
+    }
+
+    /// Runs a destructive lifecycle step until the lease's deadline (the lease is not renewed
+    /// during it): past that, another node may take the graph, so the step stops.
+    async fn under_lifecycle_deadline(
+        &self,
+        key: &RepoKey,
+        lease: &Lease,
+        step: impl Future<Output = Result<(), RepoError>>,
+    ) -> Result<(), RepoError> {
+        match tokio::time::timeout_at(lease.deadline(), step).await {
+            Ok(result) => result,
+            Err(_) => Err(RepoError::OutcomeUnknown {
+                message: format!(
+                    "removing graph '{}' outlived this node's lease on it and was stopped part-way; \
+                     delete it again",
+                    key.graph
+                ),
             }),
         }
     }

@@ -215,8 +215,18 @@ impl Fence {
         }
     }
 
-    /// Runs `work` until it finishes or the fence is passed; `None` when it was cut short.
+    /// Whether work under the fenced epoch may still start now.
+    pub(crate) fn open(&self) -> bool {
+        matches!(*self.view.borrow(), Some((epoch, deadline))
+            if epoch == self.epoch && Instant::now() < deadline)
+    }
+
+    /// Runs `work` until it finishes or the fence is passed; `None` when it was cut short, or
+    /// not started because the fence had already passed.
     pub(crate) async fn run<T>(&mut self, work: impl std::future::Future<Output = T>) -> Option<T> {
+        if !self.open() {
+            return None;
+        }
         tokio::select! {
             biased;
             output = work => Some(output),

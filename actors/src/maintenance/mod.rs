@@ -619,18 +619,23 @@ impl RepoMaintenance {
             let mut own = Omnigraph::open_read_only(engine.uri())
                 .await
                 .map_err(|err| format!("opening the graph: {err}"))?;
-            // Validate before delete; stop at the lease's self-fencing deadline.
+            // Validate both leases before deleting, and stop at the earlier of their
+            // self-fencing deadlines: past the writer lease's, another node may start writing
+            // (and forking tables) beside the cleanup.
             self.compaction.validate().await.map_err(lease_failure)?;
+            let writer_epoch = self.writer.validate().await.map_err(lease_failure)?;
             let options = CleanupPolicyOptions {
                 keep_versions: Some(self.retention.keep_versions),
                 older_than: Some(self.retention.keep_for),
             };
+            let mut writer_fence = self.writer.fence(writer_epoch);
             let stats = self
                 .compaction
                 .fence(epoch)
-                .run(own.cleanup(options))
+                .run(writer_fence.run(own.cleanup(options)))
                 .await
-                .ok_or_else(|| "cleanup outlived the compaction lease; it was stopped".to_string())?
+                .flatten()
+                .ok_or_else(|| "cleanup outlived a lease it ran under; it was stopped".to_string())?
                 .map_err(|err| format!("cleanup: {err}"))?;
             let versions: u64 = stats.iter().map(|s| s.old_versions_removed).sum();
             let bytes: u64 = stats.iter().map(|s| s.bytes_removed).sum();

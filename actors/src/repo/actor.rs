@@ -149,14 +149,27 @@ impl Actor for RepoActor {
                 let Some(_in_use) = state.shared.activity.enter() else {
                     return Ok(()); // the repo is closing: the next compaction builds these indexes
                 };
-                // Index builds write recovery sidecars: no sweep may run meanwhile.
-                let _gate = state.shared.maintenance.write_gate.read().await;
-                match state.engine.ensure_indices().await {
-                    Ok(built) => {
+                // Index builds write recovery sidecars: no sweep may run meanwhile. They commit,
+                // so they run under the writer lease and stop at its deadline.
+                let maintenance = &state.shared.maintenance;
+                let _gate = maintenance.write_gate.read().await;
+                let Ok(Held::Ours(epoch)) = maintenance.writer.ensure().await else {
+                    return Ok(()); // another node writes the graph: its compaction builds them
+                };
+                let built = maintenance
+                    .writer
+                    .fence(epoch)
+                    .run(state.engine.ensure_indices())
+                    .await;
+                match built {
+                    Some(Ok(built)) => {
                         info!(repo = %state.shared.key, indexes = built.len(), "built indexes after schema apply")
                     }
-                    Err(err) => {
+                    Some(Err(err)) => {
                         warn!(repo = %state.shared.key, error = %err, "index build after schema apply failed")
+                    }
+                    None => {
+                        warn!(repo = %state.shared.key, "index build after schema apply outlived the writer lease and was stopped")
                     }
                 }
             }

@@ -312,6 +312,9 @@ async fn publish(
         return None;
     }
     let (_, branch, actor) = batch_key(&batch[0].op);
+    let publish_began_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as i64);
     let publication = if batch[0].load.is_some() {
         let (mode, data) = concatenated_load(&batch);
         Publication::Load { data, mode }
@@ -380,6 +383,23 @@ async fn publish(
                     }
                     None
                 }
+                // A failure of the store or the engine itself may come after the commit: if the
+                // branch has a commit since this publish began, it landed (writes of the graph
+                // are this actor's alone), and re-running halves would apply it twice.
+                None if err.kind() == ErrorKind::Internal
+                    && !nothing_published_since(engine, &branch, publish_began_us).await =>
+                {
+                    let message = format!(
+                        "{err}; the write may or may not have been applied, check its effect \
+                         before retrying"
+                    );
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(RepoError::OutcomeUnknown {
+                            message: message.clone(),
+                        }));
+                    }
+                    None
+                }
                 // Anything else may be one member's doing (nothing was published): split
                 // until each write runs alone and gets its own answer.
                 None => {
@@ -389,6 +409,20 @@ async fn publish(
                 }
             }
         }
+    }
+}
+
+/// Whether `branch` has no commit created at or after `since_us` (microseconds since the Unix
+/// epoch). Only asked on the error path; an error asking counts as "maybe published".
+async fn nothing_published_since(engine: &Omnigraph, branch: &str, since_us: i64) -> bool {
+    let listed = if branch == branches::MAIN {
+        engine.list_commits(None).await
+    } else {
+        engine.list_commits(Some(branch)).await
+    };
+    match listed {
+        Ok(commits) => commits.iter().all(|commit| commit.created_at < since_us),
+        Err(_) => false,
     }
 }
 

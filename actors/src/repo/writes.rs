@@ -154,10 +154,9 @@ async fn merge_with_stale_version_retry(
 /// failure leaves the outcome unknown.
 async fn undo_branch_of_failed_load(engine: &Omnigraph, branch: &str, err: &RepoError) {
     use crate::ErrorKind;
-    if matches!(
-        err.kind(),
-        ErrorKind::Unavailable | ErrorKind::OutcomeUnknown
-    ) {
+    // Only failures of the input itself, which the engine reports before it commits; any
+    // other (a storage or internal failure) may have come after the records were committed.
+    if !matches!(err.kind(), ErrorKind::Invalid | ErrorKind::Conflict) {
         return;
     }
     let Ok(existing) = engine.branch_list().await else {
