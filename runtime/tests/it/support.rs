@@ -20,6 +20,14 @@ pub fn fixture(name: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("fixture {}: {err}", path.display()))
 }
 
+/// A file of the repository's `examples/` (the README walkthrough's schema, data, queries).
+pub fn example(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("example {}: {err}", path.display()))
+}
+
 pub fn schema() -> String {
     fixture("test.pg")
 }
