@@ -280,17 +280,8 @@ impl Registry {
         self.inner.store.delete_graph(key).await?;
         self.inner.store.prepare_graph_location(key).await?;
         let uri = self.inner.store.graph_uri(key);
-        let init = tokio::time::timeout_at(lease.deadline(), Omnigraph::init(&uri, schema_source));
-        let Ok(initialized) = init.await else {
-            return Err(RepoError::OutcomeUnknown {
-                message: format!(
-                    "creating graph '{}' outlived this node's lease on it and was stopped; it \
-                     may or may not exist now: list the graphs before retrying",
-                    key.graph
-                ),
-            });
-        };
-        match initialized {
+        let init = async { Ok(Omnigraph::init(&uri, schema_source).await) };
+        match self.under_lifecycle_deadline(key, lease, init).await? {
             Ok(_) => {
                 info!(repo = %key, "graph created");
                 Ok(())
@@ -380,20 +371,20 @@ impl Registry {
         }
     }
 
-    /// Runs a destructive lifecycle step until the lease's deadline (the lease is not renewed
+    /// Runs a step of a create or delete until the lease's deadline (the lease is not renewed
     /// during it): past that, another node may take the graph, so the step stops.
-    async fn under_lifecycle_deadline(
+    async fn under_lifecycle_deadline<T>(
         &self,
         key: &RepoKey,
         lease: &Lease,
-        step: impl Future<Output = Result<(), RepoError>>,
-    ) -> Result<(), RepoError> {
+        step: impl Future<Output = Result<T, RepoError>>,
+    ) -> Result<T, RepoError> {
         match tokio::time::timeout_at(lease.deadline(), step).await {
             Ok(result) => result,
             Err(_) => Err(RepoError::OutcomeUnknown {
                 message: format!(
-                    "removing graph '{}' outlived this node's lease on it and was stopped part-way; \
-                     delete it again",
+                    "changing graph '{}' outlived this node's lease on it and was stopped \
+                     part-way; list the graphs, then create or delete it again",
                     key.graph
                 ),
             }),

@@ -64,6 +64,9 @@ id_type!(
     "graph id"
 );
 
+/// The graph-id rule as a regular expression, for the OpenAPI document.
+pub const GRAPH_ID_PATTERN: &str = "^[a-zA-Z0-9-]{1,64}$";
+
 /// The longest branch name, in bytes.
 pub const BRANCH_NAME_MAX: usize = 128;
 
@@ -108,18 +111,8 @@ impl BranchName {
         BranchName(BranchName::MAIN.into())
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     pub fn into_string(self) -> String {
         self.0
-    }
-}
-
-impl fmt::Display for BranchName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -141,16 +134,6 @@ impl CommitId {
             Err(NameError::new("commit id", value, COMMIT_ID_RULE))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CommitId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// The actor-id rule.
@@ -170,17 +153,26 @@ impl ActorId {
             Err(NameError::new("actor id", value, ACTOR_ID_RULE))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for ActorId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `as_str` and `Display` of a canonical-name newtype.
+macro_rules! name_access {
+    ($($name:ident),*) => {$(
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
 }
+
+name_access!(BranchName, CommitId, ActorId);
 
 /// Why a branch name, commit id or actor id was refused.
 #[derive(Debug, Clone, Error, PartialEq, Eq)]

@@ -27,7 +27,8 @@ pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
 pub use ids::{
     ACTOR_ID_RULE, ActorId, BRANCH_NAME_MAX, BRANCH_NAME_PATTERN, BRANCH_NAME_RULE, BranchName,
-    COMMIT_ID_PATTERN, COMMIT_ID_RULE, CommitId, GraphId, IdError, NameError, TenantId,
+    COMMIT_ID_PATTERN, COMMIT_ID_RULE, CommitId, GRAPH_ID_PATTERN, GraphId, IdError, NameError,
+    TenantId,
 };
 pub use maintenance::{
     LeaseConfig, MIN_KEEP_VERSIONS, MaintenanceConfig, NodeIdentity, Retention, RetentionOverrides,

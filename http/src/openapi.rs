@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use omnigraph_cloud_config::{BRANCH_NAME_MAX, BRANCH_NAME_PATTERN, COMMIT_ID_PATTERN};
+use omnigraph_cloud_config::{
+    BRANCH_NAME_MAX, BRANCH_NAME_PATTERN, COMMIT_ID_PATTERN, GRAPH_ID_PATTERN,
+};
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -54,7 +56,7 @@ struct Rule {
 }
 
 const GRAPH_ID: Rule = Rule {
-    pattern: "^[a-zA-Z0-9-]{1,64}$",
+    pattern: GRAPH_ID_PATTERN,
     max_length: 64,
 };
 const BRANCH: Rule = Rule {

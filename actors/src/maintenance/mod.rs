@@ -470,18 +470,10 @@ impl RepoMaintenance {
                     &opened
                 }
                 Err(err) => {
-                    self.compaction.release().await;
-                    let outcome = Outcome::Failed(format!("opening the graph: {err}"));
-                    self.finish_with(
-                        "compaction",
-                        &outcome,
-                        "",
-                        epoch,
-                        started_ms,
-                        started,
-                        |p, r| p.last_compaction = Some(r),
-                    );
-                    return outcome;
+                    let why = format!("opening the graph: {err}");
+                    return self
+                        .compaction_failed(why, epoch, started_ms, started)
+                        .await;
                 }
             },
         };
@@ -512,21 +504,11 @@ impl RepoMaintenance {
         drop(exclusive);
         drop(gate);
         let Some(optimized) = optimized else {
-            let outcome = Outcome::Failed(
-                "optimize outlived the compaction lease (it could not be renewed) and was stopped"
-                    .into(),
-            );
-            self.finish_with(
-                "compaction",
-                &outcome,
-                "",
-                epoch,
-                started_ms,
-                started,
-                |p, r| p.last_compaction = Some(r),
-            );
-            self.compaction.release().await;
-            return outcome;
+            let why = "optimize outlived the compaction lease (it could not be renewed) and was \
+                       stopped";
+            return self
+                .compaction_failed(why.into(), epoch, started_ms, started)
+                .await;
         };
         let outcome = match optimized {
             Ok(stats) => {
@@ -561,6 +543,28 @@ impl RepoMaintenance {
             self.cleanup(engine, epoch).await;
         }
         self.compaction.release().await;
+        outcome
+    }
+
+    /// Ends a compaction run that failed before it could finish: recorded, lease released.
+    async fn compaction_failed(
+        &self,
+        why: String,
+        epoch: u64,
+        started_ms: u64,
+        started: Instant,
+    ) -> Outcome {
+        self.compaction.release().await;
+        let outcome = Outcome::Failed(why);
+        self.finish_with(
+            "compaction",
+            &outcome,
+            "",
+            epoch,
+            started_ms,
+            started,
+            |p, r| p.last_compaction = Some(r),
+        );
         outcome
     }
 

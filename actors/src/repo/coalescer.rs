@@ -312,9 +312,8 @@ async fn publish(
         return None;
     }
     let (_, branch, actor) = batch_key(&batch[0].op);
-    let publish_began_us = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as i64);
+    // Commit times are microseconds; milliseconds err on the side of "maybe published".
+    let publish_began_us = crate::lease::now_ms() as i64 * 1000;
     let publication = if batch[0].load.is_some() {
         let (mode, data) = concatenated_load(&batch);
         Publication::Load { data, mode }
@@ -389,14 +388,8 @@ async fn publish(
                 None if err.kind() == ErrorKind::Internal
                     && !nothing_published_since(engine, &branch, publish_began_us).await =>
                 {
-                    let message = format!(
-                        "{err}; the write may or may not have been applied, check its effect \
-                         before retrying"
-                    );
                     for pending in batch {
-                        let _ = pending.reply.send(Err(RepoError::OutcomeUnknown {
-                            message: message.clone(),
-                        }));
+                        let _ = pending.reply.send(Err(maybe_applied(&err)));
                     }
                     None
                 }
@@ -516,12 +509,17 @@ fn concatenated_load(batch: &[Pending]) -> (LoadMode, String) {
 /// unknown, so that it checks before retrying, rather than invited to retry blindly.
 fn unacknowledged(err: RepoError) -> RepoError {
     match err.kind() {
-        ErrorKind::Unavailable => RepoError::OutcomeUnknown {
-            message: format!(
-                "{err}; the write may or may not have been applied, check its effect before retrying"
-            ),
-        },
+        ErrorKind::Unavailable => maybe_applied(&err),
         _ => err,
+    }
+}
+
+/// `OutcomeUnknown` for a write that failed with `cause` after it may have landed.
+fn maybe_applied(cause: &dyn std::fmt::Display) -> RepoError {
+    RepoError::OutcomeUnknown {
+        message: format!(
+            "{cause}; the write may or may not have been applied, check its effect before retrying"
+        ),
     }
 }
 
@@ -550,15 +548,10 @@ fn batch_wide_copies(err: &RepoError, count: usize) -> Option<Vec<RepoError>> {
             RepoError::Overloaded { message } => RepoError::Overloaded {
                 message: message.clone(),
             },
-            _ if matches!(
-                err.kind(),
-                ErrorKind::Unavailable | ErrorKind::OutcomeUnknown
-            ) =>
-            {
-                unacknowledged(RepoError::Unavailable {
-                    message: err.to_string(),
-                })
-            }
+            RepoError::OutcomeUnknown { message } => RepoError::OutcomeUnknown {
+                message: message.clone(),
+            },
+            _ if err.kind() == ErrorKind::Unavailable => maybe_applied(err),
             _ => return None,
         })
     };

@@ -6,7 +6,8 @@
 //! retires its manifest entry; the dataset stays. Adding a type of that name again (or
 //! renaming another type to it) then tries to create a dataset where one exists and fails
 //! half-way with "Dataset already exists", on every later attempt too. See
-//! docs/known-engine-issues.md. The test `schema_readd` pins the path rule to the engine.
+//! docs/known-engine-issues.md. Two tests in `runtime/tests/it/input.rs` pin the path rule
+//! (through the node) and the defect (on the engine alone).
 
 use std::sync::Arc;
 

@@ -317,6 +317,21 @@ impl Client {
         .await
     }
 
+    /// Inserts a person, retrying until it answers 200 or `within` has passed (a write that
+    /// waits for a lease to lapse); whether it was written.
+    pub async fn insert_person_within(
+        &self,
+        graph: &str,
+        name: &str,
+        age: i64,
+        within: Duration,
+    ) -> bool {
+        eventually(within, || async {
+            self.insert_person(graph, name, age).await.status == 200
+        })
+        .await
+    }
+
     /// Inserts a person; the status, or the transport error when the server is gone.
     pub async fn try_insert_person(
         &self,

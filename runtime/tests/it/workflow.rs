@@ -306,14 +306,19 @@ async fn the_examples_of_the_readme_work() {
         )
         .await
         .expect(201);
-    client.load("knowledge", &example("team.jsonl"), "overwrite").await;
+    client
+        .load("knowledge", &example("team.jsonl"), "overwrite")
+        .await;
     let queries = example("team.gq");
     let ask = |name: &str, params: Value| {
         let body = json!({"query": queries, "name": name, "params": params});
         let client = client.clone();
         async move {
             // Rows in name order: the query states no order.
-            let mut rows = client.post("/graphs/knowledge/query", body).await.expect(200)["rows"]
+            let mut rows = client
+                .post("/graphs/knowledge/query", body)
+                .await
+                .expect(200)["rows"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
