@@ -9,10 +9,9 @@
 //! that no second engine handle opens the graph while it writes.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Activity {
@@ -59,11 +58,15 @@ impl Activity {
 
     /// Closes the gate if nothing is in flight and the repo has been idle for `idle_for`.
     pub(crate) fn close_if_idle(&self, idle_for: Duration) -> bool {
+        self.close_if_idle_at(idle_for, Instant::now())
+    }
+
+    fn close_if_idle_at(&self, idle_for: Duration, now: Instant) -> bool {
         let mut state = self.state.lock().expect("activity lock poisoned");
         if state.closed {
             return true;
         }
-        if state.in_flight == 0 && state.last_release.elapsed() >= idle_for {
+        if state.in_flight == 0 && now.saturating_duration_since(state.last_release) >= idle_for {
             state.closed = true;
         }
         state.closed
@@ -113,26 +116,27 @@ impl Drop for ActivityGuard {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn closes_only_when_idle_and_drained() {
+    #[test]
+    fn closes_only_when_idle_and_drained() {
         let activity = Activity::new();
+        let idle_for = Duration::from_secs(10);
         let guard = activity.enter().unwrap();
-        tokio::time::sleep(Duration::from_secs(100)).await;
+        let later = Instant::now() + Duration::from_secs(100);
         assert!(
-            !activity.close_if_idle(Duration::from_secs(10)),
+            !activity.close_if_idle_at(idle_for, later),
             "a request is in flight"
         );
         drop(guard);
+        let released = Instant::now();
         assert!(
-            !activity.close_if_idle(Duration::from_secs(10)),
-            "just released"
+            !activity.close_if_idle_at(idle_for, released + Duration::from_secs(9)),
+            "released less than idle_for ago"
         );
-        tokio::time::sleep(Duration::from_secs(10)).await;
-        assert!(activity.close_if_idle(Duration::from_secs(10)));
+        assert!(activity.close_if_idle_at(idle_for, released + idle_for + Duration::from_secs(1)));
         assert!(activity.enter().is_none(), "a closed gate admits nobody");
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn drain_waits_for_the_last_guard() {
         let activity = Activity::new();
         let guard = activity.enter().unwrap();
