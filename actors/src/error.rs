@@ -1,6 +1,8 @@
 //! Errors of the per-repo layer, with a coarse [`ErrorKind`] for the edge to map.
 
-use omnigraph::error::{ManifestErrorKind, OmniError};
+use omnigraph::error::{
+    ManifestConflictDetails, ManifestErrorKind, MergeConflict, MergeConflictKind, OmniError,
+};
 use omnigraph_cloud_config::GraphId;
 use thiserror::Error;
 
@@ -98,9 +100,74 @@ impl RepoError {
         }
     }
 
+    /// What a conflict was about, in terms the edge can render without knowing the engine.
+    pub fn conflict_details(&self) -> Option<ConflictDetails> {
+        match self {
+            RepoError::Engine(OmniError::MergeConflicts(conflicts)) => Some(
+                ConflictDetails::Merge(conflicts.iter().map(RowConflict::from).collect()),
+            ),
+            RepoError::Engine(OmniError::Manifest(manifest)) => match &manifest.details {
+                Some(ManifestConflictDetails::ExpectedVersionMismatch {
+                    table_key,
+                    expected,
+                    actual,
+                }) => Some(ConflictDetails::TableVersion {
+                    table_key: table_key.clone(),
+                    expected: *expected,
+                    actual: *actual,
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     pub(crate) fn unavailable(message: impl Into<String>) -> RepoError {
         RepoError::Unavailable {
             message: message.into(),
+        }
+    }
+}
+
+/// The details of a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConflictDetails {
+    /// A merge found rows both sides changed (or that break a constraint once merged).
+    Merge(Vec<RowConflict>),
+    /// A write was planned against a table version that has moved since.
+    TableVersion {
+        table_key: String,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+/// One conflicting row of a merge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowConflict {
+    pub table_key: String,
+    pub row_id: Option<String>,
+    /// `divergent_insert`, `divergent_update`, `delete_vs_update`, `orphan_edge`,
+    /// `unique_violation`, `cardinality_violation` or `value_constraint_violation`.
+    pub kind: &'static str,
+    pub message: String,
+}
+
+impl From<&MergeConflict> for RowConflict {
+    fn from(conflict: &MergeConflict) -> RowConflict {
+        RowConflict {
+            table_key: conflict.table_key.clone(),
+            row_id: conflict.row_id.clone(),
+            kind: match conflict.kind {
+                MergeConflictKind::DivergentInsert => "divergent_insert",
+                MergeConflictKind::DivergentUpdate => "divergent_update",
+                MergeConflictKind::DeleteVsUpdate => "delete_vs_update",
+                MergeConflictKind::OrphanEdge => "orphan_edge",
+                MergeConflictKind::UniqueViolation => "unique_violation",
+                MergeConflictKind::CardinalityViolation => "cardinality_violation",
+                MergeConflictKind::ValueConstraintViolation => "value_constraint_violation",
+            },
+            message: conflict.message.clone(),
         }
     }
 }

@@ -4,28 +4,36 @@
 //!
 //! Reads run on the warm handle in the caller's task; writes go through the repo's mailbox.
 //!
-//! Depends on: config, the engine. Must not know: http, axum, cluster, runtime.
+//! Depends on: config, cluster (leases, the clock), the engine. Must not know: http, axum,
+//! runtime.
 
 mod classify;
 mod error;
-mod key;
-pub mod lease;
 pub mod maintenance;
 mod metrics;
 mod probe;
-pub mod process;
 mod registry;
 mod repo;
 mod storage;
+mod worker;
 
-pub use error::{ErrorKind, RepoError};
-pub use key::RepoKey;
+pub use error::{ConflictDetails, ErrorKind, RepoError, RowConflict};
+pub use omnigraph_cloud_cluster::{Clock, RepoKey};
 pub use metrics::{
     ActorMetrics, CoalescerMetrics, LeaseMetrics, MaintenanceMetrics, RegistryStats, StoreMetrics,
 };
 pub use probe::{ProbeError, ProbeReport};
 pub use registry::Registry;
 pub use repo::{
-    ExportStream, RepoHandle, RepoLease, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
+    ExportStream, RepoHandle, ActiveRepo, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
 };
 pub use storage::GraphStore;
+pub use worker::start_maintenance;
+
+/// The engine's value types that callers of this crate name (read targets, load modes, commits,
+/// merge outcomes), so that they need not depend on the engine themselves.
+pub mod engine {
+    pub use omnigraph::db::manifest::INTERNAL_MANIFEST_SCHEMA_VERSION;
+    pub use omnigraph::db::{GraphCommit, MergeOutcome, ReadTarget, SnapshotId};
+    pub use omnigraph::loader::LoadMode;
+}

@@ -1,6 +1,8 @@
 //! Counters of the actor layer, registered into the node's Prometheus registry.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use omnigraph_cloud_cluster::lease::LeaseKind;
+use omnigraph_cloud_cluster::{OpCounter, RepoKey, StoreOp};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -88,18 +90,10 @@ pub struct StoreMetrics {
     requests: Family<StoreLabels, Counter>,
 }
 
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-pub(crate) enum StoreOp {
-    Get,
-    Put,
-    List,
-    Head,
-    Delete,
-}
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
-    op: StoreOp,
+    op: &'static str,
     tenant: String,
     graph: String,
 }
@@ -121,23 +115,34 @@ impl StoreMetrics {
         StoreMetrics::register(&mut Registry::default())
     }
 
-    pub(crate) fn record(&self, op: StoreOp, key: Option<&crate::RepoKey>) {
+    pub(crate) fn record(&self, op: StoreOp, key: Option<&RepoKey>) {
         let (tenant, graph) = match key {
             Some(key) => (key.tenant.to_string(), key.graph.to_string()),
             None => ("_system".to_string(), String::new()),
         };
         self.requests
-            .get_or_create(&StoreLabels { op, tenant, graph })
+            .get_or_create(&StoreLabels {
+                op: op.as_str(),
+                tenant,
+                graph,
+            })
             .inc();
     }
 
     pub(crate) fn record_tenant(&self, op: StoreOp, tenant: &omnigraph_cloud_config::TenantId) {
         let labels = StoreLabels {
-            op,
+            op: op.as_str(),
             tenant: tenant.to_string(),
             graph: String::new(),
         };
         self.requests.get_or_create(&labels).inc();
+    }
+}
+
+/// The lease store counts its requests here too.
+impl OpCounter for StoreMetrics {
+    fn count(&self, op: StoreOp, key: Option<&RepoKey>) {
+        self.record(op, key);
     }
 }
 
@@ -256,27 +261,27 @@ impl LeaseMetrics {
         LeaseMetrics::register(&mut Registry::default())
     }
 
-    fn label(kind: crate::lease::LeaseKind) -> KindLabel {
+    fn label(kind: LeaseKind) -> KindLabel {
         KindLabel {
             kind: kind.as_str(),
         }
     }
 
-    pub(crate) fn acquired(&self, kind: crate::lease::LeaseKind) {
+    pub(crate) fn acquired(&self, kind: LeaseKind) {
         self.acquired.get_or_create(&Self::label(kind)).inc();
         self.held.get_or_create(&Self::label(kind)).inc();
     }
 
-    pub(crate) fn released(&self, kind: crate::lease::LeaseKind) {
+    pub(crate) fn released(&self, kind: LeaseKind) {
         self.held.get_or_create(&Self::label(kind)).dec();
     }
 
-    pub(crate) fn lost(&self, kind: crate::lease::LeaseKind) {
+    pub(crate) fn lost(&self, kind: LeaseKind) {
         self.lost.get_or_create(&Self::label(kind)).inc();
         self.held.get_or_create(&Self::label(kind)).dec();
     }
 
-    pub(crate) fn renewal_failed(&self, kind: crate::lease::LeaseKind) {
+    pub(crate) fn renewal_failed(&self, kind: LeaseKind) {
         self.renewal_failures
             .get_or_create(&Self::label(kind))
             .inc();

@@ -21,7 +21,8 @@ use object_store::{
 };
 use thiserror::Error;
 
-use crate::metrics::{StoreMetrics, StoreOp};
+use crate::metrics::StoreMetrics;
+use omnigraph_cloud_cluster::StoreOp;
 
 const RACERS: usize = 8;
 const FIX: &str = "use a store that enforces If-None-Match and If-Match on PUT (AWS S3, MinIO, \
@@ -203,11 +204,11 @@ fn update(e_tag: Option<String>) -> PutOptions {
 
 /// A per-run suffix, so that probes of several nodes on one root never collide.
 fn run_suffix() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_nanos())
-        .unwrap_or_default();
-    format!("{nanos:x}")
+    format!(
+        "{:x}{:08x}",
+        omnigraph_cloud_cluster::Clock::system().wall_ms(),
+        fastrand::u32(..)
+    )
 }
 
 #[cfg(test)]

@@ -15,8 +15,10 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
 use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
-use crate::lease::{LeaseStore, LeaseTiming};
-use crate::metrics::{StoreMetrics, StoreOp};
+use omnigraph_cloud_cluster::lease::{LeaseStore, LeaseTiming, LocalBackend, ObjectStoreBackend};
+use omnigraph_cloud_cluster::{StoreOp, list_under, listing_version};
+
+use crate::metrics::StoreMetrics;
 use crate::probe::{self, ProbeError, ProbeReport};
 use crate::{RepoError, RepoKey};
 
@@ -115,19 +117,17 @@ impl GraphStore {
         probe::run(&store, &self.object_path(""), supports_update).await
     }
 
-    /// The leases of every repo under this root (see [`crate::lease`]).
+    /// The leases of every repo under this root (see [`omnigraph_cloud_cluster::lease`]).
     pub fn leases(&self, timing: LeaseTiming) -> LeaseStore {
-        match &self.inner.location {
-            Location::Local(root) => {
-                LeaseStore::on_local(root.clone(), self.inner.metrics.clone(), timing)
-            }
-            Location::S3 { .. } => LeaseStore::on_store(
-                Arc::clone(&self.inner.store),
-                self.object_path(""),
-                self.inner.metrics.clone(),
-                timing,
-            ),
-        }
+        let backend: Arc<dyn omnigraph_cloud_cluster::lease::LeaseBackend> =
+            match &self.inner.location {
+                Location::Local(root) => Arc::new(LocalBackend::new(root.clone())),
+                Location::S3 { .. } => Arc::new(ObjectStoreBackend::new(
+                    Arc::clone(&self.inner.store),
+                    self.object_path(""),
+                )),
+            };
+        LeaseStore::new(backend, Arc::new(self.inner.metrics.clone()), timing)
     }
 
     /// Whether the graph exists (its schema object is present).
@@ -253,7 +253,7 @@ impl GraphStore {
     pub(crate) async fn put_maintenance_status(
         &self,
         key: &RepoKey,
-        progress: &crate::maintenance::Progress,
+        progress: &impl serde::Serialize,
     ) -> Result<(), RepoError> {
         let path = self.object_path(&maintenance_status_path(key));
         let bytes = serde_json::to_vec_pretty(progress).expect("progress serializes");
@@ -262,10 +262,10 @@ impl GraphStore {
         Ok(())
     }
 
-    pub(crate) async fn get_maintenance_status(
+    pub(crate) async fn get_maintenance_status<T: serde::de::DeserializeOwned>(
         &self,
         key: &RepoKey,
-    ) -> Result<Option<crate::maintenance::Progress>, RepoError> {
+    ) -> Result<Option<T>, RepoError> {
         let path = self.object_path(&maintenance_status_path(key));
         self.inner.metrics.record(StoreOp::Get, Some(key));
         let bytes = match self.inner.store.get(&path).await {
@@ -303,40 +303,6 @@ impl GraphStore {
             _ => ObjectPath::from(relative),
         }
     }
-}
-
-/// Every object under `prefix`, as (its path relative to `prefix`, its metadata). A prefix
-/// with nothing under it is an empty listing.
-pub(crate) async fn list_under(
-    store: &dyn ObjectStore,
-    prefix: &ObjectPath,
-) -> object_store::Result<Vec<(String, ObjectMeta)>> {
-    let skip = prefix.parts().count();
-    let listed: Vec<ObjectMeta> = match store.list(Some(prefix)).try_collect().await {
-        Ok(listed) => listed,
-        Err(object_store::Error::NotFound { .. }) => Vec::new(),
-        Err(err) => return Err(err),
-    };
-    Ok(listed
-        .into_iter()
-        .map(|meta| {
-            let relative = meta
-                .location
-                .parts()
-                .skip(skip)
-                .map(|part| part.as_ref().to_string())
-                .collect::<Vec<_>>()
-                .join("/");
-            (relative, meta)
-        })
-        .collect())
-}
-
-/// A version of a listed object that changes whenever it is written.
-pub(crate) fn listing_version(meta: &ObjectMeta) -> String {
-    meta.e_tag
-        .clone()
-        .unwrap_or_else(|| meta.last_modified.to_rfc3339())
 }
 
 const MAINTENANCE_DIR: &str = "_system/maintenance";

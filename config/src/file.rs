@@ -1,7 +1,6 @@
 //! The configuration file as written by people, and its validation into [`NodeConfig`].
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +9,7 @@ use crate::maintenance::{
     LeasesSection, MaintenanceSection, NodeSection, validate_leases, validate_maintenance,
     validate_node,
 };
+use crate::parse::{duration, positive_size};
 use crate::{
     ActorConfig, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig, StorageConfig,
     StorageRoot, TenantId, WriteConfig, WriteOverrides,
@@ -377,43 +377,4 @@ fn validate_writes(section: WritesSection) -> Result<WriteConfig, ConfigError> {
         max_wait: duration("writes.max_wait", &section.max_wait, false)?,
         tenants,
     })
-}
-
-pub(crate) fn is_sha256_hex(value: &str) -> bool {
-    value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-fn positive_size(key: &str, value: u64) -> Result<usize, ConfigError> {
-    if value == 0 {
-        return Err(ConfigError::invalid(
-            key,
-            &value.to_string(),
-            "a positive number of bytes",
-        ));
-    }
-    usize::try_from(value).map_err(|_| {
-        ConfigError::invalid(
-            key,
-            &value.to_string(),
-            "a number of bytes that fits in memory",
-        )
-    })
-}
-
-pub(crate) fn duration(
-    key: &str,
-    value: &str,
-    must_be_positive: bool,
-) -> Result<Duration, ConfigError> {
-    let parsed = humantime::parse_duration(value).map_err(|_| {
-        ConfigError::invalid(key, value, "a duration such as \"30s\", \"10m\" or \"1h\"")
-    })?;
-    if must_be_positive && parsed.is_zero() {
-        return Err(ConfigError::invalid(
-            key,
-            value,
-            "a duration greater than zero",
-        ));
-    }
-    Ok(parsed)
 }

@@ -13,6 +13,7 @@ mod error;
 mod file;
 mod ids;
 mod maintenance;
+mod parse;
 mod storage_root;
 
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::file::duration;
+use crate::parse::duration;
 use crate::{ConfigError, TenantId};
 
 /// What a node does.

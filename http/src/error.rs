@@ -2,8 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use omnigraph::error::{ManifestConflictDetails, MergeConflict, MergeConflictKind, OmniError};
-use omnigraph_cloud_actors::{ErrorKind, RepoError};
+use omnigraph_cloud_actors::{ConflictDetails as RepoConflict, ErrorKind, RepoError, RowConflict};
 use tracing::error;
 
 use crate::dto::{ErrorOutput, ManifestConflictOutput, MergeConflictOutput};
@@ -77,33 +76,28 @@ impl ApiError {
 
     fn conflict(err: RepoError) -> ApiError {
         let mut api = ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string());
-        match err {
-            RepoError::Engine(OmniError::MergeConflicts(conflicts)) => {
+        api.conflict = match err.conflict_details() {
+            Some(RepoConflict::Merge(conflicts)) => {
                 api.message = merge_conflicts_message(&conflicts);
-                api.conflict = Some(Box::new(ConflictDetails {
-                    merge_conflicts: conflicts.iter().map(merge_conflict_output).collect(),
+                Some(Box::new(ConflictDetails {
+                    merge_conflicts: conflicts.into_iter().map(merge_conflict_output).collect(),
                     manifest_conflict: None,
-                }));
+                }))
             }
-            RepoError::Engine(OmniError::Manifest(manifest)) => {
-                if let Some(ManifestConflictDetails::ExpectedVersionMismatch {
+            Some(RepoConflict::TableVersion {
+                table_key,
+                expected,
+                actual,
+            }) => Some(Box::new(ConflictDetails {
+                merge_conflicts: Vec::new(),
+                manifest_conflict: Some(ManifestConflictOutput {
                     table_key,
                     expected,
                     actual,
-                }) = manifest.details
-                {
-                    api.conflict = Some(Box::new(ConflictDetails {
-                        merge_conflicts: Vec::new(),
-                        manifest_conflict: Some(ManifestConflictOutput {
-                            table_key,
-                            expected,
-                            actual,
-                        }),
-                    }));
-                }
-            }
-            _ => {}
-        }
+                }),
+            })),
+            None => None,
+        };
         api
     }
 }
@@ -174,29 +168,17 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn merge_conflict_output(conflict: &MergeConflict) -> MergeConflictOutput {
+fn merge_conflict_output(conflict: RowConflict) -> MergeConflictOutput {
     MergeConflictOutput {
-        table_key: conflict.table_key.clone(),
-        row_id: conflict.row_id.clone(),
-        kind: merge_conflict_kind(conflict.kind).to_string(),
-        message: conflict.message.clone(),
-    }
-}
-
-fn merge_conflict_kind(kind: MergeConflictKind) -> &'static str {
-    match kind {
-        MergeConflictKind::DivergentInsert => "divergent_insert",
-        MergeConflictKind::DivergentUpdate => "divergent_update",
-        MergeConflictKind::DeleteVsUpdate => "delete_vs_update",
-        MergeConflictKind::OrphanEdge => "orphan_edge",
-        MergeConflictKind::UniqueViolation => "unique_violation",
-        MergeConflictKind::CardinalityViolation => "cardinality_violation",
-        MergeConflictKind::ValueConstraintViolation => "value_constraint_violation",
+        table_key: conflict.table_key,
+        row_id: conflict.row_id,
+        kind: conflict.kind.to_string(),
+        message: conflict.message,
     }
 }
 
 /// `merge conflicts: node:Person:Alice (divergent_update); ...; and N more`.
-fn merge_conflicts_message(conflicts: &[MergeConflict]) -> String {
+fn merge_conflicts_message(conflicts: &[RowConflict]) -> String {
     let listed: Vec<String> = conflicts
         .iter()
         .take(MERGE_CONFLICTS_IN_MESSAGE)
@@ -204,9 +186,7 @@ fn merge_conflicts_message(conflicts: &[MergeConflict]) -> String {
             let row = conflict.row_id.as_deref().unwrap_or("-");
             format!(
                 "{}:{} ({})",
-                conflict.table_key,
-                row,
-                merge_conflict_kind(conflict.kind)
+                conflict.table_key, row, conflict.kind
             )
         })
         .collect();
@@ -224,11 +204,11 @@ fn merge_conflicts_message(conflicts: &[MergeConflict]) -> String {
 mod tests {
     use super::*;
 
-    fn conflict(row: &str) -> MergeConflict {
-        MergeConflict {
+    fn conflict(row: &str) -> RowConflict {
+        RowConflict {
             table_key: "node:Person".into(),
             row_id: Some(row.into()),
-            kind: MergeConflictKind::DivergentUpdate,
+            kind: "divergent_update",
             message: "both sides changed".into(),
         }
     }

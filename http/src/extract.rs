@@ -1,16 +1,40 @@
-//! Extractors that answer bad requests in the error JSON rather than axum's plain text.
+//! Extractors that answer bad requests in the error JSON rather than axum's plain text:
+//! the caller's [`Principal`] (from the bearer token), JSON bodies, the addressed repo, and
+//! the names a request carries.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use omnigraph_cloud_actors::RepoKey;
 use omnigraph_cloud_config::{BranchName, CommitId, GraphId};
 use serde::de::DeserializeOwned;
 
-use crate::auth::Principal;
 use crate::error::ApiError;
+use crate::principal::Principal;
 use crate::state::AppState;
+
+/// The caller, authenticated from the `Authorization` header by the node's verifier.
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Principal, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|value| {
+                value
+                    .to_str()
+                    .map_err(|_| ApiError::unauthorized("invalid bearer token"))
+            })
+            .transpose()?;
+        state.auth.verify(header)
+    }
+}
 
 /// `axum::Json` with rejections in our error body: 415 without a JSON content type, 400 for
 /// malformed JSON, 422 for a missing field or a wrong type, 413 past the body limit.

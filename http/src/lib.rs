@@ -6,6 +6,11 @@
 //! call it, map the result. Nothing here opens a graph itself.
 //!
 //! Depends on: config, actors. Must not know: runtime.
+//!
+//! Inside, modules import downwards only: `principal`, `dto`, `error` and `query_name` at
+//! the bottom; `policy` below `auth`; `state` wires auth, policy and the HTTP metrics; the
+//! extractors and `routes` (the router and the OpenAPI document's paths, completed by
+//! `openapi`'s modifiers) on top.
 
 #![recursion_limit = "256"]
 
@@ -17,7 +22,9 @@ mod metrics;
 mod nesting;
 mod openapi;
 pub mod policy;
+mod principal;
 mod query_input;
+mod query_name;
 mod routes;
 mod state;
 
@@ -26,7 +33,6 @@ pub use auth::{
 };
 pub use dto::ErrorOutput;
 pub use error::ApiError;
-pub use openapi::ApiDoc;
 pub use policy::{Access, Action, PolicyStore};
-pub use routes::{metrics_router, router};
+pub use routes::{ApiDoc, metrics_router, router};
 pub use state::{AppState, BodyLimits};

@@ -1,6 +1,7 @@
-//! Request counts and latencies by route, method and status.
+//! Request counts and latencies by route, method and status: the metrics and the
+//! middleware that records them.
 
-use std::time::Instant;
+use tokio::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -10,8 +11,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct RequestLabels {
@@ -49,8 +48,12 @@ impl HttpMetrics {
 }
 
 /// Middleware: counts every request under its route template (never the raw path, so graph
-/// ids do not explode the label space).
-pub(crate) async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// ids do not explode the label space). Its state is the node's [`HttpMetrics`].
+pub(crate) async fn track(
+    State(metrics): State<HttpMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -64,9 +67,8 @@ pub(crate) async fn track(State(state): State<AppState>, request: Request, next:
         method,
         status: response.status().as_u16(),
     };
-    state.metrics.requests.get_or_create(&labels).inc();
-    state
-        .metrics
+    metrics.requests.get_or_create(&labels).inc();
+    metrics
         .latency
         .get_or_create(&labels)
         .observe(started.elapsed().as_secs_f64());

@@ -1,42 +1,21 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! What the OpenAPI document adds to the handlers' annotations: the bearer scheme, the name
+//! rules the server enforces, and the 503 of every route that reaches storage. The document
+//! itself, `ApiDoc`, is derived in `routes`, beside the router, from these modifiers and the
+//! route handlers.
 
 use omnigraph_cloud_config::{
     BRANCH_NAME_MAX, BRANCH_NAME_PATTERN, COMMIT_ID_PATTERN, GRAPH_ID_PATTERN,
 };
+use utoipa::Modify;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi};
 
-use crate::routes::schema::QUERY_NAME_PATTERN;
+use crate::query_name::QUERY_NAME_PATTERN;
 
-use crate::routes::{admin, branches, data, graphs, schema, system};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "omnigraph-cloud",
-        description = "Managed OmniGraph data plane. Wire-compatible with omnigraph-server 0.8 \
-                       under /graphs/{graph_id}/..., plus graph management. The tenant is \
-                       resolved from the bearer token."
-    ),
-    paths(
-        system::healthz, system::openapi,
-        graphs::list, graphs::create, graphs::delete,
-        data::snapshot, data::query, data::read, data::mutate, data::change,
-        data::load, data::ingest, data::export,
-        schema::get, schema::apply, schema::catalog, schema::invoke,
-        branches::list, branches::create, branches::delete, branches::merge,
-        branches::commits, branches::commit,
-        admin::maintenance,
-    ),
-    components(schemas(crate::dto::ErrorOutput)),
-    modifiers(&BearerAuth, &NameRules, &Unavailable),
-)]
-pub struct ApiDoc;
-
-struct BearerAuth;
+/// Declares the `bearer` security scheme the routes require.
+pub(crate) struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -74,7 +53,7 @@ const QUERY_NAME: Rule = Rule {
 
 /// States in the document the name rules the server enforces (api.md, "Names"), from the
 /// same constants the checks use, so that a client or a fuzzer knows what is refused.
-struct NameRules;
+pub(crate) struct NameRules;
 
 impl NameRules {
     fn parameter(name: &str) -> Option<Rule> {
@@ -159,7 +138,7 @@ impl Modify for NameRules {
 
 /// Every route that reaches storage can answer 503 (the store unreachable, the graph's actor
 /// restarting, the node shutting down, or a write's outcome unknown).
-struct Unavailable;
+pub(crate) struct Unavailable;
 
 impl Modify for Unavailable {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

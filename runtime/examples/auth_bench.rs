@@ -6,7 +6,7 @@
 //! Run: `cargo run -p omnigraph-cloud --example auth_bench [-- --iterations N]`.
 //! Results go to docs/benchmarks.md.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
 
 use omnigraph_cloud_config::{BranchName, GraphId, NodeConfig};
 use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
@@ -96,10 +96,7 @@ async fn main() {
     .await
     .unwrap();
 
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = omnigraph_cloud_cluster::Clock::system().wall_ms() / 1000;
     let claims = json!({"iss": ISSUER, "aud": "omnigraph", "sub": "alice", "org_id": "acme",
                         "iat": now, "exp": now + 3600});
     let bearer = |token: &str| format!("Bearer {token}");

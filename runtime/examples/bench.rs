@@ -13,7 +13,9 @@
 //! Results go to docs/benchmarks.md.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use omnigraph::db::{Omnigraph, ReadTarget};
 use omnigraph_cloud::Node;

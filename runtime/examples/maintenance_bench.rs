@@ -12,7 +12,9 @@
 //! Run: `cargo run -p omnigraph-cloud --example maintenance_bench -- [--inserts N] [--queries N]`
 //! (defaults 2000 and 500). Results go to docs/benchmarks.md.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use omnigraph_cloud::Node;
 use omnigraph_cloud_config::{NodeConfig, StorageRoot};

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use omnigraph_cloud_actors::lease::{Acquired, LeaseKind, LeaseStore, LeaseTiming, now_ms};
+use omnigraph_cloud_cluster::Clock;
+use omnigraph_cloud_cluster::lease::{Acquired, LeaseKind, LeaseStore, LeaseTiming};
 use omnigraph_cloud_actors::{GraphStore, RepoKey, StoreMetrics};
 use omnigraph_cloud_config::{GraphId, NodeConfig, TenantId};
 use serde_json::json;
@@ -57,7 +58,7 @@ async fn dispatch(command: LeaseCommand) -> Result<(), String> {
     match command {
         LeaseCommand::Show(args) => {
             let (leases, key) = open(&args)?;
-            let now = now_ms();
+            let now = Clock::system().wall_ms();
             let mut shown = Vec::new();
             for kind in LeaseKind::ALL {
                 if let Some(record) = leases.get(&key, kind).await.map_err(|e| e.to_string())? {
@@ -97,7 +98,7 @@ async fn contend(
     epochs: u64,
     hold: Duration,
 ) -> Result<(), String> {
-    let holder = omnigraph_cloud_actors::maintenance::holder_id(Some("contender"));
+    let holder = omnigraph_cloud::holder_id(Some("contender"));
     loop {
         match leases.acquire(key, kind, &holder).await {
             Ok(Acquired::Acquired(lease)) => {
@@ -156,8 +157,5 @@ fn open(args: &RepoArgs) -> Result<(LeaseStore, RepoKey), String> {
 }
 
 fn now_us() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_micros() as u64)
-        .unwrap_or_default()
+    Clock::system().wall_ms() * 1000
 }

@@ -3,16 +3,17 @@
 //! shuts everything down in order. Embeddable, so that tests and users can run nodes in one
 //! process; the `omnigraph-cloud` binary is a thin command line over it.
 //!
-//! Depends on: config, actors, http.
+//! Depends on: config, cluster, actors, http.
 
 #![recursion_limit = "256"]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use omnigraph_cloud_actors::lease::LeaseTiming;
-use omnigraph_cloud_actors::maintenance::{MaintenanceSettings, NodeMaintenance, holder_id};
+use omnigraph_cloud_cluster::lease::LeaseTiming;
+use omnigraph_cloud_actors::maintenance::{MaintenanceSettings, NodeMaintenance};
 use omnigraph_cloud_actors::{
-    ActorMetrics, GraphStore, LeaseMetrics, MaintenanceMetrics, ProbeError, Registry, RepoError,
+    ActorMetrics, GraphStore, ProbeError, Registry, RepoError,
     StoreMetrics,
 };
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
@@ -86,19 +87,18 @@ impl Node {
                     })?;
             info!(%root, update_if_match = report.update_if_match, "storage enforces conditional writes");
         }
-        let maintenance = NodeMaintenance {
-            leases: store.leases(LeaseTiming {
+        let maintenance = NodeMaintenance::new(
+            store.leases(LeaseTiming {
                 ttl: config.leases.ttl,
                 safety_margin: config.leases.safety_margin,
             }),
-            holder_id: holder_id(config.node.id.as_deref()),
-            settings: MaintenanceSettings {
+            holder_id(config.node.id.as_deref()),
+            MaintenanceSettings {
                 enabled: config.node.works() && config.maintenance.enabled,
                 config: config.maintenance.clone(),
             },
-            lease_metrics: LeaseMetrics::register(&mut metrics),
-            metrics: MaintenanceMetrics::register(&mut metrics),
-        };
+            &mut metrics,
+        );
         let registry = Registry::new(
             store,
             config.actors.clone(),
@@ -106,7 +106,7 @@ impl Node {
             ActorMetrics::register(&mut metrics),
             maintenance,
         );
-        registry.start_maintenance();
+        omnigraph_cloud_actors::start_maintenance(&registry);
         info!(
             holder = registry.holder_id(),
             serve = config.node.serves(),
@@ -217,4 +217,24 @@ impl Node {
         info!("omnigraph-cloud node stopped");
         served
     }
+}
+
+/// A lease holder id unique to this process: `<base>-<pid>-<random>`, the base being the
+/// configured node id, else the host name (`HOSTNAME`, `/etc/hostname`).
+pub fn holder_id(base: Option<&str>) -> Arc<str> {
+    let base = base
+        .map(str::to_string)
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+        })
+        .unwrap_or_else(|| "node".to_string());
+    Arc::from(format!(
+        "{base}-{}-{:06x}",
+        std::process::id(),
+        fastrand::u32(..0x100_0000)
+    ))
 }

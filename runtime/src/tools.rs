@@ -128,10 +128,7 @@ fn mint(args: MintArgs) -> Result<(), String> {
     let key = load_or_create_key(&args.key, &args.alg)?;
     let ttl: Duration = humantime::parse_duration(&args.ttl)
         .map_err(|_| format!("--ttl {}: expected a duration such as 1h", args.ttl))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_err(|err| err.to_string())?
-        .as_secs();
+    let now = omnigraph_cloud_cluster::Clock::system().wall_ms() / 1000;
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(args.issuer));
     claims.insert("aud".into(), json!(args.audience));

@@ -14,7 +14,9 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::RepoKey;
-use crate::lease::{Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseStore};
+use omnigraph_cloud_cluster::lease::{
+    Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseStore,
+};
 use crate::metrics::LeaseMetrics;
 
 pub(crate) struct LeaseHolder {

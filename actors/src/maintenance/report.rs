@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::lease::{LeaseKind, LeaseRecord};
+use omnigraph_cloud_cluster::lease::{LeaseKind, LeaseRecord};
 
 /// One maintenance job's last run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

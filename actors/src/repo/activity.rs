@@ -9,9 +9,10 @@
 //! that no second engine handle opens the graph while it writes.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 #[derive(Debug)]
 pub(crate) struct Activity {

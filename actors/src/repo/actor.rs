@@ -12,7 +12,7 @@ use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
 use crate::RepoError;
-use crate::lease::now_ms;
+use omnigraph_cloud_cluster::Clock;
 use crate::maintenance::Held;
 
 pub(crate) struct RepoActor;
@@ -89,7 +89,7 @@ impl Actor for RepoActor {
                         true
                     };
                     // Shared with other publishes; a recovery sweep holds it exclusively.
-                    let _gate = maintenance.write_gate.read().await;
+                    let _gate = maintenance.sweep_exclusion.read().await;
                     match maintenance.writer.ensure().await {
                         Ok(Held::Ours(_)) if !clean => {
                             // The other writer's lease lapsed between the check and now: check
@@ -107,7 +107,7 @@ impl Actor for RepoActor {
                             let bytes = unit.bytes() as u64;
                             let _exclusive = match unit {
                                 coalescer::Unit::Alone(_) => {
-                                    Some(maintenance.exclusive.lock().await)
+                                    Some(maintenance.optimize_exclusion.lock().await)
                                 }
                                 coalescer::Unit::Batch(_) => None,
                             };
@@ -131,7 +131,7 @@ impl Actor for RepoActor {
                                 graph: graph.clone(),
                                 holder: record.holder.clone(),
                                 epoch: record.epoch,
-                                expires_in_ms: record.expires_at_ms.saturating_sub(now_ms()),
+                                expires_in_ms: record.expires_at_ms.saturating_sub(Clock::system().wall_ms()),
                             });
                         }
                         Err(err) => {
@@ -152,7 +152,7 @@ impl Actor for RepoActor {
                 // Index builds write recovery sidecars: no sweep may run meanwhile. They commit,
                 // so they run under the writer lease and stop at its deadline.
                 let maintenance = &state.shared.maintenance;
-                let _gate = maintenance.write_gate.read().await;
+                let _gate = maintenance.sweep_exclusion.read().await;
                 let Ok(Held::Ours(epoch)) = maintenance.writer.ensure().await else {
                     return Ok(()); // another node writes the graph: its compaction builds them
                 };

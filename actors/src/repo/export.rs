@@ -12,7 +12,6 @@ use omnigraph::db::Omnigraph;
 use tokio::sync::mpsc;
 
 use super::branches;
-use super::handle::RepoLease;
 use crate::RepoError;
 
 const CHUNK_BYTES: usize = 64 * 1024;
@@ -23,7 +22,8 @@ const CHANNEL_CHUNKS: usize = 4;
 pub struct ExportStream {
     first: Option<Bytes>,
     chunks: mpsc::Receiver<Result<Bytes, RepoError>>,
-    _lease: RepoLease,
+    /// Whatever keeps the repo in use until the stream ends (the request's guard).
+    _in_use: Box<dyn Send + Sync>,
 }
 
 impl Stream for ExportStream {
@@ -42,7 +42,7 @@ pub(crate) async fn start(
     branch: String,
     type_names: Vec<String>,
     table_keys: Vec<String>,
-    lease: RepoLease,
+    in_use: Box<dyn Send + Sync>,
 ) -> Result<ExportStream, RepoError> {
     let (sender, mut chunks) = mpsc::channel(CHANNEL_CHUNKS);
     let runtime = tokio::runtime::Handle::current();
@@ -84,7 +84,7 @@ pub(crate) async fn start(
     Ok(ExportStream {
         first,
         chunks,
-        _lease: lease,
+        _in_use: in_use,
     })
 }
 

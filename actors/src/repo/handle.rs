@@ -31,7 +31,7 @@ pub struct RepoHandle {
 
 /// A repo in use by one request: the handle plus the activity guard that keeps the repo from
 /// being evicted until the request is over.
-pub struct RepoLease {
+pub struct ActiveRepo {
     handle: RepoHandle,
     _guard: ActivityGuard,
 }
@@ -53,16 +53,16 @@ pub struct TableInfo {
     pub row_count: u64,
 }
 
-impl RepoLease {
-    pub(crate) fn new(handle: RepoHandle, guard: ActivityGuard) -> RepoLease {
-        RepoLease {
+impl ActiveRepo {
+    pub(crate) fn new(handle: RepoHandle, guard: ActivityGuard) -> ActiveRepo {
+        ActiveRepo {
             handle,
             _guard: guard,
         }
     }
 
     /// Streams the branch as NDJSON. Fails before the first byte for a bad request (unknown
-    /// branch or table); the stream keeps this lease until it ends.
+    /// branch or table); the stream keeps the repo in use until it ends.
     pub async fn export(
         self,
         branch: BranchName,
@@ -70,11 +70,18 @@ impl RepoLease {
         table_keys: Vec<String>,
     ) -> Result<ExportStream, RepoError> {
         let engine = self.handle.incarnation().await?.engine.clone();
-        export::start(engine, branch.into_string(), type_names, table_keys, self).await
+        export::start(
+            engine,
+            branch.into_string(),
+            type_names,
+            table_keys,
+            Box::new(self),
+        )
+        .await
     }
 }
 
-impl Deref for RepoLease {
+impl Deref for ActiveRepo {
     type Target = RepoHandle;
 
     fn deref(&self) -> &RepoHandle {
@@ -289,8 +296,9 @@ impl RepoHandle {
         }
     }
 
-    /// Fault injection: makes the repo's current actor panic. Its supervisor restarts it.
-    #[doc(hidden)]
+    /// Fault injection for tests: makes the repo's current actor panic. Its supervisor
+    /// restarts it. Only with the `test-seams` feature.
+    #[cfg(feature = "test-seams")]
     pub fn inject_crash(&self) {
         let _ = self.supervisor.cast(SupervisorMsg::CrashChild);
     }

@@ -13,6 +13,7 @@ mod branches;
 mod coalescer;
 mod export;
 mod handle;
+mod maintenance_actors;
 mod messages;
 mod schema_guard;
 mod supervisor;
@@ -26,7 +27,7 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 
 pub use export::ExportStream;
-pub use handle::{RepoHandle, RepoLease, SnapshotInfo, TableInfo};
+pub use handle::{RepoHandle, ActiveRepo, SnapshotInfo, TableInfo};
 pub use messages::{RepoMsg, WriteOp, WriteOutcome};
 
 pub(crate) use activity::Activity;

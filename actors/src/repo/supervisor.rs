@@ -16,9 +16,11 @@ use tracing::{error, info, warn};
 use super::actor::RepoActor;
 use super::messages::RepoMsg;
 use super::{Life, RepoShared};
-use crate::maintenance::{
-    CompactionActor, CompactionMsg, MaintenanceArgs, RecoveryActor, RecoveryMsg,
+use super::maintenance_actors::{
+    CompactionActor, CompactionMsg, MaintenanceActors, MaintenanceArgs, RecoveryActor,
+    RecoveryMsg,
 };
+use crate::maintenance::Scheduler;
 use crate::metrics::ActorMetrics;
 
 pub(crate) struct RepoSupervisor;
@@ -211,7 +213,10 @@ impl Actor for RepoSupervisor {
 impl SupervisorState {
     fn publish_maintenance_actors(&self) {
         let actors = match (&self.recovery, &self.compaction) {
-            (Some(recovery), Some(compaction)) => Some((recovery.clone(), compaction.clone())),
+            (Some(recovery), Some(compaction)) => Some(Box::new(MaintenanceActors {
+                recovery: recovery.clone(),
+                compaction: compaction.clone(),
+            }) as Box<dyn Scheduler>),
             _ => None,
         };
         *self

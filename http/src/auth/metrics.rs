@@ -1,11 +1,14 @@
-//! Auth metrics: refusals by reason, JWKS refresh health, bundle state, policy denials.
-//! Labels come from small fixed sets (reasons, actions) or from configuration (issuers).
+//! Auth metrics: refusals by reason, JWKS refresh health, bundle state, and (registered
+//! here, counted by the policy store) policy denials. Labels come from small fixed sets
+//! (reasons, actions) or from configuration (issuers).
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::policy::PolicyMetrics;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
@@ -23,11 +26,6 @@ struct SourceLabel {
     source: String,
 }
 
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ActionLabel {
-    action: String,
-}
-
 #[derive(Clone)]
 pub(crate) struct AuthMetrics {
     rejections: Family<ReasonLabel, Counter>,
@@ -36,56 +34,63 @@ pub(crate) struct AuthMetrics {
     jwks_degraded: Family<IssuerLabel, Gauge>,
     bundle_serial: Gauge,
     bundle_rejections: Family<ReasonLabel, Counter>,
-    policy_denials: Family<ActionLabel, Counter>,
+    policy: PolicyMetrics,
 }
 
 impl AuthMetrics {
+    /// Registers every auth metric, the policy denials last.
     pub(crate) fn register(registry: &mut Registry) -> AuthMetrics {
-        let metrics = AuthMetrics {
-            rejections: Family::default(),
-            jwks_refresh_failures: Family::default(),
-            jwks_last_success: Family::default(),
-            jwks_degraded: Family::default(),
-            bundle_serial: Gauge::default(),
-            bundle_rejections: Family::default(),
-            policy_denials: Family::default(),
-        };
+        let rejections: Family<ReasonLabel, Counter> = Family::default();
+        let jwks_refresh_failures: Family<SourceLabel, Counter> = Family::default();
+        let jwks_last_success: Family<SourceLabel, Gauge> = Family::default();
+        let jwks_degraded: Family<IssuerLabel, Gauge> = Family::default();
+        let bundle_serial: Gauge = Gauge::default();
+        let bundle_rejections: Family<ReasonLabel, Counter> = Family::default();
         registry.register(
             "omnigraph_auth_rejections",
             "Credentials refused with 401, by the check that failed",
-            metrics.rejections.clone(),
+            rejections.clone(),
         );
         registry.register(
             "omnigraph_auth_jwks_refresh_failures",
             "Failed background refreshes of an issuer's JWKS source",
-            metrics.jwks_refresh_failures.clone(),
+            jwks_refresh_failures.clone(),
         );
         registry.register(
             "omnigraph_auth_jwks_last_success_timestamp_seconds",
             "Unix time of the last successful refresh of an issuer's JWKS source",
-            metrics.jwks_last_success.clone(),
+            jwks_last_success.clone(),
         );
         registry.register(
             "omnigraph_auth_jwks_degraded",
             "1 while an issuer's last JWKS refresh failed and cached keys are serving",
-            metrics.jwks_degraded.clone(),
+            jwks_degraded.clone(),
         );
         registry.register(
             "omnigraph_auth_bundle_serial",
             "Serial of the signed bundle in force (0: none)",
-            metrics.bundle_serial.clone(),
+            bundle_serial.clone(),
         );
         registry.register(
             "omnigraph_auth_bundle_rejections",
             "Bundles refused (the last good one stays in force), by reason",
-            metrics.bundle_rejections.clone(),
+            bundle_rejections.clone(),
         );
-        registry.register(
-            "omnigraph_auth_policy_denials",
-            "Requests denied by policy (403), by action",
-            metrics.policy_denials.clone(),
-        );
-        metrics
+        let policy = PolicyMetrics::register(registry);
+        AuthMetrics {
+            rejections,
+            jwks_refresh_failures,
+            jwks_last_success,
+            jwks_degraded,
+            bundle_serial,
+            bundle_rejections,
+            policy,
+        }
+    }
+
+    /// The policy denials counter, for the policy store.
+    pub(crate) fn policy(&self) -> &PolicyMetrics {
+        &self.policy
     }
 
     pub(crate) fn rejected(&self, reason: &str) {
@@ -102,10 +107,7 @@ impl AuthMetrics {
             source: source.into(),
         };
         if ok {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|elapsed| elapsed.as_secs() as i64)
-                .unwrap_or_default();
+            let now = (omnigraph_cloud_actors::Clock::system().wall_ms() / 1000) as i64;
             self.jwks_last_success.get_or_create(&label).set(now);
         } else {
             self.jwks_refresh_failures.get_or_create(&label).inc();
@@ -128,14 +130,6 @@ impl AuthMetrics {
         self.bundle_rejections
             .get_or_create(&ReasonLabel {
                 reason: reason.into(),
-            })
-            .inc();
-    }
-
-    pub(crate) fn policy_denied(&self, action: &str) {
-        self.policy_denials
-            .get_or_create(&ActionLabel {
-                action: action.into(),
             })
             .inc();
     }

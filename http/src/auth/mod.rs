@@ -16,42 +16,19 @@ mod static_tokens;
 
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
-use axum::http::request::Parts;
 use omnigraph_cloud_config::{AuthConfig, AuthMode, ConfigError, TenantId};
 use prometheus_client::registry::Registry;
 
 use crate::error::ApiError;
 use crate::policy::PolicyStore;
-use crate::state::AppState;
 
+pub use crate::principal::{IdentitySource, Principal};
 pub use refresh::AuthTasks;
 pub use static_tokens::sha256_hex;
 
 pub(crate) use metrics::AuthMetrics;
 use oidc::OidcVerifier;
 use static_tokens::StaticTokens;
-
-/// Who is calling: the authenticated actor (none when authentication is off), its tenant,
-/// the policy groups its credential carries, and how it was authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub actor: Option<String>,
-    pub tenant: TenantId,
-    pub groups: Vec<String>,
-    pub source: IdentitySource,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdentitySource {
-    /// Authentication is off.
-    Anonymous,
-    Static,
-    Oidc {
-        issuer: Arc<str>,
-    },
-}
 
 /// Why a credential was refused: a metric label from a small fixed set, and the message.
 #[derive(Debug)]
@@ -174,26 +151,6 @@ impl TokenVerifier {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Principal, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .map(|value| {
-                value
-                    .to_str()
-                    .map_err(|_| ApiError::unauthorized("invalid bearer token"))
-            })
-            .transpose()?;
-        state.auth.verify(header)
-    }
-}
-
 /// Everything auth-related a node runs: the verifier, the policy store and the background
 /// tasks that keep their keys, policies and allowlists fresh.
 pub struct Auth {
@@ -209,7 +166,7 @@ impl Auth {
         let policy = Arc::new(PolicyStore::load(
             config.policy_dir.as_deref(),
             config.mode != AuthMode::None,
-            Some(verifier.metrics().clone()),
+            Some(verifier.metrics().policy().clone()),
         )?);
         let tasks = AuthTasks::start(config, verifier.clone(), policy.clone()).await?;
         Ok(Auth {

@@ -5,7 +5,9 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use omnigraph_cloud_config::{
     AuthConfig, BundleConfig, BundleSource, ConfigError, OidcIssuerConfig,

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use omnigraph_cloud_config::BranchName;
 use serde::Deserialize;
 
-use super::Action;
+use super::action::Action;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

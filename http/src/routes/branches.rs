@@ -1,7 +1,7 @@
 //! Branches and commits.
 
 use axum::extract::{Path, Query, State};
-use omnigraph::db::{GraphCommit, MergeOutcome};
+use omnigraph_cloud_actors::engine::{GraphCommit, MergeOutcome};
 
 use crate::dto::{
     BranchCreateOutput, BranchCreateRequest, BranchDeleteOutput, BranchListOutput,

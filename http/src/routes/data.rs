@@ -5,8 +5,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use omnigraph::db::{ReadTarget, SnapshotId};
-use omnigraph::loader::LoadMode;
+use omnigraph_cloud_actors::engine::{LoadMode, ReadTarget, SnapshotId};
 use omnigraph_cloud_config::BranchName;
 use serde_json::Value;
 

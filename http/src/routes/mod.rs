@@ -1,5 +1,6 @@
 //! The router: every upstream omnigraph-server 0.8 route under `/graphs/{graph_id}/...`,
-//! plus graph management and node routes.
+//! plus graph management and node routes, and the OpenAPI document ([`ApiDoc`]) that lists
+//! them.
 
 pub(crate) mod admin;
 pub(crate) mod branches;
@@ -18,10 +19,37 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
 
 use crate::error::ApiError;
 use crate::metrics;
+use crate::openapi::{BearerAuth, NameRules, Unavailable};
 use crate::state::AppState;
+
+/// The OpenAPI document, generated from the handlers' annotations and completed by the
+/// modifiers of `crate::openapi`.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "omnigraph-cloud",
+        description = "Managed OmniGraph data plane. Wire-compatible with omnigraph-server 0.8 \
+                       under /graphs/{graph_id}/..., plus graph management. The tenant is \
+                       resolved from the bearer token."
+    ),
+    paths(
+        system::healthz, system::openapi,
+        graphs::list, graphs::create, graphs::delete,
+        data::snapshot, data::query, data::read, data::mutate, data::change,
+        data::load, data::ingest, data::export,
+        schema::get, schema::apply, schema::catalog, schema::invoke,
+        branches::list, branches::create, branches::delete, branches::merge,
+        branches::commits, branches::commit,
+        admin::maintenance,
+    ),
+    components(schemas(crate::dto::ErrorOutput)),
+    modifiers(&BearerAuth, &NameRules, &Unavailable),
+)]
+pub struct ApiDoc;
 
 /// Builds the HTTP API of a node.
 pub fn router(state: AppState) -> Router {
@@ -46,7 +74,7 @@ pub fn router(state: AppState) -> Router {
     routes
         .layer(DefaultBodyLimit::max(limits.default))
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.metrics.clone(),
             metrics::track,
         ))
         .layer(CatchPanicLayer::custom(panic_response))

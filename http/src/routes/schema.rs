@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::extract::{Json, Repo};
 use crate::nesting::check_nesting;
 use crate::policy::{Access, Action};
+use crate::query_name::{QUERY_NAME_PATTERN, is_query_name};
 use crate::state::AppState;
 use omnigraph_cloud_config::BranchName;
 
@@ -92,9 +93,6 @@ pub(crate) async fn catalog(
     }))
 }
 
-/// The stored-query name rule, for messages and the OpenAPI document.
-pub(crate) const QUERY_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
-
 /// Invokes a stored query. With no stored queries, every name is unknown (404).
 #[utoipa::path(post, path = "/graphs/{graph_id}/queries/{name}", tag = "queries",
     params(("graph_id" = String, Path), ("name" = String, Path)),
@@ -107,13 +105,7 @@ pub(crate) async fn invoke(
 ) -> Result<axum::Json<QueriesCatalogOutput>, ApiError> {
     // A stored query's name is an identifier of the query language.
     let name = path.1;
-    let valid = name.len() <= 128
-        && name
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if !valid {
+    if !is_query_name(&name) {
         return Err(ApiError::bad_request(format!(
             "name: invalid stored query name {name:?}: must match {QUERY_NAME_PATTERN}"
         )));

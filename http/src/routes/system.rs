@@ -4,11 +4,11 @@
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use omnigraph::db::manifest::INTERNAL_MANIFEST_SCHEMA_VERSION;
+use omnigraph_cloud_actors::engine::INTERNAL_MANIFEST_SCHEMA_VERSION;
 use utoipa::OpenApi;
 
+use super::ApiDoc;
 use crate::dto::HealthOutput;
-use crate::openapi::ApiDoc;
 use crate::state::AppState;
 
 /// The engine release this node embeds (pinned exactly in the workspace manifest).

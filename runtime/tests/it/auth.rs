@@ -23,10 +23,7 @@ const ISSUER: &str = "https://idp.test";
 const OTHER_ISSUER: &str = "https://customer-idp.test";
 
 fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    (omnigraph_cloud_cluster::Clock::system().wall_ms() / 1000) as i64
 }
 
 /// A token issuer for tests: its keys by kid, and their JWKS.

@@ -266,7 +266,7 @@ async fn cleanup_never_runs_beside_a_write_in_flight() {
     })
     .await;
     assert!(held, "the write forked the table");
-    let held_at_ms = omnigraph_cloud_actors::lease::now_ms();
+    let held_at_ms = omnigraph_cloud_cluster::Clock::system().wall_ms();
     // Maintenance gets several chances to run while the write is held.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let during = maintenance_report(&client).await;
@@ -281,7 +281,7 @@ async fn cleanup_never_runs_beside_a_write_in_flight() {
         last["outcome"] != "done" || finished_at <= held_at_ms,
         "a cleanup ran while a write was in flight: {during}"
     );
-    let released_at_ms = omnigraph_cloud_actors::lease::now_ms();
+    let released_at_ms = omnigraph_cloud_cluster::Clock::system().wall_ms();
     s3.proxy.set_faults(Faults::default());
     write.await.unwrap().expect(200);
 

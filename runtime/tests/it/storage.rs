@@ -2,7 +2,9 @@
 //! request accounting.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use omnigraph_cloud::NodeError;
 use omnigraph_cloud_chaos::{ErrorRule, Faults, Latency, Op};

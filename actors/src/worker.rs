@@ -1,4 +1,4 @@
-//! The worker's scanner: finds cold repos that need maintenance, from what is under
+//! The worker tier: a scan that finds cold repos needing maintenance, from what is under
 //! `{root}/_system/` alone.
 //!
 //! Every `scan_interval` it lists the lease objects and the maintenance status objects (two
@@ -17,12 +17,23 @@ use std::collections::HashMap;
 
 use tracing::{info, warn};
 
-use super::Outcome;
+use omnigraph_cloud_cluster::Clock;
+use omnigraph_cloud_cluster::lease::LeaseKind;
+
 use crate::RepoKey;
-use crate::lease::{LeaseKind, now_ms};
+use crate::maintenance::Outcome;
 use crate::registry::Registry;
 
-/// What the scanner last saw of one object.
+/// Starts the worker's scan if this node runs maintenance; it stops with the registry
+/// ([`Registry::shutdown`]).
+pub fn start_maintenance(registry: &Registry) {
+    if !registry.maintenance_settings().enabled {
+        return;
+    }
+    registry.keep_background_task(tokio::spawn(run(registry.clone())));
+}
+
+/// What the scan last saw of one object.
 #[derive(Default)]
 struct Seen {
     /// The listing's version of the object (ETag or modification time).
@@ -32,7 +43,7 @@ struct Seen {
 }
 
 /// Runs until the registry shuts down.
-pub(crate) async fn run(registry: Registry) {
+async fn run(registry: Registry) {
     let mut leases: HashMap<RepoKey, Seen> = HashMap::new();
     let mut statuses: HashMap<RepoKey, Seen> = HashMap::new();
     let interval = registry.maintenance_settings().config.scan_interval;
@@ -53,7 +64,7 @@ async fn scan(
     statuses: &mut HashMap<RepoKey, Seen>,
 ) -> Result<(), crate::RepoError> {
     let lease_store = registry.lease_store();
-    let now = now_ms();
+    let now = Clock::system().wall_ms();
     // Writer leases: find the dead writers.
     let mut recover = Vec::new();
     for listed in lease_store.list().await.map_err(lease_error)? {
@@ -115,7 +126,7 @@ async fn scan(
     Ok(())
 }
 
-fn lease_error(err: crate::lease::LeaseError) -> crate::RepoError {
+fn lease_error(err: omnigraph_cloud_cluster::lease::LeaseError) -> crate::RepoError {
     crate::RepoError::Unavailable {
         message: err.to_string(),
     }

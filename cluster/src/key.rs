@@ -1,3 +1,5 @@
+//! The key of a repo: the tenant that owns it and the graph's id.
+
 use std::fmt;
 
 use omnigraph_cloud_config::{GraphId, TenantId};

@@ -8,8 +8,24 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::debug;
 
-use super::{Outcome, RepoMaintenance};
-use crate::repo::{Life, RepoShared};
+use super::{Life, RepoShared};
+use crate::maintenance::{Outcome, RepoMaintenance, Scheduler};
+
+/// A warm repo's maintenance actors, as its maintenance state reaches them.
+pub(crate) struct MaintenanceActors {
+    pub(crate) recovery: ActorRef<RecoveryMsg>,
+    pub(crate) compaction: ActorRef<CompactionMsg>,
+}
+
+impl Scheduler for MaintenanceActors {
+    fn published(&self, due: bool) {
+        let _ = self.compaction.cast(CompactionMsg::Published { due });
+    }
+
+    fn check_recovery(&self) {
+        let _ = self.recovery.cast(RecoveryMsg::Check);
+    }
+}
 
 /// How long a run waits for the request path to quiet down before it goes ahead anyway.
 const LOAD_DEFERRAL: Duration = Duration::from_secs(1);

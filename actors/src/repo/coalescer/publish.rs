@@ -1,0 +1,336 @@
+//! Running a unit on the engine and answering every caller: publishes under the writer's
+//! fence, retries of lost races, splitting a failed batch until each failure is its own, and
+//! outcome-unknown answers where a publish may have landed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use omnigraph::db::Omnigraph;
+use omnigraph::error::OmniError;
+use omnigraph::loader::{LoadMode, LoadResult};
+use omnigraph_cloud_config::WriteConfig;
+use omnigraph_compiler::catalog::Catalog;
+use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
+use omnigraph_compiler::query::parser::parse_query;
+use omnigraph_compiler::query::typecheck::typecheck_query_decl;
+use omnigraph_compiler::{Literal, MutationResult, ParamMap};
+use ractor::RpcReplyPort;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::repo::messages::{WriteOp, WriteOutcome};
+use crate::repo::{branches, writes};
+use crate::maintenance::Fence;
+use crate::metrics::CoalescerMetrics;
+use crate::{ErrorKind, RepoError};
+use super::queue::{Pending, Unit, batch_key, plan_counts};
+use super::rewrite::{COMBINED_QUERY_NAME, concatenated_load, node_load, combine};
+
+/// How many times a combined publish that lost a race to another writer is re-planned.
+pub(super) const CONFLICT_RETRIES: usize = 3;
+
+/// Runs a unit on the engine and answers every caller in it.
+///
+/// Returns whether a schema change was applied, so that its declared indexes get built.
+pub(crate) async fn execute(
+    engine: &Arc<Omnigraph>,
+    unit: Unit,
+    metrics: &CoalescerMetrics,
+    fence: &mut Fence,
+) -> bool {
+    let started = Instant::now();
+    match unit {
+        Unit::Alone(pending) => {
+            let result = under_fence(fence, writes::execute(engine, pending.op))
+                .await
+                .map_err(unacknowledged);
+            let schema_changed =
+                matches!(&result, Ok(WriteOutcome::SchemaApplied(applied)) if applied.applied);
+            let _ = pending.reply.send(result);
+            metrics
+                .publish_seconds
+                .observe(started.elapsed().as_secs_f64());
+            schema_changed
+        }
+        Unit::Batch(batch) => {
+            run_batch(engine, batch, metrics, fence).await;
+            false
+        }
+    }
+}
+
+/// Publishes a batch of insert-only mutations as one, splitting it on failure. The halves
+/// are kept in a work list rather than recursed into: the engine's futures are large, and
+/// nesting them for every split would exhaust a worker thread's stack.
+pub(super) async fn run_batch(
+    engine: &Arc<Omnigraph>,
+    batch: Vec<Pending>,
+    metrics: &CoalescerMetrics,
+    fence: &mut Fence,
+) {
+    let mut work = vec![batch];
+    while let Some(batch) = work.pop() {
+        if let Some((first, second)) = publish(engine, batch, metrics, fence).await {
+            metrics.splits.inc();
+            work.push(second);
+            work.push(first); // the earlier half goes first
+        }
+    }
+}
+
+/// Publishes one batch and answers its callers, or returns its two halves when something in
+/// it is wrong (nothing was published then).
+pub(super) async fn publish(
+    engine: &Arc<Omnigraph>,
+    batch: Vec<Pending>,
+    metrics: &CoalescerMetrics,
+    fence: &mut Fence,
+) -> Option<(Vec<Pending>, Vec<Pending>)> {
+    let started = Instant::now();
+    if batch.len() == 1 {
+        // Alone, a write runs with its own text: its result and its error are its own.
+        let pending = batch.into_iter().next().expect("one write");
+        let result = under_fence(fence, writes::execute(engine, pending.op))
+            .await
+            .map_err(unacknowledged);
+        let _ = pending.reply.send(result);
+        metrics.batches.inc();
+        metrics.batch_writes.observe(1.0);
+        metrics
+            .publish_seconds
+            .observe(started.elapsed().as_secs_f64());
+        return None;
+    }
+    let (_, branch, actor) = batch_key(&batch[0].op);
+    // Commit times are microseconds; milliseconds err on the side of "maybe published".
+    let publish_began_us = omnigraph_cloud_cluster::Clock::system().wall_ms() as i64 * 1000;
+    let publication = if batch[0].load.is_some() {
+        let (mode, data) = concatenated_load(&batch);
+        Publication::Load { data, mode }
+    } else if let Some(data) = node_load(&batch, &engine.catalog()) {
+        Publication::Load {
+            data,
+            mode: LoadMode::Merge,
+        }
+    } else {
+        let (source, params) = combine(&batch);
+        Publication::Mutation { source, params }
+    };
+    let outcome = fence
+        .run(retrying_lost_races(engine, metrics, || {
+            Box::pin(async {
+                match &publication {
+                    Publication::Load { data, mode } => engine
+                        .load_as(&branch, None, data, *mode, actor.as_deref())
+                        .await
+                        .map(|_| ()),
+                    Publication::Mutation { source, params } => engine
+                        .mutate_as(
+                            &branch,
+                            source,
+                            COMBINED_QUERY_NAME,
+                            params,
+                            actor.as_deref(),
+                        )
+                        .await
+                        .map(|_| ()),
+                }
+            })
+        }))
+        .await;
+    metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    // `None`: cut short by the fence; `Some(err)`: the engine's own failure.
+    let outcome = match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(err)) => Err(Some(err)),
+        None => Err(None),
+    };
+    match outcome {
+        Ok(()) => {
+            metrics.batches.inc();
+            metrics.batch_writes.observe(batch.len() as f64);
+            debug!(writes = batch.len(), "coalesced publish");
+            for pending in batch {
+                let outcome = own_outcome(&pending, &branch);
+                let _ = pending.reply.send(Ok(outcome));
+            }
+            None
+        }
+        Err(err) => {
+            let err = match err {
+                Some(err) => branches::explain_error(engine, &branch, err).await,
+                None => fenced(),
+            };
+            match batch_wide_copies(&err, batch.len()) {
+                // The batch's branch, the store or the lease: every member's own answer is
+                // this one (and none may be retried, when the publish may have landed).
+                Some(copies) => {
+                    for (pending, copy) in batch.into_iter().zip(copies) {
+                        let _ = pending.reply.send(Err(copy));
+                    }
+                    None
+                }
+                // A failure of the store or the engine itself may come after the commit: if the
+                // branch has a commit since this publish began, it landed (writes of the graph
+                // are this actor's alone), and re-running halves would apply it twice.
+                None if err.kind() == ErrorKind::Internal
+                    && !nothing_published_since(engine, &branch, publish_began_us).await =>
+                {
+                    for pending in batch {
+                        let _ = pending.reply.send(Err(maybe_applied(&err)));
+                    }
+                    None
+                }
+                // Anything else may be one member's doing (nothing was published): split
+                // until each write runs alone and gets its own answer.
+                None => {
+                    let mut first = batch;
+                    let second = first.split_off(first.len() / 2);
+                    Some((first, second))
+                }
+            }
+        }
+    }
+}
+
+/// Whether `branch` has no commit created at or after `since_us` (microseconds since the Unix
+/// epoch). Only asked on the error path; an error asking counts as "maybe published".
+pub(super) async fn nothing_published_since(engine: &Omnigraph, branch: &str, since_us: i64) -> bool {
+    let listed = if branch == branches::MAIN {
+        engine.list_commits(None).await
+    } else {
+        engine.list_commits(Some(branch)).await
+    };
+    match listed {
+        Ok(commits) => commits.iter().all(|commit| commit.created_at < since_us),
+        Err(_) => false,
+    }
+}
+
+/// `work` (a write on the engine), cut short with `OutcomeUnknown` once the writer lease's
+/// fence is passed: it may have landed or not, and another node may write the graph now.
+pub(super) async fn under_fence<T>(
+    fence: &mut Fence,
+    work: impl Future<Output = Result<T, RepoError>>,
+) -> Result<T, RepoError> {
+    fence.run(work).await.unwrap_or_else(|| Err(fenced()))
+}
+
+pub(super) fn fenced() -> RepoError {
+    RepoError::OutcomeUnknown {
+        message: "this node's writer lease ran out (it could not be renewed in time) while the \
+                  write was being published, so the publish was cancelled; the write may or may \
+                  not have been applied, check its effect before retrying"
+            .into(),
+    }
+}
+
+/// How a batch is published: one load of all its records, or one generated mutation.
+pub(super) enum Publication {
+    Load { data: String, mode: LoadMode },
+    Mutation { source: String, params: ParamMap },
+}
+
+/// Runs `attempt`, and again after a refresh when it lost a race to another writer, at most
+/// `CONFLICT_RETRIES` more times. Inserts and append/merge loads do not depend on what they
+/// read, so re-running them is safe.
+pub(super) async fn retrying_lost_races<'a>(
+    engine: &Omnigraph,
+    metrics: &CoalescerMetrics,
+    mut attempt: impl FnMut() -> BoxFuture<'a, Result<(), OmniError>>,
+) -> Result<(), OmniError> {
+    let mut outcome = attempt().await;
+    for _ in 0..CONFLICT_RETRIES {
+        match &outcome {
+            Err(err) if is_lost_race(err) => {
+                metrics.retries.inc();
+                if let Err(refresh) = engine.refresh().await {
+                    warn!(error = %refresh, "refresh before retrying a coalesced publish failed");
+                }
+                outcome = attempt().await;
+            }
+            _ => break,
+        }
+    }
+    outcome
+}
+
+/// What a member of a published batch would have got alone.
+pub(super) fn own_outcome(pending: &Pending, branch: &str) -> WriteOutcome {
+    if let Some(load) = &pending.load {
+        return WriteOutcome::Loaded(LoadResult {
+            branch: branch.to_string(),
+            base_branch: None,
+            branch_created: false,
+            nodes_loaded: load.nodes.clone(),
+            edges_loaded: load.edges.clone(),
+        });
+    }
+    let (affected_nodes, affected_edges) = plan_counts(pending);
+    WriteOutcome::Mutated(MutationResult {
+        affected_nodes,
+        affected_edges,
+    })
+}
+
+/// A write that failed because the store became unreachable may still have committed (the
+/// connection can break after the conditional PUT landed): its caller is told the outcome is
+/// unknown, so that it checks before retrying, rather than invited to retry blindly.
+pub(super) fn unacknowledged(err: RepoError) -> RepoError {
+    match err.kind() {
+        ErrorKind::Unavailable => maybe_applied(&err),
+        _ => err,
+    }
+}
+
+/// `OutcomeUnknown` for a write that failed with `cause` after it may have landed.
+pub(super) fn maybe_applied(cause: &dyn std::fmt::Display) -> RepoError {
+    RepoError::OutcomeUnknown {
+        message: format!(
+            "{cause}; the write may or may not have been applied, check its effect before retrying"
+        ),
+    }
+}
+
+/// `count` copies of a batch's error when it is the answer of every member alike: the
+/// batch's branch is missing, the store failed mid-publish (the outcome is unknown: the
+/// publish may have landed, so no half is retried), or the node may not write or queue.
+/// `None` when the failure may be one member's doing.
+pub(super) fn batch_wide_copies(err: &RepoError, count: usize) -> Option<Vec<RepoError>> {
+    let copy = || -> Option<RepoError> {
+        Some(match err {
+            RepoError::BranchNotFound { branch, hint } => RepoError::BranchNotFound {
+                branch: branch.clone(),
+                hint,
+            },
+            RepoError::NotWriter {
+                graph,
+                holder,
+                epoch,
+                expires_in_ms,
+            } => RepoError::NotWriter {
+                graph: graph.clone(),
+                holder: holder.clone(),
+                epoch: *epoch,
+                expires_in_ms: *expires_in_ms,
+            },
+            RepoError::Overloaded { message } => RepoError::Overloaded {
+                message: message.clone(),
+            },
+            RepoError::OutcomeUnknown { message } => RepoError::OutcomeUnknown {
+                message: message.clone(),
+            },
+            _ if err.kind() == ErrorKind::Unavailable => maybe_applied(err),
+            _ => return None,
+        })
+    };
+    (0..count).map(|_| copy()).collect()
+}
+
+pub(super) fn is_lost_race(err: &OmniError) -> bool {
+    matches!(err, OmniError::Manifest(manifest) if manifest.kind == omnigraph::error::ManifestErrorKind::Conflict
+        && manifest.details.is_some())
+}

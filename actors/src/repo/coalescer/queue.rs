@@ -1,0 +1,234 @@
+//! The queue of a repo's writes and what the next publish takes from it: shared publishes
+//! for writes that can share one, exclusive writes alone and in arrival order.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use omnigraph::db::Omnigraph;
+use omnigraph::error::OmniError;
+use omnigraph::loader::{LoadMode, LoadResult};
+use omnigraph_cloud_config::WriteConfig;
+use omnigraph_compiler::catalog::Catalog;
+use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
+use omnigraph_compiler::query::parser::parse_query;
+use omnigraph_compiler::query::typecheck::typecheck_query_decl;
+use omnigraph_compiler::{Literal, MutationResult, ParamMap};
+use ractor::RpcReplyPort;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::repo::messages::{WriteOp, WriteOutcome};
+use crate::repo::{branches, writes};
+use crate::maintenance::Fence;
+use crate::metrics::CoalescerMetrics;
+use crate::{ErrorKind, RepoError};
+use super::plan::{InsertPlan, LoadPlan, load_plan, insert_plan};
+
+pub(crate) type Reply = RpcReplyPort<Result<WriteOutcome, RepoError>>;
+
+/// A queued write.
+pub(crate) struct Pending {
+    pub(super) op: WriteOp,
+    pub(super) reply: Reply,
+    /// Set when the write can share a publish with others.
+    pub(super) plan: Option<InsertPlan>,
+    /// Set when the write is a load that can share a publish with other loads.
+    pub(super) load: Option<LoadPlan>,
+    pub(super) bytes: usize,
+}
+
+impl Pending {
+    pub(super) fn shares(&self) -> bool {
+        self.plan.is_some() || self.load.is_some()
+    }
+}
+
+/// What the next publish will be.
+pub(crate) enum Unit {
+    Alone(Box<Pending>),
+    Batch(Vec<Pending>),
+}
+
+impl Unit {
+    /// Request bytes of the writes in the unit.
+    pub(crate) fn bytes(&self) -> usize {
+        match self {
+            Unit::Alone(pending) => pending.bytes,
+            Unit::Batch(batch) => batch.iter().map(|pending| pending.bytes).sum(),
+        }
+    }
+
+    /// Answers every write of the unit with an error made by `err`, applying none.
+    pub(crate) fn refuse(self, err: impl Fn() -> RepoError) {
+        match self {
+            Unit::Alone(pending) => {
+                let _ = pending.reply.send(Err(err()));
+            }
+            Unit::Batch(batch) => {
+                for pending in batch {
+                    let _ = pending.reply.send(Err(err()));
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct Coalescer {
+    pub(super) queue: VecDeque<Pending>,
+    pub(super) settings: WriteConfig,
+    pub(super) metrics: CoalescerMetrics,
+}
+
+impl Coalescer {
+    pub(crate) fn new(settings: WriteConfig, metrics: CoalescerMetrics) -> Coalescer {
+        Coalescer {
+            queue: VecDeque::new(),
+            settings,
+            metrics,
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Forgets queued writes whose caller went away (disconnected, or gave up after
+    /// call_timeout): that caller was told its write is not acknowledged, so it is not applied
+    /// either, and it does not hold a place in the bounded queue.
+    pub(super) fn drop_abandoned(&mut self) {
+        let queued = self.queue.len();
+        self.queue.retain(|pending| !pending.reply.is_closed());
+        let abandoned = queued - self.queue.len();
+        if abandoned > 0 {
+            self.metrics.queue_depth.dec_by(abandoned as i64);
+            debug!(abandoned, "dropped queued writes whose callers went away");
+        }
+    }
+
+    /// Queues a write, or refuses it (429) when the queue is full.
+    pub(crate) fn push(&mut self, op: WriteOp, reply: Reply, catalog: &Catalog) {
+        if self.queue.len() >= self.settings.max_queue {
+            self.drop_abandoned();
+        }
+        if self.queue.len() >= self.settings.max_queue {
+            self.metrics.rejected.inc();
+            let _ = reply.send(Err(RepoError::Overloaded {
+                message: format!(
+                    "too many writes queued for this graph ({}); retry later",
+                    self.settings.max_queue
+                ),
+            }));
+            return;
+        }
+        let (plan, load) = match self.settings.coalesce {
+            true => (insert_plan(&op, catalog), load_plan(&op, catalog)),
+            false => (None, None),
+        };
+        let bytes = op_bytes(&op);
+        self.queue.push_back(Pending {
+            op,
+            reply,
+            plan,
+            load,
+            bytes,
+        });
+        self.metrics.queue_depth.inc();
+    }
+
+    /// Takes the next unit of work: the head of the queue alone, or the head and every later
+    /// write that can share its publish, up to the first exclusive write and the batch bounds.
+    pub(crate) fn next_unit(&mut self) -> Option<Unit> {
+        self.drop_abandoned();
+        let head = self.queue.pop_front()?;
+        self.metrics.queue_depth.dec();
+        if !head.shares() {
+            return Some(Unit::Alone(Box::new(head)));
+        }
+        let key = batch_key(&head.op);
+        let mut bytes = head.bytes;
+        let mut keys = head
+            .load
+            .as_ref()
+            .map(|load| load.keys.clone())
+            .unwrap_or_default();
+        let mut batch = vec![head];
+        let mut index = 0;
+        while index < self.queue.len() && batch.len() < self.settings.max_batch_writes {
+            let candidate = &self.queue[index];
+            if !candidate.shares() {
+                break; // an exclusive write: nothing after it may run before it
+            }
+            if let Some(load) = &candidate.load
+                && batch_key(&candidate.op) == key
+                && !load.keys.is_disjoint(&keys)
+            {
+                break; // it writes a key of the batch: it must run after it
+            }
+            if batch_key(&candidate.op) == key
+                && bytes + candidate.bytes <= self.settings.max_batch_bytes
+            {
+                bytes += candidate.bytes;
+                let taken = self.queue.remove(index).expect("index is in bounds");
+                if let Some(load) = &taken.load {
+                    keys.extend(load.keys.iter().cloned());
+                }
+                batch.push(taken);
+                self.metrics.queue_depth.dec();
+            } else {
+                index += 1;
+            }
+        }
+        Some(Unit::Batch(batch))
+    }
+}
+
+/// Writes still queued when the actor goes away (it failed, or was stopped) are dropped with
+/// their reply ports, so their callers are told the write was not acknowledged; the gauge
+/// forgets them. This runs on every path: after a panic the actor's state is dropped without
+/// `post_stop`.
+impl Drop for Coalescer {
+    fn drop(&mut self) {
+        self.metrics.queue_depth.dec_by(self.queue.len() as i64);
+    }
+}
+
+/// Writes share a publish only with writes of the same kind, branch and actor (a commit
+/// records one actor), and loads only with loads of the same mode.
+pub(super) fn batch_key(op: &WriteOp) -> (String, String, Option<String>) {
+    match op {
+        WriteOp::Mutate { branch, actor, .. } => ("mutate".into(), branch.clone(), actor.clone()),
+        WriteOp::Load {
+            branch,
+            mode,
+            actor,
+            ..
+        } => (
+            format!("load:{}", mode.as_str()),
+            branch.clone(),
+            actor.clone(),
+        ),
+        _ => (String::new(), String::new(), None),
+    }
+}
+
+pub(super) fn plan_counts(pending: &Pending) -> (usize, usize) {
+    pending
+        .plan
+        .as_ref()
+        .map(|plan| (plan.nodes, plan.edges))
+        .unwrap_or_default()
+}
+
+pub(super) fn op_bytes(op: &WriteOp) -> usize {
+    match op {
+        WriteOp::Mutate { source, params, .. } => source.len() + params.len() * 32,
+        WriteOp::Load { data, .. } => data.len(),
+        WriteOp::ApplySchema { source, .. } => source.len(),
+        _ => 256,
+    }
+}

@@ -1,0 +1,66 @@
+//! The request counters ([`Stats`], served at `/__proxy/stats`) and the attribution of an
+//! object key to its tenant's graph.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::faults::Op;
+
+/// Requests seen by the proxy (before faults are applied), by operation and by graph.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub by_op: BTreeMap<Op, u64>,
+    /// Keyed `tenant/graph`, for keys under `tenants/{tenant}/graphs/{graph}.omni/`.
+    pub by_graph: BTreeMap<String, BTreeMap<Op, u64>>,
+    pub injected_errors: u64,
+    pub dropped: u64,
+    /// Requests held by a hold rule, released or not.
+    pub held: u64,
+}
+
+impl Stats {
+    /// Counts one request, by operation and, if its key is under a graph, by graph.
+    pub(super) fn record(&mut self, op: Op, key: &str) {
+        *self.by_op.entry(op).or_default() += 1;
+        if let Some(graph) = graph_of(key) {
+            *self
+                .by_graph
+                .entry(graph)
+                .or_default()
+                .entry(op)
+                .or_default() += 1;
+        }
+    }
+}
+
+/// `tenant/graph` for keys under `tenants/{tenant}/graphs/{graph}.omni`.
+fn graph_of(key: &str) -> Option<String> {
+    let rest = &key[key.find("tenants/")? + "tenants/".len()..];
+    let (tenant, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("graphs/")?;
+    let graph = rest.split('/').next()?.strip_suffix(".omni")?;
+    Some(format!("{tenant}/{graph}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::request::object_key;
+    use super::*;
+
+    #[test]
+    fn attributes_keys_and_prefixes_to_graphs() {
+        assert_eq!(
+            graph_of("root/tenants/acme/graphs/g1.omni/_schema.pg"),
+            Some("acme/g1".into())
+        );
+        assert_eq!(
+            graph_of(&object_key(
+                "/b",
+                Some("list-type=2&prefix=tenants%2Facme%2Fgraphs%2Fg2.omni%2F")
+            )),
+            Some("acme/g2".into())
+        );
+        assert_eq!(graph_of("_system/probe/x"), None);
+    }
+}

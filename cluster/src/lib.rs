@@ -1,0 +1,20 @@
+//! Who owns what across omnigraph-cloud nodes. Today: the leases in object storage that say
+//! which process may write, recover or compact a repo ([`lease`]), keyed by [`RepoKey`]; the
+//! clock they are timed by ([`Clock`]); the process identity a holder writes into them
+//! ([`ProcessStamp`]); listing a store's prefix ([`list_under`]); and the requests it makes,
+//! counted by whoever embeds it ([`OpCounter`]).
+//!
+//! This crate knows nothing of actors or HTTP: `actors` takes its leases and fences from it.
+
+mod clock;
+mod key;
+pub mod lease;
+mod listing;
+mod ops;
+mod process;
+
+pub use clock::Clock;
+pub use key::RepoKey;
+pub use listing::{list_under, listing_version};
+pub use ops::{OpCounter, StoreOp};
+pub use process::ProcessStamp;
