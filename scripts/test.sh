@@ -7,6 +7,16 @@ cd "$(dirname "$0")/.."
 
 source scripts/env.sh
 
+# The README walkthrough's tools: a test runs it as written.
+for tool in curl jq; do
+  if ! command -v $tool >/dev/null; then
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo=sudo
+    echo "installing: $tool"
+    $sudo apt-get install -y -qq $tool >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq $tool >/dev/null; }
+  fi
+done
+
 # A real S3-compatible server for the S3 tests: moto in a virtual environment outside the
 # clone. The tests start it themselves (serially serving, see scripts/moto_serial.py).
 export OMNIGRAPH_MOTO_VENV="${OMNIGRAPH_MOTO_VENV:-$HOME/.cache/omnigraph-cloud/moto-venv}"
@@ -30,9 +40,6 @@ export OMNIGRAPH_TEST_FUZZ=require
 # Paths the tests read at run time (not baked in at compile time: the target directory is
 # shared between clones).
 export OMNIGRAPH_MOTO_SCRIPT="$PWD/scripts/moto_serial.py"
-if [ -d ../shared/fixtures ]; then
-  export OMNIGRAPH_FIXTURES_DIR="${OMNIGRAPH_FIXTURES_DIR:-$(cd ../shared/fixtures && pwd)}"
-fi
 
 # Parallel tests each run engines; Lance's default 100 MB DataFusion pool is too small.
 export LANCE_MEM_POOL_SIZE="${LANCE_MEM_POOL_SIZE:-1073741824}"
@@ -46,3 +53,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --all-targets "$@"
 fi
+
+# The README's other command builds the node: it must reuse this build (docs/benchmarks.md,
+# "Build profiles").
+./scripts/check-one-build.sh

@@ -2,9 +2,19 @@
 //! `omnigraph-server` 0.8 exactly, so that the upstream CLI can talk to us; the graph
 //! management bodies (`POST /graphs` and friends) are ours.
 
+use omnigraph_cloud_config::GraphId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
+
+/// The `uri` of the answers that carry one (graph list and create, load, schema apply, branch
+/// create and delete). Upstream puts the graph's storage location there: a server-side path or
+/// bucket URL that a tenant of a hosted service must not see. The field stays, since
+/// upstream's client types require it; its value is the graph's path in this API, relative to
+/// the server and the same for every tenant.
+pub(crate) fn graph_uri(graph: &GraphId) -> String {
+    format!("/graphs/{graph}")
+}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct HealthOutput {
@@ -24,6 +34,7 @@ pub struct GraphListResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GraphListItem {
     pub graph_id: String,
+    /// The graph's path in this API (`/graphs/{graph_id}`), never its storage location.
     pub uri: String,
 }
 
@@ -37,6 +48,7 @@ pub struct CreateGraphRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreateGraphOutput {
     pub graph_id: String,
+    /// The graph's path in this API (`/graphs/{graph_id}`), never its storage location.
     pub uri: String,
 }
 
@@ -152,6 +164,7 @@ pub struct IngestRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IngestOutput {
+    /// The graph's path in this API (`/graphs/{graph_id}`), never its storage location.
     pub uri: String,
     pub branch: String,
     pub base_branch: Option<String>,
@@ -191,6 +204,7 @@ pub struct SchemaApplyRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SchemaApplyOutput {
+    /// The graph's path in this API (`/graphs/{graph_id}`), never its storage location.
     pub uri: String,
     pub supported: bool,
     pub applied: bool,
@@ -214,6 +228,7 @@ pub struct BranchCreateRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BranchCreateOutput {
+    /// The graph's path in this API (`/graphs/{graph_id}`), never its storage location.
     pub uri: String,
     pub from: String,
     pub name: String,
@@ -222,6 +237,7 @@ pub struct BranchCreateOutput {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BranchDeleteOutput {
+    /// The graph's path in this API (`/graphs/{graph_id}`), never its storage location.
     pub uri: String,
     pub name: String,
     pub actor_id: Option<String>,

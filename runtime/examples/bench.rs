@@ -24,9 +24,9 @@ use omnigraph_cloud_config::{NodeConfig, StorageRoot};
 use omnigraph_compiler::{JsonParamMode, find_named_query, json_params_to_param_map};
 use serde_json::{Value, json};
 
-const SCHEMA: &str = "node Person {\n    name: String @key\n    age: I32?\n}\nnode Company {\n    name: String @key\n}\n\
-                      edge Knows: Person -> Person\nedge WorksAt: Person -> Company\n";
-const GET_PERSON: &str = "query get_person($name: String) { match { $p: Person { name: $name } } return { $p.name, $p.age } }";
+/// The repository's example schema and queries (the README walkthrough's).
+const SCHEMA: &str = include_str!("../../examples/team.pg");
+const QUERIES: &str = include_str!("../../examples/team.gq");
 const INSERT: &str =
     "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
 
@@ -85,10 +85,7 @@ fn main() {
         .unwrap();
     let writes_only = args.iter().any(|arg| arg == "--writes");
     runtime.block_on(async move {
-        println!(
-            "omnigraph-cloud single-node benchmark ({} build)",
-            profile()
-        );
+        println!("omnigraph-cloud single-node benchmark ({})", profile());
         println!();
         let local = Backend::Local(tempfile::tempdir().unwrap());
         if writes_only {
@@ -184,7 +181,7 @@ async fn run(backend: &Backend, settings: &Settings) {
             .await
             .unwrap(),
     );
-    let decl = find_named_query(GET_PERSON, "get_person").unwrap();
+    let decl = find_named_query(QUERIES, "get_person").unwrap();
     let names: Vec<String> = (0..settings.query_iterations)
         .map(|i| format!("p{}", (i * 7919) % settings.people))
         .collect();
@@ -437,9 +434,11 @@ async fn insert_window(
     (done, errors, samples)
 }
 
+/// The dev profile optimises dependencies (Lance, DataFusion) but not our crates; a build
+/// with debug assertions off is the release profile.
 fn profile() -> &'static str {
     if cfg!(debug_assertions) {
-        "debug"
+        "dev profile: dependencies optimised"
     } else {
         "release"
     }
@@ -465,7 +464,7 @@ async fn load_people(http: &reqwest::Client, base: &str, graph: &str, count: usi
     }
     for i in 0..count.saturating_sub(1) {
         data.push_str(&format!(
-            "{{\"edge\":\"Knows\",\"from\":\"p{i}\",\"to\":\"p{}\"}}\n",
+            "{{\"edge\":\"Mentors\",\"from\":\"p{i}\",\"to\":\"p{}\"}}\n",
             i + 1
         ));
     }
@@ -490,12 +489,7 @@ async fn query_engine(
     )
     .unwrap();
     let result = engine
-        .query(
-            ReadTarget::branch("main"),
-            GET_PERSON,
-            "get_person",
-            &params,
-        )
+        .query(ReadTarget::branch("main"), QUERIES, "get_person", &params)
         .await
         .unwrap();
     assert_eq!(result.num_rows(), 1);
@@ -504,7 +498,7 @@ async fn query_engine(
 async fn query_http(http: &reqwest::Client, base: &str, graph: &str, name: &str) {
     let response = http
         .post(format!("{base}/graphs/{graph}/query"))
-        .json(&json!({"query": GET_PERSON, "params": {"name": name}}))
+        .json(&json!({"query": QUERIES, "name": "get_person", "params": {"name": name}}))
         .send()
         .await
         .unwrap();

@@ -20,7 +20,8 @@ use omnigraph_cloud::Node;
 use omnigraph_cloud_config::{NodeConfig, StorageRoot};
 use serde_json::{Value, json};
 
-const SCHEMA: &str = "node Person {\n    name: String @key\n    age: I32?\n}\n";
+/// The repository's example schema (the README walkthrough's).
+const SCHEMA: &str = include_str!("../../examples/team.pg");
 const GET_PERSON: &str = "query get_person($name: String) { match { $p: Person { name: $name } } return { $p.name, $p.age } }";
 const INSERT: &str =
     "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
@@ -54,12 +55,12 @@ struct Measured {
 
 async fn run(inserts: usize, queries: usize) {
     let profile = if cfg!(debug_assertions) {
-        "debug"
+        "dev profile (dependencies optimised)"
     } else {
         "release"
     };
     println!(
-        "maintenance benchmark: {inserts} inserts, {queries} point queries, local disk, {profile} build"
+        "maintenance benchmark: {inserts} inserts, {queries} point queries, local disk, {profile}"
     );
     let fresh = measure("fresh (one load)", Mode::Fresh, inserts, queries).await;
     let off = measure(

@@ -94,11 +94,6 @@ impl RepoHandle {
         &self.shared.key
     }
 
-    /// The URI the engine opened, as upstream echoes it in responses.
-    pub fn uri(&self) -> &str {
-        &self.shared.uri
-    }
-
     pub async fn snapshot(&self, branch: &BranchName) -> Result<SnapshotInfo, RepoError> {
         let branch = branch.as_str();
         let engine = self.incarnation().await?.engine.clone();

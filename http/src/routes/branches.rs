@@ -6,7 +6,7 @@ use omnigraph_cloud_actors::engine::{GraphCommit, MergeOutcome};
 use crate::dto::{
     BranchCreateOutput, BranchCreateRequest, BranchDeleteOutput, BranchListOutput,
     BranchMergeOutput, BranchMergeRequest, BranchQuery, CommitListOutput, CommitOutput,
-    ErrorOutput,
+    ErrorOutput, graph_uri,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo, branch, branch_or_main, commit_id};
@@ -54,7 +54,7 @@ pub(crate) async fn create(
         .create_branch(from.clone(), name.clone(), actor.clone())
         .await?;
     Ok(axum::Json(BranchCreateOutput {
-        uri: lease.uri().to_string(),
+        uri: graph_uri(&repo.key.graph),
         from: from.into_string(),
         name: name.into_string(),
         actor_id: actor,
@@ -80,7 +80,7 @@ pub(crate) async fn delete(
     let lease = state.registry.repo(&repo.key).await?;
     lease.delete_branch(branch.clone(), actor.clone()).await?;
     Ok(axum::Json(BranchDeleteOutput {
-        uri: lease.uri().to_string(),
+        uri: graph_uri(&repo.key.graph),
         name: branch.into_string(),
         actor_id: actor,
     }))

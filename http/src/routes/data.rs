@@ -12,7 +12,7 @@ use serde_json::Value;
 use crate::dto::{
     BranchQuery, ChangeOutput, ChangeRequest, ErrorOutput, ExportRequest, IngestOutput,
     IngestRequest, IngestTableOutput, QueryRequest, ReadOutput, ReadRequest, ReadTargetOutput,
-    SnapshotOutput, SnapshotTableOutput,
+    SnapshotOutput, SnapshotTableOutput, graph_uri,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo, branch_or_main, commit_id};
@@ -307,7 +307,7 @@ async fn run_load(
         .load(branch, from.clone(), request.data, mode, actor.clone())
         .await?;
     Ok(IngestOutput {
-        uri: lease.uri().to_string(),
+        uri: graph_uri(&repo.key.graph),
         tables: result
             .to_ingest_tables()
             .into_iter()

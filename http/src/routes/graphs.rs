@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use crate::auth::Principal;
 use crate::dto::{
     CreateGraphOutput, CreateGraphRequest, DeleteGraphOutput, ErrorOutput, GraphListItem,
-    GraphListResponse,
+    GraphListResponse, graph_uri,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, parse_graph_id};
@@ -25,16 +25,12 @@ pub(crate) async fn list(
 ) -> Result<axum::Json<GraphListResponse>, ApiError> {
     state.authorize(&principal, Access::tenant(Action::GraphList))?;
     let graphs = state.registry.list_graphs(&principal.tenant).await?;
-    let store = state.registry.store();
     Ok(axum::Json(GraphListResponse {
         graphs: graphs
             .into_iter()
-            .map(|graph| {
-                let uri = store.graph_uri(&RepoKey::new(principal.tenant.clone(), graph.clone()));
-                GraphListItem {
-                    graph_id: graph.to_string(),
-                    uri,
-                }
+            .map(|graph| GraphListItem {
+                uri: graph_uri(&graph),
+                graph_id: graph.to_string(),
             })
             .collect(),
     }))
@@ -60,7 +56,7 @@ pub(crate) async fn create(
     Ok((
         StatusCode::CREATED,
         axum::Json(CreateGraphOutput {
-            uri: state.registry.store().graph_uri(&key),
+            uri: graph_uri(&key.graph),
             graph_id: request.graph_id,
         }),
     ))

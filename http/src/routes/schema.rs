@@ -4,6 +4,7 @@ use axum::extract::{Path, State};
 
 use crate::dto::{
     ErrorOutput, QueriesCatalogOutput, SchemaApplyOutput, SchemaApplyRequest, SchemaOutput,
+    graph_uri,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, Repo};
@@ -64,7 +65,7 @@ pub(crate) async fn apply(
             ApiError::bad_request(format!("schema plan could not be rendered: {err}"))
         })?;
     Ok(axum::Json(SchemaApplyOutput {
-        uri: lease.uri().to_string(),
+        uri: graph_uri(&repo.key.graph),
         supported: result.supported,
         applied: result.applied,
         step_count: steps.len(),

@@ -51,7 +51,7 @@ async fn a_bad_write_fails_alone_and_the_rest_of_its_batch_lands() {
     let client = node.client();
     client.create_graph("g").await;
     client.insert_person("g", "Alice", 30).await.expect(200);
-    let knows = "query knows($a: String, $b: String) { insert Knows { from: $a, to: $b } }";
+    let mentors = "query mentors($a: String, $b: String) { insert Mentors { from: $a, to: $b } }";
     let good = (0..15).map(|i| {
         let client = client.clone();
         async move { client.insert_person("g", &format!("ok{i}"), 1).await }
@@ -62,7 +62,7 @@ async fn a_bad_write_fails_alone_and_the_rest_of_its_batch_lands() {
             client
                 .post(
                     "/graphs/g/mutate",
-                    json!({"query": knows, "params": {"a": "Alice", "b": "Nobody"}}),
+                    json!({"query": mentors, "params": {"a": "Alice", "b": "Nobody"}}),
                 )
                 .await
         }
@@ -82,14 +82,14 @@ async fn a_bad_write_fails_alone_and_the_rest_of_its_batch_lands() {
         client.metric("omnigraph_write_batch_splits_total").await >= 1.0,
         "the batch was split to find the culprit"
     );
-    let friends = client
+    let mentees = client
         .post(
             "/graphs/g/query",
-            json!({"query": "query f() { match { $p: Person $p knows $f } return { $f.name } }"}),
+            json!({"query": "query f() { match { $p: Person $p mentors $f } return { $f.name } }"}),
         )
         .await
         .expect(200);
-    assert_eq!(friends["row_count"], 0, "the bad edge was not applied");
+    assert_eq!(mentees["row_count"], 0, "the bad edge was not applied");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

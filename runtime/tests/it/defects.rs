@@ -14,7 +14,7 @@ async fn sequential_pull_request_branches_merge() {
     let client = node.client();
     client.create_graph("g").await;
     client
-        .load("g", &crate::support::fixture("test.jsonl"), "overwrite")
+        .load("g", &crate::support::example("team.jsonl"), "overwrite")
         .await;
     let person =
         |name: &str| format!("{{\"type\":\"Person\",\"data\":{{\"name\":\"{name}\",\"age\":1}}}}");

@@ -211,12 +211,12 @@ async fn re_adding_a_dropped_type_is_a_clear_conflict_and_the_graph_keeps_evolvi
     let client = node.client();
     client.create_graph("g").await;
     let original = crate::support::schema();
-    let without_works_at = original.replace("edge WorksAt: Person -> Company", "");
-    assert_ne!(without_works_at, original);
+    let without_member_of = original.replace("edge MemberOf: Person -> Team", "");
+    assert_ne!(without_member_of, original);
     let dropped = client
         .post(
             "/graphs/g/schema/apply",
-            json!({"schema_source": without_works_at}),
+            json!({"schema_source": without_member_of}),
         )
         .await
         .expect(200);
@@ -229,7 +229,7 @@ async fn re_adding_a_dropped_type_is_a_clear_conflict_and_the_graph_keeps_evolvi
         client
             .post("/graphs/g/schema/apply", json!({"schema_source": original}))
             .await
-            .expect_error(409, "conflict", "adding type 'WorksAt' needs a new table");
+            .expect_error(409, "conflict", "adding type 'MemberOf' needs a new table");
     }
     // Nothing was half-applied: the schema is still the one without the edge...
     let schema = client.get("/graphs/g/schema").await.expect(200);
@@ -237,11 +237,11 @@ async fn re_adding_a_dropped_type_is_a_clear_conflict_and_the_graph_keeps_evolvi
         !schema["schema_source"]
             .as_str()
             .unwrap()
-            .contains("WorksAt")
+            .contains("MemberOf")
     );
     // ...and the graph still takes writes and other schema changes, such as the same edge
     // under a new name.
-    let renamed = original.replace("edge WorksAt:", "edge EmployedBy:");
+    let renamed = original.replace("edge MemberOf:", "edge BelongsTo:");
     client
         .post("/graphs/g/schema/apply", json!({"schema_source": renamed}))
         .await
@@ -249,20 +249,20 @@ async fn re_adding_a_dropped_type_is_a_clear_conflict_and_the_graph_keeps_evolvi
     client.insert_person("g", "Ann", 30).await.expect(200);
     assert_eq!(client.count_people("g", "main").await, 1);
     // A dropped node type is refused the same way.
-    let without_company = renamed
-        .replace("node Company {\n    name: String @key\n}", "")
-        .replace("edge EmployedBy: Person -> Company", "");
+    let without_team = renamed
+        .replace("node Team {\n    name: String @key\n}", "")
+        .replace("edge BelongsTo: Person -> Team", "");
     client
         .post(
             "/graphs/g/schema/apply",
-            json!({"schema_source": without_company}),
+            json!({"schema_source": without_team}),
         )
         .await
         .expect(200);
     client
         .post("/graphs/g/schema/apply", json!({"schema_source": renamed}))
         .await
-        .expect_error(409, "conflict", "adding type 'Company'");
+        .expect_error(409, "conflict", "adding type 'Team'");
 }
 
 /// The defect itself, on the engine alone: the guard above exists because this fails.
@@ -274,7 +274,7 @@ async fn engine_fails_to_re_add_a_dropped_type() {
     let db = omnigraph::db::Omnigraph::init(&uri, &original)
         .await
         .unwrap();
-    let without = original.replace("edge WorksAt: Person -> Company", "");
+    let without = original.replace("edge MemberOf: Person -> Team", "");
     db.apply_schema(&without).await.unwrap();
     let err = db.apply_schema(&original).await.unwrap_err().to_string();
     assert!(err.contains("already exists"), "{err}");

@@ -405,3 +405,48 @@ async fn metrics_are_served_on_the_operator_listener_only() {
     let doc = node.client().get("/openapi.json").await.expect(200);
     assert!(doc["paths"].get("/metrics").is_none());
 }
+
+/// Upstream answers with the graph's storage location in `uri`; a hosted tenant must not learn
+/// where its data lives (a server path, a bucket), so the six answers that carry the field name
+/// the graph's path in the API instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_names_where_the_data_lives() {
+    let node = TestNode::start().await;
+    let client = node.client();
+    let root = node.root.display().to_string();
+    let team = crate::support::example("team.pg");
+    let answers = [
+        client
+            .post("/graphs", json!({"graph_id": "g", "schema_source": team}))
+            .await
+            .expect(201),
+        client.get("/graphs").await.expect(200)["graphs"][0].clone(),
+        client
+            .post(
+                "/graphs/g/load",
+                json!({"data": crate::support::example("team.jsonl"), "mode": "overwrite"}),
+            )
+            .await
+            .expect(200),
+        client
+            .post(
+                "/graphs/g/schema/apply",
+                json!({"schema_source": format!("{team}\nnode Project {{\n    name: String @key\n}}\n")}),
+            )
+            .await
+            .expect(200),
+        client
+            .post("/graphs/g/branches", json!({"name": "feature"}))
+            .await
+            .expect(200),
+        client.delete("/graphs/g/branches/feature").await.expect(200),
+    ];
+    for answer in answers {
+        assert_eq!(answer["uri"], "/graphs/g", "{answer}");
+        let text = answer.to_string();
+        assert!(
+            !text.contains(&root) && !text.contains("tenants/") && !text.contains(".omni"),
+            "{text}"
+        );
+    }
+}

@@ -427,7 +427,7 @@ async fn api_fuzzing_finds_no_contract_violation() {
     let client = Client::new(&format!("http://127.0.0.1:{port}"), Some("fuzz-token"));
     client.create_graph("g").await;
     client
-        .load("g", &crate::support::fixture("test.jsonl"), "overwrite")
+        .load("g", &crate::support::example("team.jsonl"), "overwrite")
         .await;
 
     let report = dir.path().join("report");

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::support::{GET_PERSON, INSERT_PERSON, TestNode, fixture, schema};
+use crate::support::{GET_PERSON, INSERT_PERSON, TestNode, example, schema};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_open_and_reports_versions() {
@@ -68,12 +68,7 @@ async fn graph_management_routes() {
         .await
         .expect(201);
     assert_eq!(created["graph_id"], "g-1");
-    assert!(
-        created["uri"]
-            .as_str()
-            .unwrap()
-            .ends_with("tenants/default/graphs/g-1.omni")
-    );
+    assert_eq!(created["uri"], "/graphs/g-1");
     client
         .post(
             "/graphs",
@@ -156,7 +151,7 @@ async fn read_routes_and_their_errors() {
         "invalid graph id",
     );
     client.create_graph("g").await;
-    client.load("g", &fixture("test.jsonl"), "overwrite").await;
+    client.load("g", &example("team.jsonl"), "overwrite").await;
 
     let snapshot = client.get("/graphs/g/snapshot").await.expect(200);
     assert_eq!(snapshot["branch"], "main");
@@ -169,18 +164,18 @@ async fn read_routes_and_their_errors() {
         .collect();
     assert_eq!(
         keys,
-        ["edge:Knows", "edge:WorksAt", "node:Company", "node:Person"]
+        ["edge:MemberOf", "edge:Mentors", "node:Person", "node:Team"]
     );
     client
         .get("/graphs/g/snapshot?branch=nope")
         .await
         .expect_error(404, "not_found", "branch 'nope' not found");
 
-    let gq = fixture("test.gq");
+    let gq = example("team.gq");
     let read = client
         .post(
             "/graphs/g/query",
-            json!({"query": gq, "name": "get_person", "params": {"name": "Alice"}}),
+            json!({"query": gq, "name": "get_person", "params": {"name": "Ada"}}),
         )
         .await
         .expect(200);
@@ -188,7 +183,7 @@ async fn read_routes_and_their_errors() {
     assert_eq!(read["target"], json!({"branch": "main", "snapshot": null}));
     assert_eq!(read["row_count"], 1);
     assert_eq!(read["columns"], json!(["p.name", "p.age"]));
-    assert_eq!(read["rows"], json!([{"p.name": "Alice", "p.age": 30}]));
+    assert_eq!(read["rows"], json!([{"p.name": "Ada", "p.age": 36}]));
 
     client
         .post("/graphs/g/query", json!({"query": gq}))
@@ -235,7 +230,7 @@ async fn read_routes_and_their_errors() {
     let legacy = client
         .post(
             "/graphs/g/read",
-            json!({"query_source": gq, "query_name": "get_person", "params": {"name": "Bob"}}),
+            json!({"query_source": gq, "query_name": "get_person", "params": {"name": "Grace"}}),
         )
         .await;
     assert_eq!(legacy.headers["deprecation"], "true");
@@ -245,11 +240,11 @@ async fn read_routes_and_their_errors() {
             .unwrap()
             .contains("successor-version")
     );
-    assert_eq!(legacy.expect(200)["rows"][0]["p.name"], "Bob");
+    assert_eq!(legacy.expect(200)["rows"][0]["p.name"], "Grace");
     let modern = client
         .post(
             "/graphs/g/query",
-            json!({"query": GET_PERSON, "params": {"name": "Bob"}}),
+            json!({"query": GET_PERSON, "params": {"name": "Grace"}}),
         )
         .await;
     assert!(modern.headers.get("deprecation").is_none());
@@ -263,7 +258,7 @@ async fn read_routes_and_their_errors() {
     let at = client
         .post(
             "/graphs/g/query",
-            json!({"query": GET_PERSON, "params": {"name": "Bob"}, "snapshot": head}),
+            json!({"query": GET_PERSON, "params": {"name": "Grace"}, "snapshot": head}),
         )
         .await
         .expect(200);
@@ -360,7 +355,7 @@ async fn write_routes_and_their_errors() {
     let ingested = client
         .post(
             "/graphs/g/ingest",
-            json!({"data": "{\"type\":\"Company\",\"data\":{\"name\":\"Acme\"}}"}),
+            json!({"data": "{\"type\":\"Team\",\"data\":{\"name\":\"Search\"}}"}),
         )
         .await;
     assert_eq!(ingested.headers["deprecation"], "true");

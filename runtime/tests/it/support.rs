@@ -1,4 +1,4 @@
-//! Test harness: real nodes on loopback ports, real HTTP clients, fixtures from `shared/`.
+//! Test harness: real nodes on loopback ports, real HTTP clients, the repository's `examples/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,26 +10,23 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// The fixtures in OmniGraph's formats, shared by the whole project (`../shared/fixtures`
-/// beside the repository), or `OMNIGRAPH_FIXTURES_DIR`.
-pub fn fixture(name: &str) -> String {
-    let dir = std::env::var_os("OMNIGRAPH_FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
-    let path = dir.join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("fixture {}: {err}", path.display()))
+/// The repository's root. Read at run time, as the runner sets `CARGO_MANIFEST_DIR`: a target
+/// directory may be shared by clones.
+pub fn repository_root() -> PathBuf {
+    let manifest_dir =
+        std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").into());
+    Path::new(&manifest_dir).join("..")
 }
 
 /// A file of the repository's `examples/` (the README walkthrough's schema, data, queries).
 pub fn example(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples")
-        .join(name);
+    let path = repository_root().join("examples").join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("example {}: {err}", path.display()))
 }
 
+/// The examples' schema: `Person` (name, age), `Team`, and the edges `Mentors` and `MemberOf`.
 pub fn schema() -> String {
-    fixture("test.pg")
+    example("team.pg")
 }
 
 pub const INSERT_PERSON: &str =

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::support::{Client, TestNode, fixture, s3_backend};
+use crate::support::{Client, TestNode, example, s3_backend};
 
 /// Loaded records keyed by identity, comparable with an export: nodes by (type, key) and
 /// edges by (edge, from, to), each with its properties (generated ids left out).
@@ -70,7 +70,7 @@ async fn workflow_on_s3() {
 /// compare with what was loaded, round-trip the export, and export's errors.
 pub async fn full_workflow(client: &Client) {
     client.create_graph("knowledge").await;
-    let data = fixture("test.jsonl");
+    let data = example("team.jsonl");
     let loaded = client.load("knowledge", &data, "overwrite").await;
     let rows: u64 = loaded["tables"]
         .as_array()
@@ -83,21 +83,21 @@ pub async fn full_workflow(client: &Client) {
         data.lines().filter(|l| !l.trim().is_empty()).count()
     );
 
-    let gq = fixture("test.gq");
-    let friends = client
+    let gq = example("team.gq");
+    let mentees = client
         .post(
             "/graphs/knowledge/query",
-            json!({"query": gq, "name": "friends_of", "params": {"name": "Alice"}}),
+            json!({"query": gq, "name": "mentees_of", "params": {"name": "Grace"}}),
         )
         .await
         .expect(200);
-    assert!(friends["row_count"].as_u64().unwrap() >= 1);
+    assert_eq!(mentees["row_count"], 2, "{mentees}");
 
     client
         .post("/graphs/knowledge/branches", json!({"name": "feature"}))
         .await
         .expect(200);
-    let on_branch = "{\"type\":\"Person\",\"data\":{\"name\":\"Mina\",\"age\":28}}\n{\"edge\":\"Knows\",\"from\":\"Mina\",\"to\":\"Alice\"}";
+    let on_branch = "{\"type\":\"Person\",\"data\":{\"name\":\"Mina\",\"age\":28}}\n{\"edge\":\"Mentors\",\"from\":\"Mina\",\"to\":\"Ada\"}";
     client
         .post(
             "/graphs/knowledge/load",
@@ -220,15 +220,10 @@ async fn upstream_cli_request_shapes() {
     assert_eq!(created["actor_id"], "act-andrew");
     // omnigraph load --data people.jsonl --mode merge --branch feature
     let loaded = cli
-        .post("/graphs/knowledge/load", json!({"branch": "feature", "from": null, "mode": "merge", "data": fixture("test.jsonl")}))
+        .post("/graphs/knowledge/load", json!({"branch": "feature", "from": null, "mode": "merge", "data": example("team.jsonl")}))
         .await
         .expect(200);
-    assert_eq!(
-        loaded["uri"]
-            .as_str()
-            .map(|u| u.ends_with("knowledge.omni")),
-        Some(true)
-    );
+    assert_eq!(loaded["uri"], "/graphs/knowledge");
     // omnigraph mutate -e '...' --params '{...}' --branch feature
     let changed = cli
         .post(
@@ -239,11 +234,11 @@ async fn upstream_cli_request_shapes() {
         .await
         .expect(200);
     assert_eq!(changed["query_name"], "add");
-    // omnigraph query --query test.gq get_person --params '{"name":"Mina"}' --branch feature
+    // omnigraph query --query team.gq get_person --params '{"name":"Mina"}' --branch feature
     let read = cli
         .post(
             "/graphs/knowledge/read",
-            json!({"query_source": fixture("test.gq"), "query_name": "get_person", "params": {"name": "Mina"}, "branch": "feature"}),
+            json!({"query_source": example("team.gq"), "query_name": "get_person", "params": {"name": "Mina"}, "branch": "feature"}),
         )
         .await
         .expect(200);
@@ -337,5 +332,81 @@ async fn the_examples_of_the_readme_work() {
     assert_eq!(
         ask("get_person", json!({"name": "Barbara"})).await,
         json!([{"p.name": "Barbara", "p.age": 52}])
+    );
+}
+
+/// The README's walkthrough, taken from the README itself and run by bash as written (the
+/// node's address substituted), so that it cannot drift from what the node does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_runs_as_written() {
+    let repo = crate::support::repository_root();
+    let readme = std::fs::read_to_string(repo.join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("## Five-minute walkthrough")
+        .expect("walkthrough")..];
+    let start = section.find("```sh\n").expect("a shell block") + "```sh\n".len();
+    let script = &section[start..start + section[start..].find("```").unwrap()];
+    let address = "S=http://127.0.0.1:8080\n";
+    assert!(
+        script.contains(address),
+        "the walkthrough names the node's address"
+    );
+
+    let node = TestNode::start().await;
+    let script = script.replace(address, &format!("S={}\n", node.base));
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["-euo", "pipefail", "-c", &script])
+        .current_dir(&repo);
+    let output = tokio::task::spawn_blocking(move || bash.output())
+        .await
+        .unwrap()
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    // Every command printed one JSON answer (the export, one line per record); none is an
+    // error.
+    let answers: Vec<Value> = serde_json::Deserializer::from_str(&stdout)
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|err| panic!("{err}: {stdout}"));
+    for answer in &answers {
+        assert!(answer.get("error").is_none(), "{answer}");
+    }
+    let [
+        created,
+        loaded,
+        mentees,
+        branched,
+        added,
+        merged,
+        commits,
+        export @ ..,
+    ] = answers.as_slice()
+    else {
+        panic!("{} answers: {stdout}", answers.len());
+    };
+    assert_eq!(created["graph_id"], "knowledge");
+    assert_eq!(
+        loaded["tables"].as_array().map(Vec::len),
+        Some(4),
+        "{loaded}"
+    );
+    assert_eq!(mentees["row_count"], 2, "{mentees}");
+    assert_eq!(branched["name"], "feature");
+    assert_eq!(added["affected_nodes"], 1);
+    assert_eq!(merged["outcome"], "fast_forward");
+    assert!(
+        commits["commits"].as_array().is_some_and(|c| c.len() >= 3),
+        "{commits}"
+    );
+    let people = export.iter().filter(|r| r["type"] == "Person").count();
+    assert_eq!(
+        people, 5,
+        "the four loaded and Mina, merged from the branch"
     );
 }
