@@ -9,7 +9,7 @@
 
 mod classify;
 mod error;
-pub mod maintenance;
+mod maintenance;
 mod metrics;
 mod probe;
 mod registry;
@@ -18,14 +18,17 @@ mod storage;
 mod worker;
 
 pub use error::{ConflictDetails, ErrorKind, RepoError, RowConflict};
-pub use omnigraph_cloud_cluster::{Clock, RepoKey};
+pub use maintenance::{
+    LeaseView, MaintenanceReport, MaintenanceSettings, NodeMaintenance, RunRecord, TableInventory,
+};
 pub use metrics::{
     ActorMetrics, CoalescerMetrics, LeaseMetrics, MaintenanceMetrics, RegistryStats, StoreMetrics,
 };
+pub use omnigraph_cloud_cluster::{Clock, RepoKey};
 pub use probe::{ProbeError, ProbeReport};
 pub use registry::Registry;
 pub use repo::{
-    ExportStream, RepoHandle, ActiveRepo, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
+    ActiveRepo, ExportStream, RepoHandle, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
 };
 pub use storage::GraphStore;
 pub use worker::start_maintenance;

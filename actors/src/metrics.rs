@@ -90,7 +90,6 @@ pub struct StoreMetrics {
     requests: Family<StoreLabels, Counter>,
 }
 
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StoreLabels {
     op: &'static str,

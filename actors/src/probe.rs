@@ -19,10 +19,10 @@ use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, PutResult,
     UpdateVersion,
 };
+use omnigraph_cloud_cluster::StoreOp;
 use thiserror::Error;
 
 use crate::metrics::StoreMetrics;
-use omnigraph_cloud_cluster::StoreOp;
 
 const RACERS: usize = 8;
 const FIX: &str = "use a store that enforces If-None-Match and If-Match on PUT (AWS S3, MinIO, \

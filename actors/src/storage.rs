@@ -12,11 +12,10 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
-use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
-
+use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
 use omnigraph_cloud_cluster::lease::{LeaseStore, LeaseTiming, LocalBackend, ObjectStoreBackend};
 use omnigraph_cloud_cluster::{StoreOp, list_under, listing_version};
+use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
 use crate::metrics::StoreMetrics;
 use crate::probe::{self, ProbeError, ProbeReport};

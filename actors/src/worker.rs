@@ -15,13 +15,12 @@
 
 use std::collections::HashMap;
 
-use tracing::{info, warn};
-
 use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::LeaseKind;
+use tracing::{info, warn};
 
 use crate::RepoKey;
-use crate::maintenance::Outcome;
+use crate::maintenance::{Outcome, Progress};
 use crate::registry::Registry;
 
 /// Starts the worker's scan if this node runs maintenance; it stops with the registry
@@ -99,7 +98,11 @@ async fn scan(
         if registry.is_warm(&key) {
             continue;
         }
-        match registry.store().get_maintenance_status(&key).await {
+        match registry
+            .store()
+            .get_maintenance_status::<Progress>(&key)
+            .await
+        {
             Ok(Some(progress)) if progress.versions_since_run > 0 => compact.push(key),
             Ok(_) => {}
             Err(err) => warn!(repo = %key, error = %err, "could not read maintenance status"),

@@ -12,9 +12,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use thiserror::Error;
+use tokio::time::Instant;
 
 #[derive(Debug, Error)]
 pub enum S3ServerError {

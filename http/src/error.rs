@@ -184,10 +184,7 @@ fn merge_conflicts_message(conflicts: &[RowConflict]) -> String {
         .take(MERGE_CONFLICTS_IN_MESSAGE)
         .map(|conflict| {
             let row = conflict.row_id.as_deref().unwrap_or("-");
-            format!(
-                "{}:{} ({})",
-                conflict.table_key, row, conflict.kind
-            )
+            format!("{}:{} ({})", conflict.table_key, row, conflict.kind)
         })
         .collect();
     let mut message = format!("merge conflicts: {}", listed.join("; "));

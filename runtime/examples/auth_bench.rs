@@ -6,12 +6,11 @@
 //! Run: `cargo run -p omnigraph-cloud --example auth_bench [-- --iterations N]`.
 //! Results go to docs/benchmarks.md.
 
-use tokio::time::Instant;
-
 use omnigraph_cloud_config::{BranchName, GraphId, NodeConfig};
 use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
 use omnigraph_cloud_http::{Access, Action, Auth, Principal};
 use serde_json::json;
+use tokio::time::Instant;
 
 const ISSUER: &str = "https://idp.bench";
 

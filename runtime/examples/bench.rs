@@ -15,14 +15,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use omnigraph::db::{Omnigraph, ReadTarget};
 use omnigraph_cloud::Node;
 use omnigraph_cloud_chaos::{FaultProxy, Faults, Latency, Op, S3Server};
 use omnigraph_cloud_config::{NodeConfig, StorageRoot};
 use omnigraph_compiler::{JsonParamMode, find_named_query, json_params_to_param_map};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 /// The repository's example schema and queries (the README walkthrough's).
 const SCHEMA: &str = include_str!("../../examples/team.pg");
@@ -415,8 +414,7 @@ async fn insert_window(
         .collect();
     drop(sender);
     let (mut done, mut errors, mut samples) = (0, 0, Vec::new());
-    while let Ok(Some((ok, latency, at))) =
-        tokio::time::timeout_at(deadline.into(), receiver.recv()).await
+    while let Ok(Some((ok, latency, at))) = tokio::time::timeout_at(deadline, receiver.recv()).await
     {
         if at > deadline {
             break;

@@ -14,11 +14,10 @@
 
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use omnigraph_cloud::Node;
 use omnigraph_cloud_config::{NodeConfig, StorageRoot};
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
 /// The repository's example schema (the README walkthrough's).
 const SCHEMA: &str = include_str!("../../examples/team.pg");

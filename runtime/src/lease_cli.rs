@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
+use omnigraph_cloud_actors::{GraphStore, RepoKey, StoreMetrics};
 use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{Acquired, LeaseKind, LeaseStore, LeaseTiming};
-use omnigraph_cloud_actors::{GraphStore, RepoKey, StoreMetrics};
 use omnigraph_cloud_config::{GraphId, NodeConfig, TenantId};
 use serde_json::json;
 

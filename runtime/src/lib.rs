@@ -10,12 +10,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use omnigraph_cloud_cluster::lease::LeaseTiming;
-use omnigraph_cloud_actors::maintenance::{MaintenanceSettings, NodeMaintenance};
 use omnigraph_cloud_actors::{
-    ActorMetrics, GraphStore, ProbeError, Registry, RepoError,
-    StoreMetrics,
+    ActorMetrics, GraphStore, MaintenanceSettings, NodeMaintenance, ProbeError, Registry,
+    RepoError, StoreMetrics,
 };
+use omnigraph_cloud_cluster::lease::LeaseTiming;
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{AppState, Auth, AuthTasks, BodyLimits, metrics_router, router};
 use thiserror::Error;

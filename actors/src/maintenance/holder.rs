@@ -8,15 +8,15 @@
 
 use std::sync::{Arc, Weak};
 
+use omnigraph_cloud_cluster::lease::{
+    Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseStore,
+};
 use tokio::sync::{Mutex, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::RepoKey;
-use omnigraph_cloud_cluster::lease::{
-    Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseStore,
-};
 use crate::metrics::LeaseMetrics;
 
 pub(crate) struct LeaseHolder {

@@ -1,8 +1,7 @@
 //! What `GET /admin/repos/{tenant}/{graph}/maintenance` shows.
 
-use serde::{Deserialize, Serialize};
-
 use omnigraph_cloud_cluster::lease::{LeaseKind, LeaseRecord};
+use serde::{Deserialize, Serialize};
 
 /// One maintenance job's last run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,11 +4,9 @@
 use std::sync::Arc;
 
 use omnigraph::db::Omnigraph;
-use omnigraph::error::OmniError;
 use omnigraph_cloud_cluster::Clock;
-use omnigraph_cloud_cluster::lease::{Acquired, Lease, LeaseKind};
-use tokio::time::Instant;
-use tracing::{info, warn};
+use omnigraph_cloud_cluster::lease::LeaseKind;
+use tracing::warn;
 
 use super::Registry;
 use crate::maintenance::report::{Backlog, Policy};

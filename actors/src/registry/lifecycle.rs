@@ -7,12 +7,9 @@ use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
 use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{Acquired, Lease, LeaseKind};
-use tokio::time::Instant;
 use tracing::{info, warn};
 
-use super::Registry;
-use crate::maintenance::report::{Backlog, Policy};
-use crate::maintenance::{LeaseView, MaintenanceReport, RepoMaintenance};
+use super::{Registry, stop_repo};
 use crate::{RepoError, RepoKey};
 
 impl Registry {
@@ -136,7 +133,9 @@ impl Registry {
                 graph: key.graph.clone(),
                 holder: record.holder,
                 epoch: record.epoch,
-                expires_in_ms: record.expires_at_ms.saturating_sub(Clock::system().wall_ms()),
+                expires_in_ms: record
+                    .expires_at_ms
+                    .saturating_sub(Clock::system().wall_ms()),
             }),
         }
     }

@@ -17,25 +17,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
-use omnigraph::db::Omnigraph;
-use omnigraph::error::OmniError;
 use omnigraph_cloud_config::{ActorConfig, GraphId, TenantId, WriteConfig};
 use ractor::Actor;
 use tokio::sync::{Mutex, OnceCell, watch};
 use tokio::time::Instant;
 use tracing::{info, warn};
 
-use omnigraph_cloud_cluster::Clock;
-use omnigraph_cloud_cluster::lease::{Acquired, Lease, LeaseKind, LeaseStore};
-use crate::maintenance::report::{Backlog, Policy};
-use crate::maintenance::{
-    LeaseView, MaintenanceReport, MaintenanceSettings, NodeMaintenance, RepoMaintenance,
-};
+use crate::maintenance::{MaintenanceSettings, NodeMaintenance};
 use crate::metrics::{ActorMetrics, RegistryStats};
 use crate::repo::{
-    Activity, Life, RepoHandle, ActiveRepo, RepoShared, RepoSupervisor, SupervisorArgs,
+    ActiveRepo, Activity, Life, RepoHandle, RepoShared, RepoSupervisor, SupervisorArgs,
 };
 use crate::{GraphStore, RepoError, RepoKey};
+use omnigraph_cloud_cluster::lease::LeaseStore;
 
 /// How many times a request chases a repo that closes under it before giving up.
 const MAX_ACTIVATION_ATTEMPTS: usize = 8;
@@ -169,7 +163,13 @@ impl Registry {
     /// exports already running keep their engine handle until they end).
     pub async fn shutdown(&self, within: std::time::Duration) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
-        if let Some(scan) = self.inner.worker_scan.lock().expect("worker scan lock").take() {
+        if let Some(scan) = self
+            .inner
+            .worker_scan
+            .lock()
+            .expect("worker scan lock")
+            .take()
+        {
             scan.abort();
         }
         let handles: Vec<RepoHandle> = self

@@ -1,18 +1,17 @@
 //! `RepoActor`: owns the warm engine handle of one repo and its write coalescer.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use omnigraph::db::Omnigraph;
+use omnigraph_cloud_cluster::Clock;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
-
-use std::sync::atomic::Ordering;
 
 use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
 use crate::RepoError;
-use omnigraph_cloud_cluster::Clock;
 use crate::maintenance::Held;
 
 pub(crate) struct RepoActor;
@@ -131,7 +130,9 @@ impl Actor for RepoActor {
                                 graph: graph.clone(),
                                 holder: record.holder.clone(),
                                 epoch: record.epoch,
-                                expires_in_ms: record.expires_at_ms.saturating_sub(Clock::system().wall_ms()),
+                                expires_in_ms: record
+                                    .expires_at_ms
+                                    .saturating_sub(Clock::system().wall_ms()),
                             });
                         }
                         Err(err) => {

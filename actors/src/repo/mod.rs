@@ -27,7 +27,7 @@ use ractor::ActorRef;
 use tokio::sync::watch;
 
 pub use export::ExportStream;
-pub use handle::{RepoHandle, ActiveRepo, SnapshotInfo, TableInfo};
+pub use handle::{ActiveRepo, RepoHandle, SnapshotInfo, TableInfo};
 pub use messages::{RepoMsg, WriteOp, WriteOutcome};
 
 pub(crate) use activity::Activity;

@@ -14,12 +14,11 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use tracing::{error, info, warn};
 
 use super::actor::RepoActor;
+use super::maintenance_actors::{
+    CompactionActor, CompactionMsg, MaintenanceActors, MaintenanceArgs, RecoveryActor, RecoveryMsg,
+};
 use super::messages::RepoMsg;
 use super::{Life, RepoShared};
-use super::maintenance_actors::{
-    CompactionActor, CompactionMsg, MaintenanceActors, MaintenanceArgs, RecoveryActor,
-    RecoveryMsg,
-};
 use crate::maintenance::Scheduler;
 use crate::metrics::ActorMetrics;
 

@@ -2,8 +2,8 @@
 
 use omnigraph_cloud_config::{GraphId, TenantId};
 
-use super::record::{LeaseKind, LeaseRecord};
 use super::LeaseError;
+use super::record::{LeaseKind, LeaseRecord};
 use crate::RepoKey;
 
 /// The folder of every lease object, under the storage root.

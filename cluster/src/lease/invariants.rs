@@ -37,9 +37,7 @@ pub(super) fn check(
         (Transition::Acquire, _) if next.released => Err("an acquisition is not a release"),
         (Transition::Acquire, _) => Ok(()),
         (_, None) => Err("only an acquisition creates a lease"),
-        (_, Some(previous))
-            if previous.holder != next.holder || previous.epoch != next.epoch =>
-        {
+        (_, Some(previous)) if previous.holder != next.holder || previous.epoch != next.epoch => {
             Err("only the holder renews or releases, in the epoch it holds")
         }
         (_, Some(previous)) if next.acquired_at_ms != previous.acquired_at_ms => {
@@ -83,7 +81,10 @@ mod tests {
             renewed_at_ms: 160,
             ..renewed.clone()
         };
-        assert_eq!(check(Transition::Release, Some(&renewed), &released), Ok(()));
+        assert_eq!(
+            check(Transition::Release, Some(&renewed), &released),
+            Ok(())
+        );
         let taken = LeaseRecord {
             acquired_at_ms: 170,
             ..record("b", 2, 170, 270)

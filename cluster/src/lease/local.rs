@@ -10,8 +10,8 @@ use std::time::UNIX_EPOCH;
 
 use async_trait::async_trait;
 
-use super::backend::{LeaseBackend, Stored, CasOutcome, storage_error};
 use super::LeaseError;
+use super::backend::{CasOutcome, LeaseBackend, Stored, storage_error};
 use super::codec::decode_nonce;
 
 pub struct LocalBackend {

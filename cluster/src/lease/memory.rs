@@ -6,8 +6,8 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use super::backend::{LeaseBackend, Stored, CasOutcome};
 use super::LeaseError;
+use super::backend::{CasOutcome, LeaseBackend, Stored};
 
 #[derive(Debug, Default)]
 pub struct MemoryBackend {
@@ -24,7 +24,13 @@ impl MemoryBackend {
 #[async_trait]
 impl LeaseBackend for MemoryBackend {
     async fn read(&self, path: &str) -> Result<Option<Stored>, LeaseError> {
-        Ok(self.objects.lock().expect("memory backend").0.get(path).cloned())
+        Ok(self
+            .objects
+            .lock()
+            .expect("memory backend")
+            .0
+            .get(path)
+            .cloned())
     }
 
     async fn write(

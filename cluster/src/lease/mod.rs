@@ -39,7 +39,7 @@ mod object_backend;
 mod record;
 mod store;
 
-pub use backend::{LeaseBackend, Stored, CasOutcome};
+pub use backend::{CasOutcome, LeaseBackend, Stored};
 pub use codec::ListedLease;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;

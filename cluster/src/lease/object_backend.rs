@@ -8,8 +8,8 @@ use bytes::Bytes;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 
-use super::backend::{LeaseBackend, Stored, CasOutcome, storage_error};
 use super::LeaseError;
+use super::backend::{CasOutcome, LeaseBackend, Stored, storage_error};
 use crate::{list_under, listing_version};
 
 pub struct ObjectStoreBackend {
@@ -61,8 +61,9 @@ impl LeaseBackend for ObjectStoreBackend {
                 version: None,
             }),
         };
+        let path = self.path(path);
         let put = self.store.put_opts(
-            &self.path(path),
+            &path,
             PutPayload::from(Bytes::from(bytes)),
             PutOptions::from(mode),
         );
@@ -71,7 +72,8 @@ impl LeaseBackend for ObjectStoreBackend {
                 LeaseError::Storage("the store returned no ETag for a lease write".into())
             }),
             Err(
-                object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
             ) => Ok(CasOutcome::Conflict),
             // A create that lost the race to a takeover's update, or an update of an object
             // that was never there.

@@ -177,4 +177,3 @@ impl LeaseTiming {
         (self.ttl.saturating_sub(self.safety_margin) / 3).max(Duration::from_millis(10))
     }
 }
-

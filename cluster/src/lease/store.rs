@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::backend::{LeaseBackend, CasOutcome};
+use super::backend::{CasOutcome, LeaseBackend};
 use super::codec::{self, LEASE_DIR, ListedLease};
 use super::invariants::{self, Transition};
 use super::record::{Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming};

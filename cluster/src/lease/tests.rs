@@ -129,7 +129,10 @@ async fn renewals_keep_the_lease_and_its_epoch() {
         assert!(lease.is_live());
     }
     assert_eq!(lease.epoch(), 1);
-    let Acquired::Held(record) = store.acquire(&key(), LeaseKind::Recovery, "b").await.unwrap()
+    let Acquired::Held(record) = store
+        .acquire(&key(), LeaseKind::Recovery, "b")
+        .await
+        .unwrap()
     else {
         panic!("a renewed lease is never free");
     };

@@ -7,12 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use omnigraph_cloud_config::{
     AuthConfig, BundleConfig, BundleSource, ConfigError, OidcIssuerConfig,
 };
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::TokenVerifier;

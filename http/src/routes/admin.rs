@@ -2,8 +2,8 @@
 //! caller's own tenant.
 
 use axum::extract::{Path, State};
+use omnigraph_cloud_actors::MaintenanceReport;
 use omnigraph_cloud_actors::RepoKey;
-use omnigraph_cloud_actors::maintenance::MaintenanceReport;
 use omnigraph_cloud_config::TenantId;
 
 use crate::auth::Principal;

@@ -2,6 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use omnigraph_cloud_actors::RepoKey;
 
 use crate::auth::Principal;
 use crate::dto::{
@@ -13,7 +14,6 @@ use crate::extract::{Json, parse_graph_id};
 use crate::nesting::check_nesting;
 use crate::policy::{Access, Action};
 use crate::state::AppState;
-use omnigraph_cloud_actors::RepoKey;
 
 /// The caller's graphs, sorted by id. Other tenants' graphs are never listed.
 #[utoipa::path(get, path = "/graphs", tag = "graphs",

@@ -1,6 +1,7 @@
 //! Schema and the stored-query catalog.
 
 use axum::extract::{Path, State};
+use omnigraph_cloud_config::BranchName;
 
 use crate::dto::{
     ErrorOutput, QueriesCatalogOutput, SchemaApplyOutput, SchemaApplyRequest, SchemaOutput,
@@ -12,7 +13,6 @@ use crate::nesting::check_nesting;
 use crate::policy::{Access, Action};
 use crate::query_name::{QUERY_NAME_PATTERN, is_query_name};
 use crate::state::AppState;
-use omnigraph_cloud_config::BranchName;
 
 #[utoipa::path(get, path = "/graphs/{graph_id}/schema", tag = "schema",
     params(("graph_id" = String, Path)),

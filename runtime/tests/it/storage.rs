@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use omnigraph_cloud::NodeError;
 use omnigraph_cloud_chaos::{ErrorRule, Faults, Latency, Op};
+use tokio::time::Instant;
 
 use crate::support::{TestNode, s3_backend};
 

@@ -35,7 +35,7 @@ mod queue;
 mod rewrite;
 
 pub(crate) use publish::execute;
-pub(crate) use queue::{Coalescer, Reply, Unit};
+pub(crate) use queue::{Coalescer, Unit};
 
 #[cfg(test)]
 mod tests;

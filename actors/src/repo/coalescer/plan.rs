@@ -1,28 +1,15 @@
 //! Whether a write can share a publish: an insert-only mutation parsed and typechecked with
 //! its own counts known in advance, or a load with its rows per table and its node keys.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use futures::future::BoxFuture;
-use omnigraph::db::Omnigraph;
-use omnigraph::error::OmniError;
-use omnigraph::loader::{LoadMode, LoadResult};
-use omnigraph_cloud_config::WriteConfig;
+use omnigraph::loader::LoadMode;
 use omnigraph_compiler::catalog::Catalog;
 use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
 use omnigraph_compiler::query::parser::parse_query;
 use omnigraph_compiler::query::typecheck::typecheck_query_decl;
-use omnigraph_compiler::{Literal, MutationResult, ParamMap};
-use ractor::RpcReplyPort;
-use tokio::time::Instant;
-use tracing::{debug, warn};
 
-use crate::repo::messages::{WriteOp, WriteOutcome};
-use crate::repo::{branches, writes};
-use crate::maintenance::Fence;
-use crate::metrics::CoalescerMetrics;
-use crate::{ErrorKind, RepoError};
+use crate::repo::messages::WriteOp;
 
 /// An insert-only mutation, parsed, with its own affected counts known in advance.
 pub(super) struct InsertPlan {

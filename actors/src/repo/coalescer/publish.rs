@@ -2,30 +2,23 @@
 //! fence, retries of lost races, splitting a failed batch until each failure is its own, and
 //! outcome-unknown answers where a publish may have landed.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
 use omnigraph::loader::{LoadMode, LoadResult};
-use omnigraph_cloud_config::WriteConfig;
-use omnigraph_compiler::catalog::Catalog;
-use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
-use omnigraph_compiler::query::parser::parse_query;
-use omnigraph_compiler::query::typecheck::typecheck_query_decl;
-use omnigraph_compiler::{Literal, MutationResult, ParamMap};
-use ractor::RpcReplyPort;
+use omnigraph_compiler::{MutationResult, ParamMap};
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-use crate::repo::messages::{WriteOp, WriteOutcome};
-use crate::repo::{branches, writes};
+use super::queue::{Pending, Unit, batch_key, plan_counts};
+use super::rewrite::{COMBINED_QUERY_NAME, combine, concatenated_load, node_load};
 use crate::maintenance::Fence;
 use crate::metrics::CoalescerMetrics;
+use crate::repo::messages::WriteOutcome;
+use crate::repo::{branches, writes};
 use crate::{ErrorKind, RepoError};
-use super::queue::{Pending, Unit, batch_key, plan_counts};
-use super::rewrite::{COMBINED_QUERY_NAME, concatenated_load, node_load, combine};
 
 /// How many times a combined publish that lost a race to another writer is re-planned.
 pub(super) const CONFLICT_RETRIES: usize = 3;
@@ -198,7 +191,11 @@ pub(super) async fn publish(
 
 /// Whether `branch` has no commit created at or after `since_us` (microseconds since the Unix
 /// epoch). Only asked on the error path; an error asking counts as "maybe published".
-pub(super) async fn nothing_published_since(engine: &Omnigraph, branch: &str, since_us: i64) -> bool {
+pub(super) async fn nothing_published_since(
+    engine: &Omnigraph,
+    branch: &str,
+    since_us: i64,
+) -> bool {
     let listed = if branch == branches::MAIN {
         engine.list_commits(None).await
     } else {

@@ -1,29 +1,17 @@
 //! The queue of a repo's writes and what the next publish takes from it: shared publishes
 //! for writes that can share one, exclusive writes alone and in arrival order.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::VecDeque;
 
-use futures::future::BoxFuture;
-use omnigraph::db::Omnigraph;
-use omnigraph::error::OmniError;
-use omnigraph::loader::{LoadMode, LoadResult};
 use omnigraph_cloud_config::WriteConfig;
 use omnigraph_compiler::catalog::Catalog;
-use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
-use omnigraph_compiler::query::parser::parse_query;
-use omnigraph_compiler::query::typecheck::typecheck_query_decl;
-use omnigraph_compiler::{Literal, MutationResult, ParamMap};
 use ractor::RpcReplyPort;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::repo::messages::{WriteOp, WriteOutcome};
-use crate::repo::{branches, writes};
-use crate::maintenance::Fence;
+use super::plan::{InsertPlan, LoadPlan, insert_plan, load_plan};
+use crate::RepoError;
 use crate::metrics::CoalescerMetrics;
-use crate::{ErrorKind, RepoError};
-use super::plan::{InsertPlan, LoadPlan, load_plan, insert_plan};
+use crate::repo::messages::{WriteOp, WriteOutcome};
 
 pub(crate) type Reply = RpcReplyPort<Result<WriteOutcome, RepoError>>;
 

@@ -1,29 +1,15 @@
 //! Turning a batch into one engine call: the combined mutation with each request's
 //! parameters renamed, a node-insert batch as one merge load, loads concatenated.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::HashMap;
 
-use futures::future::BoxFuture;
-use omnigraph::db::Omnigraph;
-use omnigraph::error::OmniError;
-use omnigraph::loader::{LoadMode, LoadResult};
-use omnigraph_cloud_config::WriteConfig;
+use omnigraph::loader::LoadMode;
 use omnigraph_compiler::catalog::Catalog;
-use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
-use omnigraph_compiler::query::parser::parse_query;
-use omnigraph_compiler::query::typecheck::typecheck_query_decl;
-use omnigraph_compiler::{Literal, MutationResult, ParamMap};
-use ractor::RpcReplyPort;
-use tokio::time::Instant;
-use tracing::{debug, warn};
+use omnigraph_compiler::query::ast::{MatchValue, Mutation};
+use omnigraph_compiler::{Literal, ParamMap};
 
-use crate::repo::messages::{WriteOp, WriteOutcome};
-use crate::repo::{branches, writes};
-use crate::maintenance::Fence;
-use crate::metrics::CoalescerMetrics;
-use crate::{ErrorKind, RepoError};
 use super::queue::Pending;
+use crate::repo::messages::WriteOp;
 
 pub(super) const COMBINED_QUERY_NAME: &str = "coalesced_inserts";
 

@@ -1,34 +1,21 @@
 //! The coalescer's planning, batching and split-versus-share decisions, without an engine.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
-use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
-use omnigraph::loader::{LoadMode, LoadResult};
+use omnigraph::loader::LoadMode;
 use omnigraph_cloud_config::WriteConfig;
+use omnigraph_compiler::Literal;
+use omnigraph_compiler::build_catalog;
 use omnigraph_compiler::catalog::Catalog;
-use omnigraph_compiler::query::ast::{MatchValue, Mutation, QueryDecl};
 use omnigraph_compiler::query::parser::parse_query;
-use omnigraph_compiler::query::typecheck::typecheck_query_decl;
-use omnigraph_compiler::{Literal, MutationResult, ParamMap};
-use ractor::RpcReplyPort;
-use tokio::time::Instant;
-use tracing::{debug, warn};
-
-use crate::repo::messages::{WriteOp, WriteOutcome};
-use crate::repo::{branches, writes};
-use crate::maintenance::Fence;
-use crate::metrics::CoalescerMetrics;
-use crate::{ErrorKind, RepoError};
+use omnigraph_compiler::schema::parser::parse_schema;
 
 use super::plan::*;
 use super::publish::*;
 use super::queue::*;
 use super::rewrite::*;
-use omnigraph_compiler::build_catalog;
-use omnigraph_compiler::schema::parser::parse_schema;
+use crate::metrics::CoalescerMetrics;
+use crate::repo::messages::WriteOp;
+use crate::{ErrorKind, RepoError};
 
 /// Finding 9: only invalid-input and conflict failures were split; any other failure of a
 /// batch went to every caller, mostly as a 500. Now only failures that are every member's
@@ -58,8 +45,7 @@ fn only_batch_wide_failures_are_shared() {
         let copies = batch_wide_copies(err, 3).expect("shared");
         assert_eq!(copies.len(), 3);
         assert!(copies.iter().all(|copy| copy.kind() == err.kind()
-            || (err.kind() == ErrorKind::Unavailable
-                && copy.kind() == ErrorKind::OutcomeUnknown)));
+            || (err.kind() == ErrorKind::Unavailable && copy.kind() == ErrorKind::OutcomeUnknown)));
     }
     let split = [
         RepoError::Internal {
@@ -79,8 +65,7 @@ fn only_batch_wide_failures_are_shared() {
     }
 }
 
-const SCHEMA: &str =
-    "node Person { name: String @key\n age: I32? }\nedge Knows: Person -> Person";
+const SCHEMA: &str = "node Person { name: String @key\n age: I32? }\nedge Knows: Person -> Person";
 const INSERT: &str =
     "query ins($name: String, $age: I32?) { insert Person { name: $name, age: $age } }";
 
