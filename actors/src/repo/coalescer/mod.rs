@@ -27,15 +27,19 @@
 //!
 //! Files: [`queue`] (what waits and what the next publish takes), [`plan`] (whether a write
 //! can share a publish), [`rewrite`] (a batch as one engine call), [`publish`] (running it and
-//! answering every caller).
+//! answering every caller), [`target`] (what publishing needs of the engine, behind the
+//! [`Publisher`](target::Publisher) trait).
 
 mod plan;
 mod publish;
 mod queue;
 mod rewrite;
+mod target;
 
 pub(crate) use publish::execute;
 pub(crate) use queue::{Coalescer, Unit};
 
+#[cfg(test)]
+mod publish_tests;
 #[cfg(test)]
 mod tests;

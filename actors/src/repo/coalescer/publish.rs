@@ -2,22 +2,18 @@
 //! fence, retries of lost races, splitting a failed batch until each failure is its own, and
 //! outcome-unknown answers where a publish may have landed.
 
-use std::sync::Arc;
-
-use futures::future::BoxFuture;
-use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
 use omnigraph::loader::{LoadMode, LoadResult};
-use omnigraph_compiler::{MutationResult, ParamMap};
+use omnigraph_compiler::MutationResult;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::queue::{Pending, Unit, batch_key, plan_counts};
-use super::rewrite::{COMBINED_QUERY_NAME, combine, concatenated_load, node_load};
+use super::rewrite::{combine, concatenated_load, node_load};
+use super::target::{Publication, Publisher};
 use crate::maintenance::Fence;
 use crate::metrics::CoalescerMetrics;
 use crate::repo::messages::WriteOutcome;
-use crate::repo::{branches, writes};
 use crate::{ErrorKind, RepoError};
 
 /// How many times a combined publish that lost a race to another writer is re-planned.
@@ -27,7 +23,7 @@ pub(super) const CONFLICT_RETRIES: usize = 3;
 ///
 /// Returns whether a schema change was applied, so that its declared indexes get built.
 pub(crate) async fn execute(
-    engine: &Arc<Omnigraph>,
+    target: &impl Publisher,
     unit: Unit,
     metrics: &CoalescerMetrics,
     fence: &mut Fence,
@@ -35,7 +31,7 @@ pub(crate) async fn execute(
     let started = Instant::now();
     match unit {
         Unit::Alone(pending) => {
-            let result = under_fence(fence, writes::execute(engine, pending.op))
+            let result = under_fence(fence, target.alone(pending.op))
                 .await
                 .map_err(unacknowledged);
             let schema_changed =
@@ -47,7 +43,7 @@ pub(crate) async fn execute(
             schema_changed
         }
         Unit::Batch(batch) => {
-            run_batch(engine, batch, metrics, fence).await;
+            run_batch(target, batch, metrics, fence).await;
             false
         }
     }
@@ -57,14 +53,14 @@ pub(crate) async fn execute(
 /// are kept in a work list rather than recursed into: the engine's futures are large, and
 /// nesting them for every split would exhaust a worker thread's stack.
 pub(super) async fn run_batch(
-    engine: &Arc<Omnigraph>,
+    target: &impl Publisher,
     batch: Vec<Pending>,
     metrics: &CoalescerMetrics,
     fence: &mut Fence,
 ) {
     let mut work = vec![batch];
     while let Some(batch) = work.pop() {
-        if let Some((first, second)) = publish(engine, batch, metrics, fence).await {
+        if let Some((first, second)) = publish(target, batch, metrics, fence).await {
             metrics.splits.inc();
             work.push(second);
             work.push(first); // the earlier half goes first
@@ -75,7 +71,7 @@ pub(super) async fn run_batch(
 /// Publishes one batch and answers its callers, or returns its two halves when something in
 /// it is wrong (nothing was published then).
 pub(super) async fn publish(
-    engine: &Arc<Omnigraph>,
+    target: &impl Publisher,
     batch: Vec<Pending>,
     metrics: &CoalescerMetrics,
     fence: &mut Fence,
@@ -84,7 +80,7 @@ pub(super) async fn publish(
     if batch.len() == 1 {
         // Alone, a write runs with its own text: its result and its error are its own.
         let pending = batch.into_iter().next().expect("one write");
-        let result = under_fence(fence, writes::execute(engine, pending.op))
+        let result = under_fence(fence, target.alone(pending.op))
             .await
             .map_err(unacknowledged);
         let _ = pending.reply.send(result);
@@ -101,7 +97,7 @@ pub(super) async fn publish(
     let publication = if batch[0].load.is_some() {
         let (mode, data) = concatenated_load(&batch);
         Publication::Load { data, mode }
-    } else if let Some(data) = node_load(&batch, &engine.catalog()) {
+    } else if let Some(data) = node_load(&batch, &target.catalog()) {
         Publication::Load {
             data,
             mode: LoadMode::Merge,
@@ -111,26 +107,13 @@ pub(super) async fn publish(
         Publication::Mutation { source, params }
     };
     let outcome = fence
-        .run(retrying_lost_races(engine, metrics, || {
-            Box::pin(async {
-                match &publication {
-                    Publication::Load { data, mode } => engine
-                        .load_as(&branch, None, data, *mode, actor.as_deref())
-                        .await
-                        .map(|_| ()),
-                    Publication::Mutation { source, params } => engine
-                        .mutate_as(
-                            &branch,
-                            source,
-                            COMBINED_QUERY_NAME,
-                            params,
-                            actor.as_deref(),
-                        )
-                        .await
-                        .map(|_| ()),
-                }
-            })
-        }))
+        .run(retrying_lost_races(
+            target,
+            metrics,
+            &branch,
+            &publication,
+            actor.as_deref(),
+        ))
         .await;
     metrics
         .publish_seconds
@@ -154,7 +137,7 @@ pub(super) async fn publish(
         }
         Err(err) => {
             let err = match err {
-                Some(err) => branches::explain_error(engine, &branch, err).await,
+                Some(err) => target.explain(&branch, err).await,
                 None => fenced(),
             };
             match batch_wide_copies(&err, batch.len()) {
@@ -170,7 +153,9 @@ pub(super) async fn publish(
                 // branch has a commit since this publish began, it landed (writes of the graph
                 // are this actor's alone), and re-running halves would apply it twice.
                 None if err.kind() == ErrorKind::Internal
-                    && !nothing_published_since(engine, &branch, publish_began_us).await =>
+                    && !target
+                        .nothing_published_since(&branch, publish_began_us)
+                        .await =>
                 {
                     for pending in batch {
                         let _ = pending.reply.send(Err(maybe_applied(&err)));
@@ -186,24 +171,6 @@ pub(super) async fn publish(
                 }
             }
         }
-    }
-}
-
-/// Whether `branch` has no commit created at or after `since_us` (microseconds since the Unix
-/// epoch). Only asked on the error path; an error asking counts as "maybe published".
-pub(super) async fn nothing_published_since(
-    engine: &Omnigraph,
-    branch: &str,
-    since_us: i64,
-) -> bool {
-    let listed = if branch == branches::MAIN {
-        engine.list_commits(None).await
-    } else {
-        engine.list_commits(Some(branch)).await
-    };
-    match listed {
-        Ok(commits) => commits.iter().all(|commit| commit.created_at < since_us),
-        Err(_) => false,
     }
 }
 
@@ -225,29 +192,25 @@ pub(super) fn fenced() -> RepoError {
     }
 }
 
-/// How a batch is published: one load of all its records, or one generated mutation.
-pub(super) enum Publication {
-    Load { data: String, mode: LoadMode },
-    Mutation { source: String, params: ParamMap },
-}
-
-/// Runs `attempt`, and again after a refresh when it lost a race to another writer, at most
+/// Publishes, and again after a refresh when it lost a race to another writer, at most
 /// `CONFLICT_RETRIES` more times. Inserts and append/merge loads do not depend on what they
 /// read, so re-running them is safe.
-pub(super) async fn retrying_lost_races<'a>(
-    engine: &Omnigraph,
+pub(super) async fn retrying_lost_races(
+    target: &impl Publisher,
     metrics: &CoalescerMetrics,
-    mut attempt: impl FnMut() -> BoxFuture<'a, Result<(), OmniError>>,
+    branch: &str,
+    publication: &Publication,
+    actor: Option<&str>,
 ) -> Result<(), OmniError> {
-    let mut outcome = attempt().await;
+    let mut outcome = target.publish(branch, publication, actor).await;
     for _ in 0..CONFLICT_RETRIES {
         match &outcome {
             Err(err) if is_lost_race(err) => {
                 metrics.retries.inc();
-                if let Err(refresh) = engine.refresh().await {
+                if let Err(refresh) = target.refresh().await {
                     warn!(error = %refresh, "refresh before retrying a coalesced publish failed");
                 }
-                outcome = attempt().await;
+                outcome = target.publish(branch, publication, actor).await;
             }
             _ => break,
         }
