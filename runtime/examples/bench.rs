@@ -90,7 +90,7 @@ fn main() {
         if writes_only {
             write_bench(&local, if quick { 2 } else { 5 }).await;
         } else {
-            run(&local, &settings(quick, false)).await;
+            run(&local, &settings(quick, false), None).await;
         }
         if with_s3 {
             let server = S3Server::start()
@@ -124,7 +124,7 @@ fn main() {
             if writes_only {
                 write_bench(&s3, if quick { 5 } else { 15 }).await;
             } else {
-                run(&s3, &settings(quick, true)).await;
+                run(&s3, &settings(quick, true), Some(&proxy)).await;
             }
             let stats = proxy.stats();
             println!(
@@ -158,7 +158,8 @@ fn settings(quick: bool, s3: bool) -> Settings {
     }
 }
 
-async fn run(backend: &Backend, settings: &Settings) {
+/// `proxy`, when the store is behind one, counts the requests of a warm query.
+async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>) {
     println!("=== storage: {} ===", backend.name());
     let start_node = || async {
         let mut config =
@@ -225,6 +226,34 @@ async fn run(backend: &Backend, settings: &Settings) {
         ratio(http_p50, engine_p50),
         ratio(http_p99, engine_p99)
     );
+    if let Some(proxy) = proxy {
+        // What a warm query costs in store requests: the cache tier's target is none.
+        let per_query = |stats: omnigraph_cloud_chaos::Stats, queries: usize| {
+            stats
+                .by_op
+                .iter()
+                .map(|(op, count)| format!("{op:?} {:.1}", *count as f64 / queries as f64))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let sample = &names[..names.len().min(20)];
+        proxy.reset_stats();
+        for name in sample {
+            query_engine(&engine, &decl.params, name).await;
+        }
+        let engine_requests = per_query(proxy.stats(), sample.len());
+        proxy.reset_stats();
+        for name in sample {
+            query_http(&http, &base, "bench", name).await;
+        }
+        let http_requests = per_query(proxy.stats(), sample.len());
+        println!(
+            "  store requests per warm query ({} queries each)",
+            sample.len()
+        );
+        println!("  {:<28} {engine_requests}", "engine in-process");
+        println!("  {:<28} {http_requests}", "omnigraph-cloud over HTTP");
+    }
     println!();
 
     // --- 2. cold first request (activation) vs warm ---
