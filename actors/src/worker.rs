@@ -15,7 +15,6 @@
 
 use std::collections::HashMap;
 
-use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::LeaseKind;
 use tracing::{info, warn};
 
@@ -63,7 +62,7 @@ async fn scan(
     statuses: &mut HashMap<RepoKey, Seen>,
 ) -> Result<(), crate::RepoError> {
     let lease_store = registry.lease_store();
-    let now = Clock::system().wall_ms();
+    let now = lease_store.clock().wall_ms();
     // Writer leases: find the dead writers.
     let mut recover = Vec::new();
     for listed in lease_store.list().await.map_err(lease_error)? {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use omnigraph::db::{CleanupPolicyOptions, Omnigraph};
-use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::LeaseKind;
 use tokio::time::Instant;
 
@@ -13,7 +12,7 @@ use super::{Held, RepoMaintenance, lease_failure};
 
 impl RepoMaintenance {
     pub(super) async fn cleanup(&self, engine: &Arc<Omnigraph>, epoch: u64) {
-        let started_ms = Clock::system().wall_ms();
+        let started_ms = self.clock().wall_ms();
         let started = Instant::now();
         // No write may be in flight meanwhile: a write's first fork of a table exists before
         // the manifest publish that names it, and cleanup would take it for garbage. Writes of
@@ -55,7 +54,7 @@ impl RepoMaintenance {
                 .get(&self.key, LeaseKind::Recovery)
                 .await
                 .map_err(|err| err.to_string())?
-                && !record.is_free_at(Clock::system().wall_ms())
+                && !record.is_free_at(self.clock().wall_ms())
             {
                 return Ok((
                     Outcome::Deferred(format!("recovery lease held by '{}'", record.holder)),

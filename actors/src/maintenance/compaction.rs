@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omnigraph::db::Omnigraph;
-use omnigraph_cloud_cluster::Clock;
 use tokio::time::Instant;
 use tracing::info;
 
@@ -20,7 +19,7 @@ const OPTIMIZE_RETRY_DELAY: Duration = Duration::from_millis(100);
 impl RepoMaintenance {
     /// Compacts, then cleans up (see the module docs). `warm` is the repo's serving handle.
     pub(crate) async fn compact(&self, warm: Option<&Arc<Omnigraph>>) -> Outcome {
-        let started_ms = Clock::system().wall_ms();
+        let started_ms = self.clock().wall_ms();
         let started = Instant::now();
         let epoch = match self.compaction.ensure().await {
             Ok(Held::Ours(epoch)) => epoch,

@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::sync::Mutex as StdMutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{LeaseError, LeaseKind, LeaseStore, LeaseTiming};
 use omnigraph_cloud_config::{MaintenanceConfig, Retention};
 use tokio::sync::RwLock;
@@ -176,6 +177,11 @@ impl RepoMaintenance {
     /// Whether request-path writes are waiting: maintenance defers a little.
     pub(crate) fn busy(&self) -> bool {
         self.queued_writes.load(Ordering::Relaxed) > 0
+    }
+
+    /// The clock this repo's leases and maintenance are timed by (the lease store's).
+    pub(crate) fn clock(&self) -> Clock {
+        self.writer.store().clock()
     }
 
     pub(crate) fn store_lease_timing(&self) -> LeaseTiming {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use omnigraph::db::Omnigraph;
-use omnigraph_cloud_cluster::Clock;
 use tokio::time::Instant;
 use tracing::{info, warn};
 
@@ -24,7 +23,7 @@ impl RepoMaintenance {
         if pending == 0 {
             return Outcome::NotNeeded;
         }
-        let started_ms = Clock::system().wall_ms();
+        let started_ms = self.clock().wall_ms();
         let started = Instant::now();
         let mut epoch = 0;
         let outcome = match self.recover_under_leases(warm, pending, &mut epoch).await {

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use omnigraph::db::Omnigraph;
-use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::LeaseKind;
 use tracing::warn;
 
@@ -48,7 +47,7 @@ impl Registry {
                 Arc::new(Omnigraph::open_read_only(&self.inner.store.graph_uri(key)).await?),
             ),
         };
-        let now = Clock::system().wall_ms();
+        let now = self.lease_store().clock().wall_ms();
         let mut leases = Vec::new();
         for kind in LeaseKind::ALL {
             if let Some(record) = self

@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use omnigraph::db::Omnigraph;
 use omnigraph::error::OmniError;
-use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{Acquired, Lease, LeaseKind};
 use tracing::{info, warn};
 
@@ -135,7 +134,7 @@ impl Registry {
                 epoch: record.epoch,
                 expires_in_ms: record
                     .expires_at_ms
-                    .saturating_sub(Clock::system().wall_ms()),
+                    .saturating_sub(self.lease_store().clock().wall_ms()),
             }),
         }
     }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use omnigraph::db::Omnigraph;
-use omnigraph_cloud_cluster::Clock;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
@@ -132,7 +131,7 @@ impl Actor for RepoActor {
                                 epoch: record.epoch,
                                 expires_in_ms: record
                                     .expires_at_ms
-                                    .saturating_sub(Clock::system().wall_ms()),
+                                    .saturating_sub(maintenance.clock().wall_ms()),
                             });
                         }
                         Err(err) => {

@@ -92,7 +92,8 @@ pub(super) async fn publish(
         return None;
     }
     let (_, branch, actor) = batch_key(&batch[0].op);
-    // Commit times are microseconds; milliseconds err on the side of "maybe published".
+    // Commit times are microseconds; milliseconds err on the side of "maybe published". The
+    // engine stamps commits with the system's wall clock, so this reads the same clock.
     let publish_began_us = omnigraph_cloud_cluster::Clock::system().wall_ms() as i64 * 1000;
     let publication = if batch[0].load.is_some() {
         let (mode, data) = concatenated_load(&batch);
