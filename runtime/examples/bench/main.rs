@@ -9,7 +9,7 @@
 //! scripts/test.sh) behind the fault-injecting proxy at S3-like latency (GET p50 60 ms,
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
-//! Run: `cargo run --release -p omnigraph-cloud --example bench -- [--s3] [--quick]`.
+//! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]`.
 //! Results go to docs/benchmarks.md.
 
 use std::sync::Arc;
@@ -23,9 +23,15 @@ use omnigraph_compiler::{JsonParamMode, find_named_query, json_params_to_param_m
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
+mod client;
+mod writes;
+
+use client::{create_graph, load_people, ms, percentiles, query_engine, query_http, ratio};
+use writes::{insert_window, write_bench};
+
 /// The repository's example schema and queries (the README walkthrough's).
-const SCHEMA: &str = include_str!("../../examples/team.pg");
-const QUERIES: &str = include_str!("../../examples/team.gq");
+const SCHEMA: &str = include_str!("../../../examples/team.pg");
+const QUERIES: &str = include_str!("../../../examples/team.gq");
 const INSERT: &str =
     "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
 
@@ -327,140 +333,6 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
     node.shutdown().await.unwrap();
 }
 
-/// Insert throughput with the write coalescer on and off, 1 to 256 clients. Each level runs
-/// on a fresh node and graph for `window_secs`; only answers within the window count, and the
-/// node is then stopped (queued writes are abandoned) so that levels do not overlap.
-async fn write_bench(backend: &Backend, window_secs: u64) {
-    let window = Duration::from_secs(window_secs);
-    println!(
-        "=== storage: {} — single-row inserts on one graph, {window_secs}s per level ===",
-        backend.name()
-    );
-    println!(
-        "  {:<9} {:>8} {:>11} {:>10} {:>10} {:>10} {:>12}",
-        "coalesce", "clients", "inserts/s", "p50", "p99", "publishes", "writes/pub"
-    );
-    let mut rates: Vec<(bool, usize, f64)> = Vec::new();
-    for coalesce in [true, false] {
-        for clients in [1usize, 8, 64, 256] {
-            let toml = format!(
-                "[log]\nfilter = \"error\"\n[server]\nshutdown_grace = \"1s\"\n[writes]\ncoalesce = {coalesce}\n"
-            );
-            let mut config = NodeConfig::load(Some(&toml), std::iter::empty()).unwrap();
-            config.server.bind = "127.0.0.1:0".parse().unwrap();
-            config.server.metrics_bind = None;
-            config.storage.root = backend.root();
-            let node = Node::start(config).await.unwrap();
-            let base = format!("http://{}", node.local_addr());
-            let http = reqwest::Client::new();
-            let graph = format!("w{}-{clients}", if coalesce { "on" } else { "off" });
-            create_graph(&http, &base, &graph).await;
-            let before = commit_count(&http, &base, &graph).await;
-            let (done, errors, mut samples) =
-                insert_window(&http, &base, &graph, clients, window).await;
-            let publishes = commit_count(&http, &base, &graph).await - before;
-            let rate = done as f64 / window.as_secs_f64();
-            let (p50, p99) = percentiles(&mut samples);
-            let per_publish = if publishes == 0 {
-                0.0
-            } else {
-                done as f64 / publishes as f64
-            };
-            let on = if coalesce { "on" } else { "off" };
-            let errors = if errors > 0 {
-                format!("  ({errors} errors)")
-            } else {
-                String::new()
-            };
-            println!(
-                "  {on:<9} {clients:>8} {rate:>11.1} {:>10} {:>10} {publishes:>10} {per_publish:>12.1}{errors}",
-                ms(p50),
-                ms(p99),
-            );
-            rates.push((coalesce, clients, rate));
-            let _ = node.shutdown().await;
-        }
-    }
-    println!("  speed-up, coalescer on / off:");
-    for clients in [1usize, 8, 64, 256] {
-        let rate = |mode| {
-            rates
-                .iter()
-                .find(|(c, n, _)| *c == mode && *n == clients)
-                .map(|r| r.2)
-                .unwrap_or(0.0)
-        };
-        let (on, off) = (rate(true), rate(false));
-        let speedup = if off > 0.0 {
-            format!("{:.1}x", on / off)
-        } else {
-            "n/a (off: none within the window)".into()
-        };
-        println!("    {clients:>4} clients: {speedup}");
-    }
-    println!();
-}
-
-async fn commit_count(http: &reqwest::Client, base: &str, graph: &str) -> usize {
-    let body: Value = http
-        .get(format!("{base}/graphs/{graph}/commits"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["commits"].as_array().map(Vec::len).unwrap_or(0)
-}
-
-/// `clients` loops of single inserts; only answers that arrive within `window` count. The
-/// loops are abandoned at the end of the window.
-async fn insert_window(
-    http: &reqwest::Client,
-    base: &str,
-    graph: &str,
-    clients: usize,
-    window: Duration,
-) -> (usize, usize, Vec<Duration>) {
-    let deadline = Instant::now() + window;
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let tasks: Vec<_> = (0..clients)
-        .map(|client| {
-            let http = http.clone();
-            let sender = sender.clone();
-            let url = format!("{base}/graphs/{graph}/mutate");
-            tokio::spawn(async move {
-                for i in 0.. {
-                    let started = Instant::now();
-                    let body = json!({"query": INSERT, "params": {"name": format!("c{client}-{i}"), "age": 1}});
-                    let ok = matches!(http.post(&url).json(&body).send().await, Ok(r) if r.status() == 200);
-                    if sender.send((ok, started.elapsed(), Instant::now())).is_err() {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
-    drop(sender);
-    let (mut done, mut errors, mut samples) = (0, 0, Vec::new());
-    while let Ok(Some((ok, latency, at))) = tokio::time::timeout_at(deadline, receiver.recv()).await
-    {
-        if at > deadline {
-            break;
-        }
-        if ok {
-            done += 1;
-            samples.push(latency);
-        } else {
-            errors += 1;
-        }
-    }
-    for task in tasks {
-        task.abort();
-    }
-    (done, errors, samples)
-}
-
 /// The dev profile optimises dependencies (Lance, DataFusion) but not our crates; a build
 /// with debug assertions off is the release profile.
 fn profile() -> &'static str {
@@ -469,87 +341,4 @@ fn profile() -> &'static str {
     } else {
         "release"
     }
-}
-
-async fn create_graph(http: &reqwest::Client, base: &str, graph: &str) {
-    let response = http
-        .post(format!("{base}/graphs"))
-        .json(&json!({"graph_id": graph, "schema_source": SCHEMA}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-}
-
-async fn load_people(http: &reqwest::Client, base: &str, graph: &str, count: usize) {
-    let mut data = String::new();
-    for i in 0..count {
-        data.push_str(&format!(
-            "{{\"type\":\"Person\",\"data\":{{\"name\":\"p{i}\",\"age\":{}}}}}\n",
-            (i * 31) % 90
-        ));
-    }
-    for i in 0..count.saturating_sub(1) {
-        data.push_str(&format!(
-            "{{\"edge\":\"Mentors\",\"from\":\"p{i}\",\"to\":\"p{}\"}}\n",
-            i + 1
-        ));
-    }
-    let response = http
-        .post(format!("{base}/graphs/{graph}/load"))
-        .json(&json!({"data": data, "mode": "overwrite"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
-}
-
-async fn query_engine(
-    engine: &Omnigraph,
-    params: &[omnigraph_compiler::query::ast::Param],
-    name: &str,
-) {
-    let params = json_params_to_param_map(
-        Some(&json!({"name": name})),
-        params,
-        JsonParamMode::Standard,
-    )
-    .unwrap();
-    let result = engine
-        .query(ReadTarget::branch("main"), QUERIES, "get_person", &params)
-        .await
-        .unwrap();
-    assert_eq!(result.num_rows(), 1);
-}
-
-async fn query_http(http: &reqwest::Client, base: &str, graph: &str, name: &str) {
-    let response = http
-        .post(format!("{base}/graphs/{graph}/query"))
-        .json(&json!({"query": QUERIES, "name": "get_person", "params": {"name": name}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["row_count"], 1);
-}
-
-fn percentiles(samples: &mut [Duration]) -> (Duration, Duration) {
-    if samples.is_empty() {
-        return (Duration::ZERO, Duration::ZERO);
-    }
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
-    (at(0.5), at(0.99))
-}
-
-fn ms(duration: Duration) -> String {
-    format!("{:.2} ms", duration.as_secs_f64() * 1000.0)
-}
-
-fn ratio(a: Duration, b: Duration) -> String {
-    if b.is_zero() {
-        return "-".into();
-    }
-    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
 }
