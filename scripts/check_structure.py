@@ -72,7 +72,7 @@ def referenced_paths(code: str) -> list:
     return paths
 
 
-def resolve(path: str, here: tuple, is_dir_module: bool, modules: set):
+def resolve(path: str, here: tuple, modules: set):
     """The module a `crate::`/`super::` path points into, or None for other crates."""
     segments = [s for s in path.split("::") if s and s not in ("*",)]
     if not segments:
@@ -155,7 +155,7 @@ def check_crate(crate: Path) -> list:
                 f"{file.relative_to(ROOT)}: {lines} lines before its tests (at most {MAX_LINES})"
             )
         for path in referenced_paths(strip_comments(body)):
-            target = resolve(path, module, file.name == "mod.rs", set(modules))
+            target = resolve(path, module, set(modules))
             if target is None:
                 continue
             edge = sibling_edge(module, target)

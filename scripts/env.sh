@@ -2,16 +2,20 @@
 # missing (protoc for Lance's build, mold as a fast linker) and sets up one shared target
 # directory outside the clone.
 
-missing=()
-command -v protoc >/dev/null || missing+=(protobuf-compiler)
-command -v mold >/dev/null || missing+=(mold)
-if ((${#missing[@]})); then
-  sudo=""
+# install_missing COMMAND:PACKAGE...: installs with apt the packages whose command is missing.
+install_missing() {
+  local missing=() pair sudo=""
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+  done
+  ((${#missing[@]})) || return 0
   [ "$(id -u)" = 0 ] || sudo=sudo
   echo "installing: ${missing[*]}"
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+}
+
+install_missing protoc:protobuf-compiler mold:mold
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/omnigraph-cloud/target}"
 if command -v mold >/dev/null; then

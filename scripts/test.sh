@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the build and the tests need
-# when it is missing (protoc and mold via scripts/env.sh, moto for the S3 tests), then runs
+# when it is missing (protoc and mold via scripts/env.sh, curl and jq for the README
+# walkthrough, moto and schemathesis in virtual environments), then runs
 # the dependency guards and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,14 +9,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 # The README walkthrough's tools: a test runs it as written.
-for tool in curl jq; do
-  if ! command -v $tool >/dev/null; then
-    sudo=""
-    [ "$(id -u)" = 0 ] || sudo=sudo
-    echo "installing: $tool"
-    $sudo apt-get install -y -qq $tool >/dev/null || { $sudo apt-get update -qq && $sudo apt-get install -y -qq $tool >/dev/null; }
-  fi
-done
+install_missing curl:curl jq:jq
 
 # A real S3-compatible server for the S3 tests: moto in a virtual environment outside the
 # clone. The tests start it themselves (serially serving, see scripts/moto_serial.py).

@@ -2,7 +2,7 @@
 //! deadlines, maintenance schedules, token lifetimes) asks a [`Clock`], so a test can run it on
 //! tokio's paused time instead of waiting; `clippy.toml` refuses direct reads elsewhere.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
@@ -49,11 +49,6 @@ impl Clock {
             }
         }
     }
-
-    /// Wall-clock time as a [`SystemTime`].
-    pub fn wall_time(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(self.wall_ms())
-    }
 }
 
 #[allow(clippy::disallowed_methods)] // the one read of the system's wall clock
@@ -66,6 +61,8 @@ fn system_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]

@@ -19,14 +19,6 @@ pub struct LeaseStore {
     clock: Clock,
 }
 
-impl std::fmt::Debug for LeaseStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LeaseStore")
-            .field("timing", &self.timing)
-            .finish_non_exhaustive()
-    }
-}
-
 impl LeaseStore {
     /// Leases on `backend`, each request counted by `counter`, read against the system clock.
     pub fn new(
