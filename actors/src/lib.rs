@@ -7,6 +7,7 @@
 //! Depends on: config, cluster (leases, the clock), the engine. Must not know: http, axum,
 //! runtime.
 
+mod cache;
 mod classify;
 mod error;
 mod maintenance;
@@ -17,6 +18,7 @@ mod repo;
 mod storage;
 mod worker;
 
+pub use cache::{CacheError, CacheMetrics, CacheStats, NodeCache};
 pub use error::{ConflictDetails, ErrorKind, RepoError, RowConflict};
 pub use maintenance::{
     LeaseView, MaintenanceReport, MaintenanceSettings, NodeMaintenance, RunRecord, TableInventory,

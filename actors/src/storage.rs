@@ -17,6 +17,7 @@ use omnigraph_cloud_cluster::lease::{LeaseStore, LeaseTiming, LocalBackend, Obje
 use omnigraph_cloud_cluster::{StoreOp, list_under, listing_version};
 use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
+use crate::cache::{CacheMetrics, NodeCache};
 use crate::metrics::StoreMetrics;
 use crate::probe::{self, ProbeError, ProbeReport};
 use crate::{RepoError, RepoKey};
@@ -28,6 +29,7 @@ const GRAPH_SUFFIX: &str = ".omni";
 #[derive(Debug, Clone)]
 pub struct GraphStore {
     inner: Arc<Inner>,
+    cache: NodeCache,
 }
 
 #[derive(Debug)]
@@ -82,7 +84,18 @@ impl GraphStore {
                 metrics,
                 _ephemeral: ephemeral,
             }),
+            cache: NodeCache::off(CacheMetrics::unregistered()),
         })
+    }
+
+    /// The same root, read through `cache` (by default there is none).
+    pub fn with_cache(mut self, cache: NodeCache) -> GraphStore {
+        self.cache = cache;
+        self
+    }
+
+    pub fn cache(&self) -> &NodeCache {
+        &self.cache
     }
 
     /// The URI the engine opens for `key`.

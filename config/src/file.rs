@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthSection, validate_auth};
+use crate::cache::{CacheSection, validate_cache};
 use crate::maintenance::{
     LeasesSection, MaintenanceSection, NodeSection, validate_leases, validate_maintenance,
     validate_node,
@@ -99,6 +100,18 @@ max_wait = "0s"
 # [writes.tenants.acme]
 # max_queue = 512
 
+[cache]
+# Reads of object storage go through a node-wide cache (docs/cache.md): immutable Lance files
+# by 64 KiB block on every node; listings and the engine's text files only on the node that
+# holds a graph's writer lease, invalidated by its own writes.
+enabled = true
+# The memory tier, in bytes.
+memory_bytes = 268435456
+# A directory on local disk (NVMe) for a second tier that survives restarts; "" for none.
+# Safe to delete or lose: entries are checked, and a bad one is read from the store again.
+dir = ""
+disk_bytes = 4294967296
+
 [auth]
 # "static" (bearer tokens), "oidc" (JWTs verified offline against cached JWKS), "hybrid"
 # (a static token first, then a JWT) or "none" (no authentication, tenant "default").
@@ -153,6 +166,7 @@ pub struct FileConfig {
     pub storage: StorageSection,
     pub actors: ActorSection,
     pub writes: WritesSection,
+    pub cache: CacheSection,
     pub auth: AuthSection,
     pub log: LogSection,
 }
@@ -318,6 +332,7 @@ impl FileConfig {
         let node = validate_node(self.node)?;
         let leases = validate_leases(self.leases)?;
         let maintenance = validate_maintenance(self.maintenance)?;
+        let cache = validate_cache(self.cache)?;
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
             filter: self.log.filter,
@@ -341,6 +356,7 @@ impl FileConfig {
             storage,
             actors,
             writes,
+            cache,
             auth,
             log,
         })

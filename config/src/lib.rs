@@ -8,6 +8,7 @@
 //! Depends on: nothing of ours. Must not know: actors, http, runtime, the engine.
 
 mod auth;
+mod cache;
 mod env;
 mod error;
 mod file;
@@ -23,6 +24,7 @@ pub use auth::{
     AuthConfig, AuthMode, BundleConfig, BundleSource, JwtAlgorithm, OidcIssuerConfig,
     StaticTokenConfig, TenantSource, TokenEntry, TokenSecret, validate_token_entries,
 };
+pub use cache::CacheConfig;
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
@@ -47,6 +49,7 @@ pub struct NodeConfig {
     pub storage: StorageConfig,
     pub actors: ActorConfig,
     pub writes: WriteConfig,
+    pub cache: CacheConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
 }
@@ -251,6 +254,7 @@ mod tests {
             ),
             ("[auth]\nmode = \"magic\"", "auth.mode", "magic"),
             ("[log]\nformat = \"xml\"", "log.format", "xml"),
+            ("[cache]\nmemory_bytes = 1024", "cache.memory_bytes", "1024"),
             (
                 "[server]\nbody_limit_bytes = 0",
                 "server.body_limit_bytes",

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use omnigraph_cloud_actors::{
-    ActorMetrics, GraphStore, MaintenanceSettings, NodeMaintenance, ProbeError, Registry,
-    RepoError, StoreMetrics,
+    ActorMetrics, CacheError, CacheMetrics, GraphStore, MaintenanceSettings, NodeCache,
+    NodeMaintenance, ProbeError, Registry, RepoError, StoreMetrics,
 };
 use omnigraph_cloud_cluster::lease::LeaseTiming;
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
@@ -47,6 +47,8 @@ pub enum NodeError {
     },
     #[error("http server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 /// A running node.
@@ -68,11 +70,13 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let mut metrics = prometheus_client::registry::Registry::default();
         let root = config.storage.root.display_uri();
+        let cache = NodeCache::build(&config.cache, CacheMetrics::register(&mut metrics)).await?;
         let store = GraphStore::open(&config.storage.root, StoreMetrics::register(&mut metrics))
             .map_err(|source| NodeError::Storage {
                 root: root.clone(),
                 source,
-            })?;
+            })?
+            .with_cache(cache);
         if config.storage.skip_probe {
             warn!(%root, "storage probe skipped (storage.skip_probe = true): conditional writes are assumed to work");
         } else {
@@ -210,6 +214,7 @@ impl Node {
             }
         };
         self.registry.shutdown(grace).await;
+        self.registry.store().cache().close().await;
         if let Some(metrics) = self.metrics_server.take() {
             metrics.abort();
         }

@@ -63,7 +63,9 @@ impl RepoMaintenance {
             }
             // `cleanup` needs a handle of its own (it takes `&mut`); it reads the same
             // snapshot the warm handle serves.
-            let mut own = Omnigraph::open_read_only(engine.uri())
+            let mut own = self
+                .cache
+                .scope(Omnigraph::open_read_only(engine.uri()))
                 .await
                 .map_err(|err| format!("opening the graph: {err}"))?;
             // Validate both leases before deleting, and stop at the earlier of their
@@ -79,7 +81,7 @@ impl RepoMaintenance {
             let stats = self
                 .compaction
                 .fence(epoch)
-                .run(writer_fence.run(own.cleanup(options)))
+                .run(writer_fence.run(self.cache.mutation(own.cleanup(options))))
                 .await
                 .flatten()
                 .ok_or_else(|| "cleanup outlived a lease it ran under; it was stopped".to_string())?

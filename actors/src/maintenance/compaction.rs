@@ -36,7 +36,7 @@ impl RepoMaintenance {
         let opened;
         let engine = match warm {
             Some(engine) => engine,
-            None => match Omnigraph::open_read_only(&self.uri).await {
+            None => match self.cache.scope(Omnigraph::open_read_only(&self.uri)).await {
                 Ok(engine) => {
                     opened = Arc::new(engine);
                     &opened
@@ -56,7 +56,7 @@ impl RepoMaintenance {
         // Stops at the compaction lease's self-fencing deadline (moved by each renewal).
         let mut fence = self.compaction.fence(epoch);
         let optimized = fence
-            .run(async {
+            .run(self.cache.mutation(async {
                 let mut optimized = engine.optimize().await;
                 // optimize refuses while any recovery sidecar exists, a live write's included:
                 // retry briefly, so that a busy graph is not skipped for its own writes in
@@ -71,7 +71,7 @@ impl RepoMaintenance {
                     }
                 }
                 optimized
-            })
+            }))
             .await;
         drop(exclusive);
         drop(gate);
@@ -114,7 +114,7 @@ impl RepoMaintenance {
         if matches!(outcome, Outcome::Done) {
             self.cleanup(engine, epoch).await;
         }
-        self.compaction.release().await;
+        self.release_compaction().await;
         outcome
     }
 
@@ -126,7 +126,7 @@ impl RepoMaintenance {
         started_ms: u64,
         started: Instant,
     ) -> Outcome {
-        self.compaction.release().await;
+        self.release_compaction().await;
         let outcome = Outcome::Failed(why);
         self.finish_with(
             "compaction",

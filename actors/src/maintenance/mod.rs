@@ -21,6 +21,7 @@
 //! warm repo's maintenance actors (`repo::maintenance_actors`, behind [`Scheduler`]), and by
 //! the worker's scan for cold repos (`crate::worker`).
 
+mod authority;
 mod cleanup;
 mod compaction;
 mod holder;
@@ -131,6 +132,11 @@ pub(crate) struct RepoMaintenance {
     pub(crate) queued_writes: AtomicUsize,
     /// The repo's maintenance actors, while it is warm on a worker node.
     pub(crate) actors: StdMutex<Option<Box<dyn Scheduler>>>,
+    /// The repo's namespace in the cache tier; every change made here goes through it.
+    pub(crate) cache: Arc<crate::cache::RepoCache>,
+    /// The compaction lease is kept between runs: the repo is authoritative here (see
+    /// [`authority`]).
+    pub(crate) keeps_compaction: std::sync::atomic::AtomicBool,
     state: StdMutex<Progress>,
 }
 
@@ -154,6 +160,7 @@ impl RepoMaintenance {
                 lease_metrics.clone(),
             )
         };
+        let cache = crate::cache::repo_cache(key.clone(), store.cache().clone());
         Arc::new(RepoMaintenance {
             uri: store.graph_uri(&key),
             retention: settings.config.retention_for(&key.tenant),
@@ -170,6 +177,8 @@ impl RepoMaintenance {
             swept_for_epoch: std::sync::atomic::AtomicU64::new(0),
             queued_writes: AtomicUsize::new(0),
             actors: StdMutex::new(None),
+            cache,
+            keeps_compaction: std::sync::atomic::AtomicBool::new(false),
             state: StdMutex::new(Progress::default()),
         })
     }

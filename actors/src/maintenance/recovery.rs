@@ -120,12 +120,15 @@ impl RepoMaintenance {
             self.writer.validate().await.map_err(lease_failure)?;
             let budget = self.recovery.remaining().min(self.writer.remaining());
             info!(repo = %self.key, pending, epoch, "running the recovery sweep");
+            // The sweep's own handle does not read through the cache: the repo's entries
+            // stay invalid until it and the refresh below are over.
+            let _writing = self.cache.begin_write();
             match tokio::time::timeout(budget, Omnigraph::open(&self.uri)).await {
                 Err(_) => Err("the recovery sweep outlived its lease; it was stopped".to_string()),
                 Ok(Err(err)) => Err(format!("recovery sweep: {err}")),
                 Ok(Ok(_swept)) => {
                     if let Some(engine) = warm
-                        && let Err(err) = engine.refresh().await
+                        && let Err(err) = self.cache.scope(engine.refresh()).await
                     {
                         warn!(repo = %self.key, error = %err, "refresh after recovery failed");
                     }

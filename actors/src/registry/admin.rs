@@ -42,10 +42,15 @@ impl Registry {
                 Arc::clone(&handle.shared.maintenance),
                 handle.incarnation().await?.engine.clone(),
             ),
-            None => (
-                self.cold_maintenance(key).await,
-                Arc::new(Omnigraph::open_read_only(&self.inner.store.graph_uri(key)).await?),
-            ),
+            None => {
+                let maintenance = self.cold_maintenance(key).await;
+                let uri = self.inner.store.graph_uri(key);
+                let opened = maintenance
+                    .cache
+                    .scope(Omnigraph::open_read_only(&uri))
+                    .await?;
+                (maintenance, Arc::new(opened))
+            }
         };
         let now = self.lease_store().clock().wall_ms();
         let mut leases = Vec::new();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use omnigraph::db::Omnigraph;
+use omnigraph::storage::storage_for_uri;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tracing::{debug, info, warn};
 
@@ -11,6 +12,7 @@ use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
 use crate::RepoError;
+use crate::cache::CachingStorage;
 use crate::maintenance::Held;
 
 pub(crate) struct RepoActor;
@@ -28,17 +30,13 @@ impl Actor for RepoActor {
     type State = RepoActorState;
     type Arguments = Arc<RepoShared>;
 
-    /// Opens the engine and publishes the warm handle to callers.
-    ///
-    /// The handle is opened without the engine's open-time recovery sweep: several nodes may
-    /// open one repo, and only the holder of its recovery lease sweeps (the repo's
-    /// `RecoveryActor`). The handle writes all the same, under the writer lease.
+    /// Opens the engine (see [`open_engine`]) and publishes the warm handle to callers.
     async fn pre_start(
         &self,
         myself: ActorRef<RepoMsg>,
         shared: Arc<RepoShared>,
     ) -> Result<RepoActorState, ActorProcessingErr> {
-        let engine = Arc::new(Omnigraph::open_read_only(&shared.uri).await?);
+        let engine = Arc::new(open_engine(&shared).await?);
         shared.life.send_replace(Life::Ready(Arc::new(Incarnation {
             engine: Arc::clone(&engine),
             mailbox: myself,
@@ -111,13 +109,15 @@ impl Actor for RepoActor {
                             };
                             // Every publish stops at the lease's self-fencing deadline.
                             let mut fence = maintenance.writer.fence(epoch);
-                            let schema_changed = coalescer::execute(
-                                &state.engine,
-                                unit,
-                                &state.shared.coalescer_metrics,
-                                &mut fence,
-                            )
-                            .await;
+                            let schema_changed = maintenance
+                                .cache
+                                .mutation(coalescer::execute(
+                                    &state.engine,
+                                    unit,
+                                    &state.shared.coalescer_metrics,
+                                    &mut fence,
+                                ))
+                                .await;
                             maintenance.published(bytes);
                             if schema_changed {
                                 let _ = myself.cast(RepoMsg::BuildIndexes);
@@ -159,7 +159,7 @@ impl Actor for RepoActor {
                 let built = maintenance
                     .writer
                     .fence(epoch)
-                    .run(state.engine.ensure_indices())
+                    .run(maintenance.cache.mutation(state.engine.ensure_indices()))
                     .await;
                 match built {
                     Some(Ok(built)) => {
@@ -180,6 +180,39 @@ impl Actor for RepoActor {
         }
         Ok(())
     }
+}
+
+/// Opens the repo's engine handle, reading through the cache tier.
+///
+/// As the repo's cache authority when this node can claim it (see
+/// `maintenance::authority`): then with the engine's read-write open, the only one that takes
+/// the caching storage adapter; its recovery sweep has nothing to do, since the claim found no
+/// sidecar and holds the leases every writer needs. Otherwise without the engine's open-time
+/// sweep: several nodes may open one repo, and only the holder of its recovery lease sweeps
+/// (the repo's `RecoveryActor`). Either handle writes, under the writer lease.
+async fn open_engine(shared: &RepoShared) -> Result<Omnigraph, RepoError> {
+    let maintenance = &shared.maintenance;
+    let cache = &maintenance.cache;
+    cache.set_authority(None);
+    if let Some(authority) = maintenance.claim_authority().await {
+        let storage = Arc::new(CachingStorage::new(
+            storage_for_uri(&shared.uri)?,
+            Arc::clone(cache),
+        ));
+        match cache
+            .scope(Omnigraph::open_with_storage(&shared.uri, storage))
+            .await
+        {
+            Ok(engine) => {
+                cache.set_authority(Some(authority));
+                return Ok(engine);
+            }
+            Err(err) => {
+                warn!(repo = %shared.key, error = %err, "opening as the cache authority failed; opening read-only");
+            }
+        }
+    }
+    Ok(cache.scope(Omnigraph::open_read_only(&shared.uri)).await?)
 }
 
 impl RepoActorState {

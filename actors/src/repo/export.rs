@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::branches;
 use crate::RepoError;
+use crate::cache::RepoCache;
 
 const CHUNK_BYTES: usize = 64 * 1024;
 const CHANNEL_CHUNKS: usize = 4;
@@ -39,6 +40,7 @@ impl Stream for ExportStream {
 
 pub(crate) async fn start(
     engine: Arc<Omnigraph>,
+    cache: Arc<RepoCache>,
     branch: String,
     type_names: Vec<String>,
     table_keys: Vec<String>,
@@ -54,12 +56,12 @@ pub(crate) async fn start(
             sender: sender.clone(),
         };
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(producer_engine.export_jsonl_to_writer(
+            runtime.block_on(cache.scope(producer_engine.export_jsonl_to_writer(
                 &producer_branch,
                 &type_names,
                 &table_keys,
                 &mut writer,
-            ))
+            )))
         }));
         let outcome = match run {
             Ok(Ok(())) => writer.flush().map_err(RepoError::from),

@@ -70,8 +70,10 @@ impl ActiveRepo {
         table_keys: Vec<String>,
     ) -> Result<ExportStream, RepoError> {
         let engine = self.handle.incarnation().await?.engine.clone();
+        let cache = Arc::clone(&self.handle.shared.maintenance.cache);
         export::start(
             engine,
+            cache,
             branch.into_string(),
             type_names,
             table_keys,
@@ -98,12 +100,16 @@ impl RepoHandle {
         let branch = branch.as_str();
         let engine = self.incarnation().await?.engine.clone();
         let explained = async |err| branches::explain_error(&engine, branch, err).await;
-        let snapshot = match engine.snapshot_of(ReadTarget::branch(branch)).await {
+        let cache = &self.shared.maintenance.cache;
+        let snapshot = match cache
+            .scope(engine.snapshot_of(ReadTarget::branch(branch)))
+            .await
+        {
             Ok(snapshot) => snapshot,
             Err(err) => return Err(explained(err).await),
         };
-        let internal_schema_version = match engine
-            .internal_schema_version_of(ReadTarget::branch(branch))
+        let internal_schema_version = match cache
+            .scope(engine.internal_schema_version_of(ReadTarget::branch(branch)))
             .await
         {
             Ok(version) => version,
@@ -135,7 +141,11 @@ impl RepoHandle {
         params: &ParamMap,
     ) -> Result<QueryResult, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
-        match engine.query(target.clone(), source, name, params).await {
+        let cache = &self.shared.maintenance.cache;
+        match cache
+            .scope(engine.query(target.clone(), source, name, params))
+            .await
+        {
             Ok(result) => Ok(result),
             Err(err) => match target {
                 ReadTarget::Branch(branch) => {
@@ -154,7 +164,12 @@ impl RepoHandle {
     /// Every branch, `main` included, sorted.
     pub async fn branches(&self) -> Result<Vec<String>, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
-        let mut branches = engine.branch_list().await?;
+        let mut branches = self
+            .shared
+            .maintenance
+            .cache
+            .scope(engine.branch_list())
+            .await?;
         branches.sort();
         Ok(branches)
     }
@@ -166,7 +181,13 @@ impl RepoHandle {
     ) -> Result<Vec<GraphCommit>, RepoError> {
         let branch = branch.map(BranchName::as_str);
         let engine = self.incarnation().await?.engine.clone();
-        match engine.list_commits(branch).await {
+        match self
+            .shared
+            .maintenance
+            .cache
+            .scope(engine.list_commits(branch))
+            .await
+        {
             Ok(commits) => Ok(commits),
             Err(err) => {
                 Err(branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await)
@@ -176,7 +197,8 @@ impl RepoHandle {
 
     pub async fn commit(&self, commit_id: &CommitId) -> Result<GraphCommit, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
-        Ok(engine.get_commit(commit_id.as_str()).await?)
+        let cache = &self.shared.maintenance.cache;
+        Ok(cache.scope(engine.get_commit(commit_id.as_str())).await?)
     }
 
     pub async fn mutate(

@@ -40,6 +40,8 @@ struct Settings {
     query_iterations: usize,
     cold_graphs: usize,
     insert_window: Duration,
+    /// Whether the node reads through its cache tier.
+    cache: bool,
 }
 
 /// Where a run keeps its graphs.
@@ -130,6 +132,14 @@ fn main() {
             if writes_only {
                 write_bench(&s3, if quick { 5 } else { 15 }).await;
             } else {
+                // Side by side: the same workload without the cache tier, then with it.
+                let uncached = Backend::S3 {
+                    bucket: "bench".into(),
+                    prefix: "uncached".into(),
+                };
+                let mut no_cache = settings(quick, true);
+                no_cache.cache = false;
+                run(&uncached, &no_cache, Some(&proxy)).await;
                 run(&s3, &settings(quick, true), Some(&proxy)).await;
             }
             let stats = proxy.stats();
@@ -148,31 +158,40 @@ fn settings(quick: bool, s3: bool) -> Settings {
             query_iterations: 20,
             cold_graphs: 2,
             insert_window: Duration::from_secs(3),
+            cache: true,
         },
         (false, false) => Settings {
             people: 2000,
             query_iterations: 300,
             cold_graphs: 8,
             insert_window: Duration::from_secs(10),
+            cache: true,
         },
         (false, true) => Settings {
             people: 2000,
             query_iterations: 60,
             cold_graphs: 4,
             insert_window: Duration::from_secs(20),
+            cache: true,
         },
     }
 }
 
 /// `proxy`, when the store is behind one, counts the requests of a warm query.
 async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>) {
-    println!("=== storage: {} ===", backend.name());
+    let cache = if settings.cache {
+        "cache on"
+    } else {
+        "cache off"
+    };
+    println!("=== storage: {}, {cache} ===", backend.name());
     let start_node = || async {
         let mut config =
             NodeConfig::load(Some("[log]\nfilter = \"error\"\n"), std::iter::empty()).unwrap();
         config.server.bind = "127.0.0.1:0".parse().unwrap();
         config.server.metrics_bind = None;
         config.storage.root = backend.root();
+        config.cache.enabled = settings.cache;
         Node::start(config).await.unwrap()
     };
     let node = start_node().await;
@@ -195,6 +214,7 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         query_engine(&engine, &decl.params, name).await;
         query_http(&http, &base, "bench", name).await;
     }
+    let before = node.registry().store().cache().metrics().stats();
     let mut engine_samples = Vec::new();
     let mut http_samples = Vec::new();
     // Interleaved, so both see the same machine conditions.
@@ -232,6 +252,17 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         ratio(http_p50, engine_p50),
         ratio(http_p99, engine_p99)
     );
+    if settings.cache {
+        let after = node.registry().store().cache().metrics().stats();
+        let hit = after.hit_bytes - before.hit_bytes;
+        let missed = after.miss_bytes - before.miss_bytes;
+        println!(
+            "  {:<28} {:>9.1}% ({hit} of {} bytes; the engine in-process has no cache)",
+            "read bytes from the cache",
+            100.0 * hit as f64 / (hit + missed).max(1) as f64,
+            hit + missed
+        );
+    }
     if let Some(proxy) = proxy {
         // What a warm query costs in store requests: the cache tier's target is none.
         let per_query = |stats: omnigraph_cloud_chaos::Stats, queries: usize| {
@@ -313,11 +344,28 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         "  {:<10} {:>12} {:>10} {:>10} {:>8}",
         "clients", "inserts/s", "p50", "p99", "errors"
     );
+    let mut per_insert = None;
     for clients in [1usize, 8, 32] {
         let graph = format!("ins{clients}");
         create_graph(&http, &base, &graph).await;
+        if let Some(proxy) = proxy {
+            proxy.reset_stats();
+        }
         let (done, errors, mut samples) =
             insert_window(&http, &base, &graph, clients, settings.insert_window).await;
+        if let (Some(proxy), 1) = (proxy, clients) {
+            let ops = proxy
+                .stats()
+                .by_graph
+                .get(&format!("default/{graph}"))
+                .cloned();
+            per_insert = ops.map(|ops| {
+                ops.iter()
+                    .map(|(op, n)| format!("{op:?} {:.1}", *n as f64 / done.max(1) as f64))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+        }
         let rate = done as f64 / settings.insert_window.as_secs_f64();
         let (p50, p99) = percentiles(&mut samples);
         println!(
@@ -328,6 +376,9 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
             ms(p99),
             errors
         );
+    }
+    if let Some(per_insert) = per_insert {
+        println!("  store requests per single insert (1 client): {per_insert}");
     }
     println!();
     node.shutdown().await.unwrap();

@@ -3,6 +3,7 @@
 
 mod actors;
 mod auth;
+mod cache;
 mod coalescer;
 mod defects;
 mod fencing;

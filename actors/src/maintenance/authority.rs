@@ -1,0 +1,68 @@
+//! Authority over a repo's mutable objects, for the cache tier.
+//!
+//! A node may serve a repo's listings, HEADs and text files from memory only if every change
+//! to the repo passes through it. Two leases cover every writer: the writer lease (request
+//! writes, index builds, the recovery sweep, which takes it too) and the compaction lease
+//! (optimize and cleanup). A node that holds both, and keeps both, is the repo's authority:
+//! no other process may write meanwhile. It must also maintain the repo itself, since no
+//! worker can take the compaction lease from it; so only a node with the worker role claims
+//! authority, and a serve-only node keeps reading those objects from the store.
+//!
+//! The claim is made at activation, before the engine is opened with the engine's
+//! read-write open (the only open that takes a custom storage adapter), whose recovery sweep
+//! must never run while another process is mid-write: so the claim also requires that no
+//! recovery sidecar is pending. Residue is swept by the recovery actor, and the repo stays
+//! non-authoritative until it is next activated.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tracing::{debug, info};
+
+use super::{Held, RepoMaintenance};
+use crate::cache::Authority;
+
+impl RepoMaintenance {
+    /// Takes the writer and compaction leases if both are free (or ours), and returns the
+    /// check that both are still held at the same epochs. `None`: this node reads the repo's
+    /// mutable objects from the store (the writer lease, if taken, is kept all the same).
+    pub(crate) async fn claim_authority(&self) -> Option<Authority> {
+        self.keeps_compaction.store(false, Ordering::SeqCst);
+        if !self.settings.enabled || !self.cache.node.enabled() {
+            return None;
+        }
+        let writer = match self.writer.ensure().await {
+            Ok(Held::Ours(epoch)) => epoch,
+            Ok(Held::Other(record)) => {
+                debug!(repo = %self.key, holder = %record.holder, "writer elsewhere: not the cache authority");
+                return None;
+            }
+            Err(_) => return None,
+        };
+        let compaction = match self.compaction.ensure().await {
+            Ok(Held::Ours(epoch)) => epoch,
+            _ => return None,
+        };
+        match self.store.recovery_sidecars(&self.key).await {
+            Ok(0) => {}
+            _ => {
+                self.compaction.release().await;
+                return None;
+            }
+        }
+        self.keeps_compaction.store(true, Ordering::SeqCst);
+        info!(repo = %self.key, writer, compaction, "cache authority: writer and compaction leases held");
+        let (writer_lease, compaction_lease) =
+            (Arc::clone(&self.writer), Arc::clone(&self.compaction));
+        Some(Arc::new(move || {
+            writer_lease.live() == Some(writer) && compaction_lease.live() == Some(compaction)
+        }))
+    }
+
+    /// Gives the compaction lease back after a run, unless the repo's authority keeps it.
+    pub(crate) async fn release_compaction(&self) {
+        if !self.keeps_compaction.load(Ordering::SeqCst) {
+            self.compaction.release().await;
+        }
+    }
+}

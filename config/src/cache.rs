@@ -1,0 +1,67 @@
+//! `[cache]`: the node's cache tier for object-storage reads (docs/cache.md).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ConfigError;
+use crate::parse::positive_size;
+
+/// The node-wide cache of object-storage reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Cache reads at all. Default true; off, every read goes to the store.
+    pub enabled: bool,
+    /// Memory tier, in bytes. Default 256 MiB.
+    pub memory_bytes: usize,
+    /// Disk tier (local NVMe) directory; `None` for memory only. Default none.
+    pub dir: Option<PathBuf>,
+    /// Disk tier size, in bytes. Default 4 GiB.
+    pub disk_bytes: usize,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    pub enabled: bool,
+    pub memory_bytes: u64,
+    pub dir: String,
+    pub disk_bytes: u64,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            enabled: true,
+            memory_bytes: 256 * 1024 * 1024,
+            dir: String::new(),
+            disk_bytes: 4 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// The smallest memory tier: below this the cache would hold less than a handful of blocks.
+const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
+/// The smallest disk tier: foyer writes it in 16 MiB regions and needs several.
+const MIN_DISK_BYTES: u64 = 256 * 1024 * 1024;
+
+pub(crate) fn validate_cache(section: CacheSection) -> Result<CacheConfig, ConfigError> {
+    let at_least = |key: &str, value: u64, min: u64| {
+        if value < min {
+            Err(ConfigError::invalid(
+                key,
+                &value.to_string(),
+                &format!("at least {min} bytes"),
+            ))
+        } else {
+            positive_size(key, value)
+        }
+    };
+    let dir = section.dir.trim();
+    Ok(CacheConfig {
+        enabled: section.enabled,
+        memory_bytes: at_least("cache.memory_bytes", section.memory_bytes, MIN_MEMORY_BYTES)?,
+        dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
+        disk_bytes: at_least("cache.disk_bytes", section.disk_bytes, MIN_DISK_BYTES)?,
+    })
+}
