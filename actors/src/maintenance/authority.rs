@@ -31,17 +31,20 @@ impl RepoMaintenance {
         if !self.settings.enabled || !self.cache.node.enabled() {
             return None;
         }
-        let writer = match self.writer.ensure().await {
-            Ok(Held::Ours(epoch)) => epoch,
-            Ok(Held::Other(record)) => {
-                debug!(repo = %self.key, holder = %record.holder, "writer elsewhere: not the cache authority");
+        // Both at once: one round trip to the store instead of two.
+        let had_compaction = self.compaction.live().is_some();
+        let (writer, compaction) = tokio::join!(self.writer.ensure(), self.compaction.ensure());
+        let (writer, compaction) = match (writer, compaction) {
+            (Ok(Held::Ours(writer)), Ok(Held::Ours(compaction))) => (writer, compaction),
+            (writer, compaction) => {
+                if let Ok(Held::Other(record)) = writer {
+                    debug!(repo = %self.key, holder = %record.holder, "writer elsewhere: not the cache authority");
+                }
+                if !had_compaction && matches!(compaction, Ok(Held::Ours(_))) {
+                    self.compaction.release().await;
+                }
                 return None;
             }
-            Err(_) => return None,
-        };
-        let compaction = match self.compaction.ensure().await {
-            Ok(Held::Ours(epoch)) => epoch,
-            _ => return None,
         };
         match self.store.recovery_sidecars(&self.key).await {
             Ok(0) => {}
@@ -57,6 +60,12 @@ impl RepoMaintenance {
         Some(Arc::new(move || {
             writer_lease.live() == Some(writer) && compaction_lease.live() == Some(compaction)
         }))
+    }
+
+    /// Withdraws a claim whose engine could not be opened: the compaction lease goes back.
+    pub(crate) async fn give_up_authority(&self) {
+        self.keeps_compaction.store(false, Ordering::SeqCst);
+        self.compaction.release().await;
     }
 
     /// Gives the compaction lease back after a run, unless the repo's authority keeps it.

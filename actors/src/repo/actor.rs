@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use omnigraph::db::Omnigraph;
 use omnigraph::storage::storage_for_uri;
@@ -17,9 +18,16 @@ use crate::maintenance::Held;
 
 pub(crate) struct RepoActor;
 
+/// The first wait before trying again to claim the cache authority, and the longest.
+const CLAIM_RETRY_FIRST: Duration = Duration::from_secs(5);
+const CLAIM_RETRY_MAX: Duration = Duration::from_secs(60);
+
 pub(crate) struct RepoActorState {
     shared: Arc<RepoShared>,
     engine: Arc<Omnigraph>,
+    /// The engine was opened as the repo's cache authority; else, the wait before the next
+    /// claim.
+    authority: Result<(), Duration>,
     coalescer: Coalescer,
     /// A `Flush` is in the mailbox (or armed); at most one at a time.
     flush_scheduled: bool,
@@ -36,7 +44,18 @@ impl Actor for RepoActor {
         myself: ActorRef<RepoMsg>,
         shared: Arc<RepoShared>,
     ) -> Result<RepoActorState, ActorProcessingErr> {
-        let engine = Arc::new(open_engine(&shared).await?);
+        let (engine, authority) = match open_as_authority(&shared).await {
+            Some(engine) => (engine, Ok(())),
+            None => {
+                let engine = shared
+                    .maintenance
+                    .cache
+                    .scope(Omnigraph::open_read_only(&shared.uri));
+                myself.send_after(CLAIM_RETRY_FIRST, || RepoMsg::ClaimAuthority);
+                (engine.await?, Err(CLAIM_RETRY_FIRST))
+            }
+        };
+        let engine = Arc::new(engine);
         shared.life.send_replace(Life::Ready(Arc::new(Incarnation {
             engine: Arc::clone(&engine),
             mailbox: myself,
@@ -46,6 +65,7 @@ impl Actor for RepoActor {
         Ok(RepoActorState {
             shared,
             engine,
+            authority,
             coalescer,
             flush_scheduled: false,
         })
@@ -173,6 +193,33 @@ impl Actor for RepoActor {
                     }
                 }
             }
+            RepoMsg::ClaimAuthority => {
+                let Err(waited) = state.authority else {
+                    return Ok(());
+                };
+                let Some(_in_use) = state.shared.activity.enter() else {
+                    return Ok(()); // the repo is closing
+                };
+                match open_as_authority(&state.shared).await {
+                    Some(engine) => {
+                        info!(repo = %state.shared.key, "reopened as the cache authority");
+                        state.engine = Arc::new(engine);
+                        state.authority = Ok(());
+                        state
+                            .shared
+                            .life
+                            .send_replace(Life::Ready(Arc::new(Incarnation {
+                                engine: Arc::clone(&state.engine),
+                                mailbox: myself,
+                            })));
+                    }
+                    None => {
+                        let wait = (waited * 2).min(CLAIM_RETRY_MAX);
+                        state.authority = Err(wait);
+                        myself.send_after(wait, || RepoMsg::ClaimAuthority);
+                    }
+                }
+            }
             RepoMsg::Crash => panic!(
                 "fault injected: repo actor for {} crashed",
                 state.shared.key
@@ -182,37 +229,42 @@ impl Actor for RepoActor {
     }
 }
 
-/// Opens the repo's engine handle, reading through the cache tier.
+/// Opens the repo's engine handle as its cache authority, if this node can claim it (see
+/// `maintenance::authority`); `None` otherwise, and the caller opens it read-only.
 ///
-/// As the repo's cache authority when this node can claim it (see
-/// `maintenance::authority`): then with the engine's read-write open, the only one that takes
+/// The authority's handle comes from the engine's read-write open, the only one that takes
 /// the caching storage adapter; its recovery sweep has nothing to do, since the claim found no
-/// sidecar and holds the leases every writer needs. Otherwise without the engine's open-time
-/// sweep: several nodes may open one repo, and only the holder of its recovery lease sweeps
-/// (the repo's `RecoveryActor`). Either handle writes, under the writer lease.
-async fn open_engine(shared: &RepoShared) -> Result<Omnigraph, RepoError> {
+/// sidecar and holds the leases every writer needs. A read-only handle is opened without the
+/// engine's open-time sweep: several nodes may open one repo, and only the holder of its
+/// recovery lease sweeps (the repo's `RecoveryActor`). Either handle writes, under the writer
+/// lease, and reads immutable objects through the cache.
+async fn open_as_authority(shared: &RepoShared) -> Option<Omnigraph> {
     let maintenance = &shared.maintenance;
     let cache = &maintenance.cache;
     cache.set_authority(None);
-    if let Some(authority) = maintenance.claim_authority().await {
-        let storage = Arc::new(CachingStorage::new(
-            storage_for_uri(&shared.uri)?,
-            Arc::clone(cache),
-        ));
-        match cache
-            .scope(Omnigraph::open_with_storage(&shared.uri, storage))
-            .await
-        {
-            Ok(engine) => {
-                cache.set_authority(Some(authority));
-                return Ok(engine);
-            }
-            Err(err) => {
-                warn!(repo = %shared.key, error = %err, "opening as the cache authority failed; opening read-only");
-            }
+    let authority = maintenance.claim_authority().await?;
+    let storage = match storage_for_uri(&shared.uri) {
+        Ok(storage) => Arc::new(CachingStorage::new(storage, Arc::clone(cache))),
+        Err(err) => {
+            warn!(repo = %shared.key, error = %err, "no storage adapter for the cache authority");
+            maintenance.give_up_authority().await;
+            return None;
+        }
+    };
+    match cache
+        .scope(Omnigraph::open_with_storage(&shared.uri, storage))
+        .await
+    {
+        Ok(engine) => {
+            cache.set_authority(Some(authority));
+            Some(engine)
+        }
+        Err(err) => {
+            warn!(repo = %shared.key, error = %err, "opening as the cache authority failed; opening read-only");
+            maintenance.give_up_authority().await;
+            None
         }
     }
-    Ok(cache.scope(Omnigraph::open_read_only(&shared.uri)).await?)
 }
 
 impl RepoActorState {

@@ -18,6 +18,9 @@ pub enum RepoMsg {
     /// applied schema change; it holds the repo's activity gate open while it runs, so the
     /// repo is not evicted (and no second engine handle opened) under it.
     BuildIndexes,
+    /// Tries again to become the repo's cache authority (`maintenance::authority`), after an
+    /// activation that could not: then the engine is opened again as the authority's.
+    ClaimAuthority,
     /// Fault injection for tests and chaos runs: the actor panics while handling it, and its
     /// supervisor restarts it with a fresh engine handle.
     Crash,

@@ -265,10 +265,18 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
     }
     if let Some(proxy) = proxy {
         // What a warm query costs in store requests: the cache tier's target is none.
+        // The graph's own requests: lease renewals and the other graphs' work are not a
+        // query's cost.
         let per_query = |stats: omnigraph_cloud_chaos::Stats, queries: usize| {
-            stats
-                .by_op
-                .iter()
+            let ops = stats
+                .by_graph
+                .get("default/bench")
+                .cloned()
+                .unwrap_or_default();
+            if ops.is_empty() {
+                return "none".to_string();
+            }
+            ops.iter()
                 .map(|(op, count)| format!("{op:?} {:.1}", *count as f64 / queries as f64))
                 .collect::<Vec<_>>()
                 .join(", ")

@@ -8,7 +8,9 @@ use std::time::Duration;
 use omnigraph_cloud_chaos::Op;
 use serde_json::{Value, json};
 
-use crate::support::{Client, GET_PERSON, INSERT_PERSON, TestNode, example, s3_backend};
+use crate::support::{
+    Client, GET_PERSON, INSERT_PERSON, TestNode, eventually, example, s3_backend,
+};
 
 /// Settings that keep the node's own background work out of the counts: no maintenance run
 /// during the test (it would read and write the graph).
@@ -267,4 +269,32 @@ async fn the_cache_can_be_turned_off() {
     }
     let gets = "omnigraph_engine_store_requests_total{op=\"get\",tenant=\"default\",graph=\"g\"}";
     assert!(client.metric(gets).await > 0.0, "reads are still counted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_the_node_becomes_the_authority_again() {
+    let Some(s3) = s3_backend().await else { return };
+    let mut node = TestNode::start_s3(&s3, "restart", QUIET).await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.load("g", &example("team.jsonl"), "overwrite").await;
+    node.shutdown().await;
+
+    // The restarted node's worker may be compacting the graph (its backlog was handed over at
+    // shutdown) when the first request activates it: then the claim waits for a later try.
+    let node = TestNode::start_s3(&s3, "restart", QUIET).await;
+    let client = node.client();
+    assert_eq!(age_of(&client, "g", "main", "Ada").await, Some(36));
+    let free = eventually(Duration::from_secs(30), || async {
+        assert_eq!(age_of(&client, "g", "main", "Ada").await, Some(36));
+        s3.proxy.reset_stats();
+        assert_eq!(age_of(&client, "g", "main", "Ada").await, Some(36));
+        requests(&s3.proxy.stats(), "g") == 0
+    })
+    .await;
+    assert!(
+        free,
+        "repeat queries still reach the store: {:?}",
+        s3.proxy.stats().by_graph
+    );
 }
