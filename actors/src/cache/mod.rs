@@ -15,10 +15,12 @@
 //! Files: this one builds the node's cache; [`blocks`] reads immutable objects block by block;
 //! [`repo`] is a repo's namespace (epoch, authority, mutable entries); [`store`] is the Lance
 //! `WrappingObjectStore` the engine's datasets read through; [`text`] is the engine's
-//! `StorageAdapter` for its text files; [`metrics`] counts what the cache does.
+//! `StorageAdapter` for its text files; [`prefetch`] reads an open's text objects at once;
+//! [`metrics`] counts what the cache does.
 
 mod blocks;
 mod metrics;
+pub(crate) mod prefetch;
 mod repo;
 mod store;
 mod text;

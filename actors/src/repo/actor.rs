@@ -13,7 +13,7 @@ use super::coalescer::{self, Coalescer};
 use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
 use crate::RepoError;
-use crate::cache::CachingStorage;
+use crate::cache::{CachingStorage, prefetch};
 use crate::maintenance::Held;
 
 pub(crate) struct RepoActor;
@@ -244,23 +244,24 @@ async fn open_as_authority(shared: &RepoShared) -> Option<Omnigraph> {
     cache.set_authority(None);
     let authority = maintenance.claim_authority().await?;
     let storage = match storage_for_uri(&shared.uri) {
-        Ok(storage) => Arc::new(CachingStorage::new(storage, Arc::clone(cache))),
+        Ok(storage) => CachingStorage::new(storage, Arc::clone(cache)),
         Err(err) => {
             warn!(repo = %shared.key, error = %err, "no storage adapter for the cache authority");
             maintenance.give_up_authority().await;
             return None;
         }
     };
+    // The open's own reads are kept (and its chain of them prefetched): the leases are held.
+    cache.set_authority(Some(authority));
+    prefetch::before_open(&storage, &shared.uri).await;
     match cache
-        .scope(Omnigraph::open_with_storage(&shared.uri, storage))
+        .scope(Omnigraph::open_with_storage(&shared.uri, Arc::new(storage)))
         .await
     {
-        Ok(engine) => {
-            cache.set_authority(Some(authority));
-            Some(engine)
-        }
+        Ok(engine) => Some(engine),
         Err(err) => {
             warn!(repo = %shared.key, error = %err, "opening as the cache authority failed; opening read-only");
+            cache.set_authority(None);
             maintenance.give_up_authority().await;
             None
         }

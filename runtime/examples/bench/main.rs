@@ -35,6 +35,10 @@ const QUERIES: &str = include_str!("../../../examples/team.gq");
 const INSERT: &str =
     "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
 
+/// No compaction during a run (its requests would be counted as a query's), and no logs.
+const QUIET_NODE: &str = "[log]\nfilter = \"error\"\n[maintenance]\ninterval = \"1h\"\n\
+    trigger_versions = 1000000\ntrigger_fragments = 1000000\ntrigger_bytes = 1099511627776\n";
+
 struct Settings {
     people: usize,
     query_iterations: usize,
@@ -186,8 +190,7 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
     };
     println!("=== storage: {}, {cache} ===", backend.name());
     let start_node = || async {
-        let mut config =
-            NodeConfig::load(Some("[log]\nfilter = \"error\"\n"), std::iter::empty()).unwrap();
+        let mut config = NodeConfig::load(Some(QUIET_NODE), std::iter::empty()).unwrap();
         config.server.bind = "127.0.0.1:0".parse().unwrap();
         config.server.metrics_bind = None;
         config.storage.root = backend.root();
