@@ -307,6 +307,31 @@ impl GraphStore {
             .collect())
     }
 
+    /// Writes soft state of the node's own under `_system/` (`relative` starts there).
+    pub(crate) async fn put_system_object(
+        &self,
+        relative: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), RepoError> {
+        self.inner.metrics.record(StoreOp::Put, None);
+        let path = self.object_path(relative);
+        self.inner.store.put(&path, bytes.into()).await?;
+        Ok(())
+    }
+
+    /// Reads soft state written by [`GraphStore::put_system_object`]; `None` if absent.
+    pub(crate) async fn get_system_object(
+        &self,
+        relative: &str,
+    ) -> Result<Option<bytes::Bytes>, RepoError> {
+        self.inner.metrics.record(StoreOp::Get, None);
+        match self.inner.store.get(&self.object_path(relative)).await {
+            Ok(result) => Ok(Some(result.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     fn object_path(&self, relative: &str) -> ObjectPath {
         match &self.inner.location {
             Location::S3 { prefix, .. } if !prefix.is_empty() => {

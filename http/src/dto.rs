@@ -57,6 +57,13 @@ pub struct DeleteGraphOutput {
     pub graph_id: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WarmGraphOutput {
+    pub graph_id: String,
+    /// The graph was open on this node already; otherwise it is being opened now.
+    pub already_warm: bool,
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct BranchQuery {
     /// Branch to read; `main` when absent.

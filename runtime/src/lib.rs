@@ -110,6 +110,12 @@ impl Node {
             maintenance,
         );
         omnigraph_cloud_actors::start_maintenance(&registry);
+        if let (Some(node), true) = (config.node.id.clone(), config.node.serves()) {
+            // The graphs warm at this node's last shutdown, opened again before they are asked
+            // for (docs/cache.md).
+            let registry = registry.clone();
+            tokio::spawn(async move { registry.restore_warm_set(&node).await });
+        }
         info!(
             holder = registry.holder_id(),
             serve = config.node.serves(),
@@ -213,6 +219,12 @@ impl Node {
                 Ok(())
             }
         };
+        if let Some(node) = &self.config.node.id {
+            match self.registry.save_warm_set(node).await {
+                Ok(graphs) => info!(graphs, "warm set recorded"),
+                Err(err) => warn!(error = %err, "the warm set could not be recorded"),
+            }
+        }
         self.registry.shutdown(grace).await;
         self.registry.store().cache().close().await;
         if let Some(metrics) = self.metrics_server.take() {

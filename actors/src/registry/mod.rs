@@ -12,6 +12,7 @@
 
 mod admin;
 mod lifecycle;
+mod warm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};

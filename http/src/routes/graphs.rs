@@ -1,13 +1,13 @@
-//! Graph management, scoped to the caller's tenant: list, create, delete.
+//! Graph management, scoped to the caller's tenant: list, create, delete, pre-warm.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use omnigraph_cloud_actors::RepoKey;
+use omnigraph_cloud_actors::{RepoError, RepoKey};
 
 use crate::auth::Principal;
 use crate::dto::{
     CreateGraphOutput, CreateGraphRequest, DeleteGraphOutput, ErrorOutput, GraphListItem,
-    GraphListResponse, graph_uri,
+    GraphListResponse, WarmGraphOutput, graph_uri,
 };
 use crate::error::ApiError;
 use crate::extract::{Json, parse_graph_id};
@@ -79,4 +79,33 @@ pub(crate) async fn delete(
         .delete_graph(&RepoKey::new(principal.tenant, graph))
         .await?;
     Ok(axum::Json(DeleteGraphOutput { graph_id }))
+}
+
+/// Opens a graph on this node before it is asked for (docs/cache.md): answers at once, and
+/// the graph is activated in the background. Idempotent; cheap when the graph is warm.
+#[utoipa::path(post, path = "/graphs/{graph_id}/warm", tag = "graphs",
+    params(("graph_id" = String, Path)),
+    responses((status = 202, body = WarmGraphOutput), (status = "4XX", body = ErrorOutput)),
+    security(("bearer" = [])))]
+pub(crate) async fn warm(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(graph_id): Path<String>,
+) -> Result<(StatusCode, axum::Json<WarmGraphOutput>), ApiError> {
+    let graph = parse_graph_id(&graph_id)?;
+    state.authorize(&principal, Access::graph(Action::Read, &graph))?;
+    let key = RepoKey::new(principal.tenant, graph);
+    if !state.registry.is_warm(&key) && !state.registry.store().graph_exists(&key).await? {
+        return Err(ApiError::from(RepoError::GraphNotFound {
+            graph: key.graph,
+        }));
+    }
+    let already_warm = state.registry.warm(key);
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(WarmGraphOutput {
+            graph_id,
+            already_warm,
+        }),
+    ))
 }

@@ -38,7 +38,7 @@ use crate::state::AppState;
     ),
     paths(
         system::healthz, system::openapi,
-        graphs::list, graphs::create, graphs::delete,
+        graphs::list, graphs::create, graphs::delete, graphs::warm,
         data::snapshot, data::query, data::read, data::mutate, data::change,
         data::load, data::ingest, data::export,
         schema::get, schema::apply, schema::catalog, schema::invoke,
@@ -100,6 +100,7 @@ fn data_routes(limits: crate::state::BodyLimits) -> Router<AppState> {
     Router::new()
         .route("/graphs", get(graphs::list).post(graphs::create))
         .route("/graphs/{graph_id}", delete(graphs::delete))
+        .route("/graphs/{graph_id}/warm", post(graphs::warm))
         .route("/graphs/{graph_id}/snapshot", get(data::snapshot))
         .route("/graphs/{graph_id}/query", post(data::query))
         .route("/graphs/{graph_id}/read", post(data::read))

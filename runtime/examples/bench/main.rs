@@ -9,7 +9,8 @@
 //! scripts/test.sh) behind the fault-injecting proxy at S3-like latency (GET p50 60 ms,
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
-//! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]`.
+//! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]
+//! [--no-cache]` (`--no-cache`: the local-disk run without the cache tier).
 //! Results go to docs/benchmarks.md.
 
 use std::sync::Arc;
@@ -35,6 +36,8 @@ const QUERIES: &str = include_str!("../../../examples/team.gq");
 const INSERT: &str =
     "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
 
+/// Errors only in the log.
+const LOG_ERRORS: &str = "[log]\nfilter = \"error\"\n";
 /// No compaction during a run (its requests would be counted as a query's), and no logs.
 const QUIET_NODE: &str = "[log]\nfilter = \"error\"\n[maintenance]\ninterval = \"1h\"\n\
     trigger_versions = 1000000\ntrigger_fragments = 1000000\ntrigger_bytes = 1099511627776\n";
@@ -102,7 +105,9 @@ fn main() {
         if writes_only {
             write_bench(&local, if quick { 2 } else { 5 }).await;
         } else {
-            run(&local, &settings(quick, false), None).await;
+            let mut on_disk = settings(quick, false);
+            on_disk.cache = !args.iter().any(|arg| arg == "--no-cache");
+            run(&local, &on_disk, None).await;
         }
         if with_s3 {
             let server = S3Server::start()
@@ -189,8 +194,14 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         "cache off"
     };
     println!("=== storage: {}, {cache} ===", backend.name());
+    // On S3, the requests per query are counted: no compaction may add its own meanwhile.
+    let node_config = if proxy.is_some() {
+        QUIET_NODE
+    } else {
+        LOG_ERRORS
+    };
     let start_node = || async {
-        let mut config = NodeConfig::load(Some(QUIET_NODE), std::iter::empty()).unwrap();
+        let mut config = NodeConfig::load(Some(node_config), std::iter::empty()).unwrap();
         config.server.bind = "127.0.0.1:0".parse().unwrap();
         config.server.metrics_bind = None;
         config.storage.root = backend.root();

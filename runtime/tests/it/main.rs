@@ -16,4 +16,5 @@ mod routes;
 mod storage;
 mod support;
 mod tenants;
+mod warm;
 mod workflow;

@@ -31,6 +31,7 @@ const UPSTREAM_ROUTES: &[(&str, &str)] = &[
     ("post", "/graphs/{graph_id}/queries/{name}"),
     ("post", "/graphs"),
     ("delete", "/graphs/{graph_id}"),
+    ("post", "/graphs/{graph_id}/warm"),
     ("get", "/admin/repos/{tenant}/{graph_id}/maintenance"),
 ];
 

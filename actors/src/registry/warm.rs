@@ -1,0 +1,117 @@
+//! Pre-warming: graphs activated before their first request, on demand
+//! (`POST /graphs/{graph_id}/warm`) and after a restart (the node's warm set).
+//!
+//! A node with a configured id records the graphs warm at shutdown in
+//! `_system/warm/{node id}.json` and warms them again when it starts, so that their first
+//! request finds them open (and, on the graph's cache authority, its schema and listings in
+//! memory). The record is soft state: a missing or unreadable one warms nothing.
+
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, info, warn};
+
+use super::Registry;
+use crate::{RepoError, RepoKey};
+
+/// How many graphs a restart warms at once.
+const RESTORE_CONCURRENCY: usize = 4;
+
+#[derive(Serialize, Deserialize)]
+struct WarmSet {
+    graphs: Vec<WarmGraph>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WarmGraph {
+    tenant: String,
+    graph: String,
+}
+
+fn warm_set_path(node: &str) -> String {
+    format!("_system/warm/{node}.json")
+}
+
+impl Registry {
+    /// Activates `key` in the background, unless it is warm already; `true` if it was.
+    pub fn warm(&self, key: RepoKey) -> bool {
+        if self.is_warm(&key) {
+            return true;
+        }
+        let registry = self.clone();
+        tokio::spawn(async move {
+            if let Err(err) = registry.repo(&key).await {
+                debug!(repo = %key, error = %err, "pre-warming failed");
+            }
+        });
+        false
+    }
+
+    /// The repos warm on this node now, sorted.
+    pub fn warm_repos(&self) -> Vec<RepoKey> {
+        let mut keys: Vec<RepoKey> = self
+            .inner
+            .slots
+            .iter()
+            .filter(|slot| slot.handle.get().is_some())
+            .map(|slot| slot.key().clone())
+            .collect();
+        keys.sort_by(|a, b| (&a.tenant, &a.graph).cmp(&(&b.tenant, &b.graph)));
+        keys
+    }
+
+    /// Records the warm set of node `node` (its configured id).
+    pub async fn save_warm_set(&self, node: &str) -> Result<usize, RepoError> {
+        let graphs: Vec<WarmGraph> = self
+            .warm_repos()
+            .into_iter()
+            .map(|key| WarmGraph {
+                tenant: key.tenant.to_string(),
+                graph: key.graph.to_string(),
+            })
+            .collect();
+        let count = graphs.len();
+        let bytes = serde_json::to_vec_pretty(&WarmSet { graphs }).expect("warm set serializes");
+        self.inner
+            .store
+            .put_system_object(&warm_set_path(node), bytes)
+            .await?;
+        Ok(count)
+    }
+
+    /// Warms the graphs node `node` recorded, a few at a time; how many were warmed.
+    pub async fn restore_warm_set(&self, node: &str) -> usize {
+        let recorded = match self
+            .inner
+            .store
+            .get_system_object(&warm_set_path(node))
+            .await
+        {
+            Ok(Some(bytes)) => serde_json::from_slice::<WarmSet>(&bytes).ok(),
+            Ok(None) => None,
+            Err(err) => {
+                warn!(error = %err, "the warm set could not be read; nothing pre-warmed");
+                None
+            }
+        };
+        let keys: Vec<RepoKey> = recorded
+            .map(|set| set.graphs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|g| {
+                let tenant = omnigraph_cloud_config::TenantId::new(&g.tenant).ok()?;
+                let graph = omnigraph_cloud_config::GraphId::new(&g.graph).ok()?;
+                Some(RepoKey::new(tenant, graph))
+            })
+            .collect();
+        let warmed = futures::stream::iter(keys)
+            .map(|key| async move { self.repo(&key).await.is_ok() })
+            .buffer_unordered(RESTORE_CONCURRENCY)
+            .filter(|warmed| futures::future::ready(*warmed))
+            .count()
+            .await;
+        if warmed > 0 {
+            info!(graphs = warmed, "warm set restored");
+        }
+        warmed
+    }
+}

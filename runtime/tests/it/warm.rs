@@ -1,0 +1,74 @@
+//! Pre-warming (docs/cache.md): a graph opened before its first request, on demand and after
+//! a restart.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::support::{Client, TestNode, eventually};
+
+async fn warm_graphs(client: &Client) -> f64 {
+    client.metric("omnigraph_repo_actors_active").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_opens_a_graph_before_its_first_request() {
+    let root = tempfile::tempdir().unwrap();
+    let mut first = TestNode::start_on(root.path(), "").await;
+    first.client().create_graph("g").await;
+    first.shutdown().await;
+
+    let node = TestNode::start_on(root.path(), "").await;
+    let client = node.client();
+    assert_eq!(warm_graphs(&client).await, 0.0);
+    client
+        .post("/graphs/absent/warm", json!({}))
+        .await
+        .expect_error(404, "not_found", "absent");
+    client
+        .post("/graphs/Bad%20Id/warm", json!({}))
+        .await
+        .expect(400);
+    let answer = client.post("/graphs/g/warm", json!({})).await.expect(202);
+    assert_eq!(answer, json!({"graph_id": "g", "already_warm": false}));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            warm_graphs(&client).await == 1.0
+        })
+        .await,
+        "the graph was opened without a request for it"
+    );
+    let again = client.post("/graphs/g/warm", json!({})).await.expect(202);
+    assert_eq!(again["already_warm"], true);
+    assert_eq!(client.count_people("g", "main").await, 0);
+    assert_eq!(
+        client.metric("omnigraph_repo_activations_total").await,
+        1.0,
+        "the request found the graph warm"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_warms_the_graphs_it_had_warm() {
+    let root = tempfile::tempdir().unwrap();
+    let config = "[node]\nid = \"node-a\"\n";
+    let mut node = TestNode::start_on(root.path(), config).await;
+    let client = node.client();
+    for graph in ["g1", "g2"] {
+        client.create_graph(graph).await;
+        client.insert_person(graph, "Ann", 30).await.expect(200);
+    }
+    node.shutdown().await;
+
+    let node = TestNode::start_on(root.path(), config).await;
+    let client = node.client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            warm_graphs(&client).await == 2.0
+        })
+        .await,
+        "both graphs are warm again before any request"
+    );
+    assert_eq!(client.count_people("g1", "main").await, 1);
+    assert_eq!(client.metric("omnigraph_repo_activations_total").await, 2.0);
+}
