@@ -27,6 +27,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# omnigraph-cloud node configuration.
 # index builds) under leases. A worker-only node serves no data API. See docs/operations.md.
 roles = ["serve", "worker"]
 # Holder id written into leases; "-<pid>-<random>" is appended. Default: the hostname.
+# When set, the graphs warm at shutdown are recorded and opened again at the next start.
 # id = "node-a"
 
 [server]
