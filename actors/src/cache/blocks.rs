@@ -155,6 +155,22 @@ pub(crate) async fn read(
     Some(Ok(result(meta, wanted, bytes)))
 }
 
+/// Keeps an immutable object just written, whole: its metadata and every block.
+pub(crate) fn write_through(repo: &RepoCache, class: Class, meta: &ObjectMeta, bytes: Bytes) {
+    let prefix = match (class, &meta.e_tag) {
+        (Class::Immutable, _) => meta.location.to_string(),
+        (Class::VersionedManifest, Some(etag)) => format!("{}@{etag}", meta.location),
+        _ => return,
+    };
+    if bytes.len() as u64 != meta.size {
+        return;
+    }
+    remember_meta(repo, &prefix, meta);
+    for (block, chunk) in chunks(&bytes, 0).into_iter().enumerate() {
+        repo.node.insert(format!("{prefix}#{block}"), chunk);
+    }
+}
+
 /// Keeps an immutable object's metadata, as a HEAD found it.
 pub(crate) fn remember_meta(repo: &RepoCache, prefix: &str, meta: &ObjectMeta) {
     repo.node

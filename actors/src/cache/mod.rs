@@ -40,8 +40,14 @@ pub(crate) use repo::{Authority, RepoCache};
 pub(crate) use text::CachingStorage;
 
 /// A repo's namespace in `node`, with the Lance wrapper that reads through it.
-pub(crate) fn repo_cache(key: crate::RepoKey, node: NodeCache) -> Arc<RepoCache> {
-    RepoCache::new(key, node, |repo| Arc::new(store::CacheWrapper::new(repo)))
+pub(crate) fn repo_cache(
+    key: crate::RepoKey,
+    node: NodeCache,
+    clock: omnigraph_cloud_cluster::Clock,
+) -> Arc<RepoCache> {
+    RepoCache::new(key, node, clock, |repo| {
+        Arc::new(store::CacheWrapper::new(repo))
+    })
 }
 
 /// Size of a cached block of an immutable object: Lance's own I/O block on object stores.

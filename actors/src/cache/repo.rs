@@ -1,23 +1,32 @@
-//! One repo's namespace in the cache tier: its epoch, its authority and its mutable entries.
+//! One repo's namespace in the cache tier: its authority and its mutable entries.
 //!
 //! Mutable objects (listings, HEADs, text files) are served from memory only while the repo is
 //! *authoritative* here: this process opened the engine while holding the repo's writer and
-//! compaction leases, still holds both at the same epochs, and no write of its own is in
-//! flight. Under those leases no other process writes the repo, so the only changes are this
-//! process's own, and each of them is bracketed by [`RepoCache::begin_write`]: the epoch moves
-//! before and after, which drops every entry. An entry read before or during a write is never
-//! kept, because it is tagged with the epoch it was read at and kept only if that is still
-//! the epoch.
+//! compaction leases and still holds both at the same epochs. Under those leases no other
+//! process writes the repo, so the only changes are this process's own, and the cache sees
+//! each of them:
+//!
+//! - a write that passes through the cache (the Lance wrapper, the engine's storage adapter)
+//!   drops, before and after, the entries it may change: the object's own and every listing
+//!   of a prefix that holds it ([`RepoCache::writing`]);
+//! - a change that may write around the cache (the engine opens a few datasets without the
+//!   wrapper) is bracketed as a whole ([`RepoCache::mutation`]): while it runs nothing is
+//!   served or kept, and every entry is dropped before and after.
+//!
+//! Every write moves an epoch, and a read is kept only if the epoch has not moved since it was
+//! sent, so an entry read while a write raced it is never kept.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
-use dashmap::DashMap;
+use chrono::{DateTime, Utc};
 use lance::io::WrappingObjectStore;
 use object_store::{ListResult, ObjectMeta};
 use omnigraph::instrumentation::{QueryIoProbes, with_query_io_probes};
+use omnigraph_cloud_cluster::Clock;
 
 use super::NodeCache;
 use crate::RepoKey;
@@ -42,15 +51,25 @@ pub(crate) enum Mutable {
 pub(crate) struct RepoCache {
     pub(crate) key: RepoKey,
     pub(crate) node: NodeCache,
-    epoch: AtomicU64,
-    writing: AtomicUsize,
+    /// Stamps what this process writes in the listings it keeps.
+    clock: Clock,
+    /// Changes in flight whose writes the cache may not all see (see [`RepoCache::mutation`]).
+    unseen_writes: AtomicUsize,
     authority: RwLock<Option<Authority>>,
-    entries: DashMap<String, (u64, Mutable)>,
-    /// The ETag last seen of each object, from listings and reads, with the epoch it was
-    /// seen at: a change (which may delete and re-create a path) forgets them all.
-    etags: DashMap<String, (String, u64)>,
+    entries: Mutex<Entries>,
     /// One wrapper for the repo's life: Lance caches object stores by the wrapper's address.
     wrapper: Arc<dyn WrappingObjectStore>,
+}
+
+/// The mutable entries and what keeps them right: every write moves `epoch`, and a read is
+/// kept only if the epoch has not moved since it was sent. One lock for all three, so that a
+/// read is never kept after a write it raced.
+#[derive(Default)]
+struct Entries {
+    epoch: u64,
+    map: HashMap<String, Mutable>,
+    /// The ETag last seen of each object, from listings and reads.
+    etags: HashMap<String, String>,
 }
 
 impl RepoCache {
@@ -58,16 +77,16 @@ impl RepoCache {
     pub(crate) fn new(
         key: RepoKey,
         node: NodeCache,
+        clock: Clock,
         wrapper: impl FnOnce(Weak<RepoCache>) -> Arc<dyn WrappingObjectStore>,
     ) -> Arc<RepoCache> {
         Arc::new_cyclic(|me| RepoCache {
             key,
             node,
-            epoch: AtomicU64::new(0),
-            writing: AtomicUsize::new(0),
+            clock,
+            unseen_writes: AtomicUsize::new(0),
             authority: RwLock::new(None),
-            entries: DashMap::new(),
-            etags: DashMap::new(),
+            entries: Mutex::new(Entries::default()),
             wrapper: wrapper(me.clone()),
         })
     }
@@ -85,7 +104,13 @@ impl RepoCache {
         with_query_io_probes(probes, Box::pin(work)).await
     }
 
-    /// Runs `work`, a change to the repo, in [`RepoCache::scope`] and between two epochs.
+    /// Runs `work`, a change some of whose writes may bypass the cache (a branch operation,
+    /// a schema change, a recovery sweep: the engine opens some datasets without the
+    /// wrapper), in [`RepoCache::scope`]: no mutable entry is served or kept until it is over,
+    /// and all are dropped before and after.
+    ///
+    /// A change whose writes all pass through the cache (an insert: a test checks it) needs
+    /// only the scope: each write it makes drops the entries it affects.
     pub(crate) async fn mutation<F: Future>(&self, work: F) -> F::Output {
         let _writing = self.begin_write();
         self.scope(work).await
@@ -93,67 +118,174 @@ impl RepoCache {
 
     /// Grants (or, with `None`, withdraws) the authority to serve mutable entries.
     pub(crate) fn set_authority(&self, authority: Option<Authority>) {
-        self.invalidate();
+        self.entries().forget_all();
         *self.authority.write().expect("authority lock") = authority;
     }
 
     pub(crate) fn authoritative(&self) -> bool {
-        if self.writing.load(Ordering::SeqCst) > 0 || !self.node.enabled() {
+        if self.unseen_writes.load(Ordering::SeqCst) > 0 || !self.node.enabled() {
             return false;
         }
         let authority = self.authority.read().expect("authority lock");
         authority.as_ref().is_some_and(|still_held| still_held())
     }
 
-    /// The epoch to tag a read with; take it before sending the request.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
+    fn entries(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().expect("cache entries lock")
     }
 
-    /// The mutable entry under `key`, if the repo is authoritative and it is current.
+    /// The wall time, as the store would stamp an object written now.
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.clock.wall_ms() as i64).unwrap_or_default()
+    }
+
+    /// The epoch to tag a read with; take it before sending the request.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.entries().epoch
+    }
+
+    /// The mutable entry under `key`, if the repo is authoritative here.
     pub(crate) fn lookup(&self, key: &str) -> Option<Mutable> {
         if !self.authoritative() {
             return None;
         }
-        let epoch = self.epoch();
-        let entry = self.entries.get(key)?;
-        (entry.0 == epoch).then(|| entry.1.clone())
+        self.entries().map.get(key).cloned()
     }
 
-    /// Keeps `value`, read at epoch `read_at`, if nothing changed since.
+    /// Keeps `value`, read at epoch `read_at`, if nothing was written since.
     pub(crate) fn remember(&self, key: String, read_at: u64, value: Mutable) {
-        if self.authoritative() && self.epoch() == read_at {
-            self.entries.insert(key, (read_at, value));
+        if !self.authoritative() {
+            return;
+        }
+        let mut entries = self.entries();
+        if entries.epoch == read_at {
+            entries.map.insert(key, value);
         }
     }
 
-    /// Marks the start of a change; the change ends when the guard drops.
+    /// Marks the start of a change the cache may not see all of; it ends when the guard drops.
     pub(crate) fn begin_write(&self) -> WriteGuard<'_> {
-        self.writing.fetch_add(1, Ordering::SeqCst);
-        self.invalidate();
+        self.unseen_writes.fetch_add(1, Ordering::SeqCst);
+        self.entries().forget_all();
         WriteGuard { repo: self }
     }
 
-    fn invalidate(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
-        self.entries.clear();
+    /// Marks a write of `path` (an object path, or a URI of the engine's text files) that
+    /// passes through the cache. The object's own entries are dropped now; the listings that
+    /// hold it stay right until the write lands (it is not visible before). When the guard
+    /// drops, a write marked [`ObjectWrite::done`] is added to those listings, and any other
+    /// drops them.
+    pub(crate) fn writing(self: &Arc<Self>, path: String) -> ObjectWrite {
+        self.entries().forget_object(&path);
+        ObjectWrite {
+            repo: Arc::clone(self),
+            path,
+            done: None,
+        }
+    }
+
+    /// Drops what a write of `path` may change, at once (for a write without a guard's scope).
+    pub(crate) fn forget(&self, path: &str) {
+        self.entries().forget(path);
     }
 
     pub(crate) fn learn_etag(&self, meta: &ObjectMeta) {
         if let Some(etag) = &meta.e_tag {
-            let seen = (etag.clone(), self.epoch());
-            self.etags.insert(meta.location.to_string(), seen);
+            let path = meta.location.to_string();
+            self.entries().etags.insert(path, etag.clone());
         }
     }
 
-    /// The ETag of `path` as last seen, if seen since the last change began or ended and no
-    /// change is in flight.
+    /// The ETag of `path` as last seen, unless a change the cache may not see is in flight.
     pub(crate) fn etag(&self, path: &str) -> Option<String> {
-        if self.writing.load(Ordering::SeqCst) > 0 {
+        if self.unseen_writes.load(Ordering::SeqCst) > 0 {
             return None;
         }
-        let seen = self.etags.get(path)?;
-        (seen.1 == self.epoch()).then(|| seen.0.clone())
+        self.entries().etags.get(path).cloned()
+    }
+}
+
+impl Entries {
+    fn forget_all(&mut self) {
+        self.epoch += 1;
+        self.map.clear();
+        self.etags.clear();
+    }
+
+    /// Drops what a write of `path` may change: the object's own entries and ETag, and every
+    /// listing of a prefix that holds it.
+    fn forget(&mut self, path: &str) {
+        self.epoch += 1;
+        self.etags.remove(path);
+        self.map.retain(|key, _| !affected_by(key, path));
+    }
+
+    /// Drops the object's own entries and ETag only.
+    fn forget_object(&mut self, path: &str) {
+        self.epoch += 1;
+        self.etags.remove(path);
+        self.map.retain(|key, _| {
+            key.split_once(':')
+                .is_none_or(|(_, subject)| subject != path)
+        });
+    }
+
+    /// A write of `meta.location` landed: it joins the flat listings that hold it (what Lance
+    /// lists to find a dataset's latest version); other entries it affects are dropped.
+    fn written(&mut self, meta: &ObjectMeta) {
+        let path = meta.location.as_ref();
+        self.epoch += 1;
+        match &meta.e_tag {
+            Some(etag) => self.etags.insert(path.to_string(), etag.clone()),
+            None => self.etags.remove(path),
+        };
+        self.map.retain(|key, value| {
+            if !affected_by(key, path) {
+                return true;
+            }
+            let (Some(("list", subject)), Mutable::List(listing)) = (key.split_once(':'), value)
+            else {
+                return false;
+            };
+            let after_offset = subject
+                .split_once('>')
+                .is_none_or(|(_, offset)| path > offset);
+            if after_offset {
+                let mut updated: Vec<ObjectMeta> = listing
+                    .iter()
+                    .filter(|listed| listed.location != meta.location)
+                    .cloned()
+                    .collect();
+                updated.push(meta.clone());
+                // S3 lists in key order, and Lance relies on it (the newest version is first).
+                updated.sort_by(|a, b| a.location.cmp(&b.location));
+                *listing = Arc::new(updated);
+            }
+            true
+        });
+    }
+}
+
+/// Whether the entry under `key` may change when `path` is written.
+fn affected_by(key: &str, path: &str) -> bool {
+    let Some((kind, subject)) = key.split_once(':') else {
+        return true;
+    };
+    let under = |prefix: &str| {
+        prefix.is_empty()
+            || path == prefix
+            || path
+                .strip_prefix(prefix)
+                .is_some_and(|rest| rest.starts_with('/') || prefix.ends_with('/'))
+    };
+    match kind {
+        "list" => under(
+            subject
+                .split_once('>')
+                .map_or(subject, |(prefix, _)| prefix),
+        ),
+        "delimited" | "dir" => under(subject),
+        _ => subject == path,
     }
 }
 
@@ -164,28 +296,34 @@ pub(crate) struct WriteGuard<'a> {
 
 impl Drop for WriteGuard<'_> {
     fn drop(&mut self) {
-        self.repo.invalidate();
-        self.repo.writing.fetch_sub(1, Ordering::SeqCst);
+        self.repo.entries().forget_all();
+        self.repo.unseen_writes.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-/// The same guard, owning its repo: for a change that outlives a borrow (a multipart upload,
-/// a stream of deletions).
+/// One write in flight through the cache (owning its repo: a multipart upload or a stream of
+/// deletions outlives a borrow).
 #[derive(Debug)]
-pub(crate) struct OwnedWriteGuard {
+pub(crate) struct ObjectWrite {
     repo: Arc<RepoCache>,
+    path: String,
+    done: Option<ObjectMeta>,
 }
 
-impl OwnedWriteGuard {
-    pub(crate) fn new(repo: Arc<RepoCache>) -> OwnedWriteGuard {
-        std::mem::forget(repo.begin_write());
-        OwnedWriteGuard { repo }
+impl ObjectWrite {
+    /// The write landed, as `meta` describes the object now.
+    pub(crate) fn done(&mut self, meta: ObjectMeta) {
+        self.done = Some(meta);
     }
 }
 
-impl Drop for OwnedWriteGuard {
+impl Drop for ObjectWrite {
     fn drop(&mut self) {
-        drop(WriteGuard { repo: &self.repo });
+        let mut entries = self.repo.entries();
+        match self.done.take() {
+            Some(meta) => entries.written(&meta),
+            None => entries.forget(&self.path),
+        }
     }
 }
 
@@ -195,4 +333,35 @@ pub(crate) fn split_listing(listing: &ListResult) -> Mutable {
         listing.common_prefixes.clone(),
         listing.objects.clone(),
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::affected_by;
+
+    #[test]
+    fn a_write_affects_its_object_and_the_listings_that_hold_it() {
+        let path = "r/g.omni/nodes/0f/_versions/9.manifest";
+        for key in [
+            "head:r/g.omni/nodes/0f/_versions/9.manifest",
+            "object:r/g.omni/nodes/0f/_versions/9.manifest",
+            "list:r/g.omni/nodes/0f/_versions",
+            "list:r/g.omni/nodes/0f/_versions>r/g.omni/nodes/0f/_versions/5.manifest",
+            "list:r/g.omni",
+            "list:",
+            "delimited:r/g.omni/nodes/0f/_versions",
+            "dir:r/g.omni/nodes/0f/_versions/",
+        ] {
+            assert!(affected_by(key, path), "{key}");
+        }
+        for key in [
+            "head:r/g.omni/nodes/0f/_versions/8.manifest",
+            "list:r/g.omni/nodes/0f/_versions_old",
+            "list:r/g.omni/nodes/1e",
+            "delimited:r/g.omni/edges",
+            "text:r/g.omni/_schema.pg",
+        ] {
+            assert!(!affected_by(key, path), "{key}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use object_store::{
 };
 
 use super::blocks::{self, Class};
-use super::repo::{Mutable, OwnedWriteGuard, RepoCache, split_listing};
+use super::repo::{Mutable, ObjectWrite, RepoCache, split_listing};
 
 /// Hands Lance a [`CachingStore`] around each store it opens for the repo.
 #[derive(Debug)]
@@ -72,8 +72,8 @@ impl CachingStore {
         self.repo.node.metrics().request(op, &self.repo.key);
     }
 
-    fn guard(&self) -> OwnedWriteGuard {
-        OwnedWriteGuard::new(Arc::clone(&self.repo))
+    fn writing(&self, location: &Path) -> ObjectWrite {
+        self.repo.writing(location.to_string())
     }
 
     /// A HEAD, or a whole read, of a mutable object: from the repo's entries when
@@ -193,9 +193,26 @@ impl ObjectStore for CachingStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        let _writing = self.guard();
+        let mut writing = self.writing(location);
+        let class = blocks::classify(location);
+        // An immutable object is cached as it is written: a commit reads back what it wrote.
+        let written = (class != Class::Mutable && self.repo.node.enabled())
+            .then(|| bytes::Bytes::from(payload.clone()));
+        let size = payload.content_length() as u64;
         self.count("put", location);
-        self.inner.put_opts(location, payload, opts).await
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        let meta = ObjectMeta {
+            location: location.clone(),
+            last_modified: self.repo.now(),
+            size,
+            e_tag: result.e_tag.clone(),
+            version: result.version.clone(),
+        };
+        if let Some(bytes) = written {
+            blocks::write_through(&self.repo, class, &meta, bytes);
+        }
+        writing.done(meta);
+        Ok(result)
     }
 
     async fn put_multipart_opts(
@@ -203,7 +220,7 @@ impl ObjectStore for CachingStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        let writing = self.guard();
+        let writing = self.writing(location);
         self.count("put_multipart", location);
         let upload = self.inner.put_multipart_opts(location, opts).await?;
         Ok(Box::new(GuardedUpload {
@@ -243,13 +260,19 @@ impl ObjectStore for CachingStore {
         &self,
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
-        let writing = self.guard();
+        // Each path is forgotten before its deletion is sent and again once it is done.
+        let before = Arc::clone(&self.repo);
+        let locations = locations
+            .inspect_ok(move |path| before.forget(path.as_ref()))
+            .boxed();
         let repo = Arc::clone(&self.repo);
         self.inner
             .delete_stream(locations)
             .map(move |deleted| {
-                let _held = &writing;
                 repo.node.metrics().request("delete", &repo.key);
+                if let Ok(path) = &deleted {
+                    repo.forget(path.as_ref());
+                }
                 deleted
             })
             .boxed()
@@ -302,7 +325,7 @@ impl ObjectStore for CachingStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
-        let _writing = self.guard();
+        let _writing = self.writing(to);
         self.count("copy", from);
         self.inner.copy_opts(from, to, options).await
     }
@@ -313,17 +336,17 @@ impl ObjectStore for CachingStore {
         to: &Path,
         options: RenameOptions,
     ) -> object_store::Result<()> {
-        let _writing = self.guard();
+        let _writing = (self.writing(from), self.writing(to));
         self.count("rename", from);
         self.inner.rename_opts(from, to, options).await
     }
 }
 
-/// A multipart upload that keeps the repo's entries invalid until it is over.
+/// A multipart upload: what it affects is dropped again once it is over.
 #[derive(Debug)]
 struct GuardedUpload {
     upload: Box<dyn MultipartUpload>,
-    _writing: OwnedWriteGuard,
+    _writing: ObjectWrite,
 }
 
 #[async_trait]

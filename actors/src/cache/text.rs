@@ -1,7 +1,7 @@
 //! The engine's `StorageAdapter` (its schema files, recovery sidecars and other text objects)
 //! with the repo's mutable entries in front: while the repo is authoritative here, a read the
-//! engine repeats on every query (the schema contract check) is answered from memory. Writes
-//! go through a write guard, like the Lance wrapper's.
+//! engine repeats on every query (the schema contract check) is answered from memory. A write
+//! drops the entries it affects, like the Lance wrapper's.
 
 use std::sync::Arc;
 
@@ -72,13 +72,13 @@ impl StorageAdapter for CachingStorage {
     }
 
     async fn write_text(&self, uri: &str, contents: &str) -> Result<()> {
-        let _writing = self.repo.begin_write();
+        let _writing = self.repo.writing(uri.to_string());
         self.count("put");
         self.inner.write_text(uri, contents).await
     }
 
     async fn write_text_if_absent(&self, uri: &str, contents: &str) -> Result<bool> {
-        let _writing = self.repo.begin_write();
+        let _writing = self.repo.writing(uri.to_string());
         self.count("put");
         self.inner.write_text_if_absent(uri, contents).await
     }
@@ -98,13 +98,16 @@ impl StorageAdapter for CachingStorage {
     }
 
     async fn rename_text(&self, from_uri: &str, to_uri: &str) -> Result<()> {
-        let _writing = self.repo.begin_write();
+        let _writing = (
+            self.repo.writing(from_uri.to_string()),
+            self.repo.writing(to_uri.to_string()),
+        );
         self.count("rename");
         self.inner.rename_text(from_uri, to_uri).await
     }
 
     async fn delete(&self, uri: &str) -> Result<()> {
-        let _writing = self.repo.begin_write();
+        let _writing = self.repo.writing(uri.to_string());
         self.count("delete");
         self.inner.delete(uri).await
     }
@@ -149,7 +152,7 @@ impl StorageAdapter for CachingStorage {
         contents: &str,
         expected_version: &str,
     ) -> Result<Option<String>> {
-        let _writing = self.repo.begin_write();
+        let _writing = self.repo.writing(uri.to_string());
         self.count("put");
         self.inner
             .write_text_if_match(uri, contents, expected_version)
@@ -157,6 +160,7 @@ impl StorageAdapter for CachingStorage {
     }
 
     async fn delete_prefix(&self, prefix_uri: &str) -> Result<()> {
+        // Everything under a prefix: nothing is served until it is gone.
         let _writing = self.repo.begin_write();
         self.count("delete");
         self.inner.delete_prefix(prefix_uri).await

@@ -160,7 +160,7 @@ impl RepoMaintenance {
                 lease_metrics.clone(),
             )
         };
-        let cache = crate::cache::repo_cache(key.clone(), store.cache().clone());
+        let cache = crate::cache::repo_cache(key.clone(), store.cache().clone(), leases.clock());
         Arc::new(RepoMaintenance {
             uri: store.graph_uri(&key),
             retention: settings.config.retention_for(&key.tenant),

@@ -129,15 +129,19 @@ impl Actor for RepoActor {
                             };
                             // Every publish stops at the lease's self-fencing deadline.
                             let mut fence = maintenance.writer.fence(epoch);
-                            let schema_changed = maintenance
-                                .cache
-                                .mutation(coalescer::execute(
-                                    &state.engine,
-                                    unit,
-                                    &state.shared.coalescer_metrics,
-                                    &mut fence,
-                                ))
-                                .await;
+                            let cache = &maintenance.cache;
+                            let seen = unit.seen_by_the_cache();
+                            let publish = coalescer::execute(
+                                &state.engine,
+                                unit,
+                                &state.shared.coalescer_metrics,
+                                &mut fence,
+                            );
+                            let schema_changed = if seen {
+                                cache.scope(publish).await
+                            } else {
+                                cache.mutation(publish).await
+                            };
                             maintenance.published(bytes);
                             if schema_changed {
                                 let _ = myself.cast(RepoMsg::BuildIndexes);

@@ -39,6 +39,18 @@ pub(crate) enum Unit {
 }
 
 impl Unit {
+    /// Whether every write the engine makes for this unit passes through the cache tier:
+    /// batched mutations (inserts) do; loads, which may create a branch, and the writes that
+    /// run alone may open datasets around it (`cache::RepoCache::mutation`).
+    pub(crate) fn seen_by_the_cache(&self) -> bool {
+        match self {
+            Unit::Alone(_) => false,
+            Unit::Batch(batch) => batch
+                .iter()
+                .all(|pending| matches!(pending.op, WriteOp::Mutate { .. })),
+        }
+    }
+
     /// Request bytes of the writes in the unit.
     pub(crate) fn bytes(&self) -> usize {
         match self {
