@@ -3,8 +3,9 @@
 //!
 //! Reads of immutable objects go through the node's block cache ([`super::blocks`]); listings,
 //! HEADs and small whole-object reads of mutable objects come from the repo's mutable entries
-//! while the repo is authoritative here; every change passes through a write guard, so it
-//! invalidates those entries before and after. Every request sent on to the store is counted.
+//! while the repo is authoritative here. Every write drops the entries it affects (and a PUT
+//! that lands joins the listings that hold it, and keeps an immutable object as written); see
+//! [`super::repo`]. Every request sent on to the store is counted.
 
 use std::fmt;
 use std::sync::{Arc, Weak};
