@@ -267,26 +267,20 @@ impl GraphStore {
         key: &RepoKey,
         progress: &impl serde::Serialize,
     ) -> Result<(), RepoError> {
-        let path = self.object_path(&maintenance_status_path(key));
         let bytes = serde_json::to_vec_pretty(progress).expect("progress serializes");
-        self.inner.metrics.record(StoreOp::Put, Some(key));
-        self.inner.store.put(&path, bytes.into()).await?;
-        Ok(())
+        self.put_system_object(&maintenance_status_path(key), bytes, Some(key))
+            .await
     }
 
     pub(crate) async fn get_maintenance_status<T: serde::de::DeserializeOwned>(
         &self,
         key: &RepoKey,
     ) -> Result<Option<T>, RepoError> {
-        let path = self.object_path(&maintenance_status_path(key));
-        self.inner.metrics.record(StoreOp::Get, Some(key));
-        let bytes = match self.inner.store.get(&path).await {
-            Ok(result) => result.bytes().await?,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(err) => return Err(err.into()),
-        };
+        let bytes = self
+            .get_system_object(&maintenance_status_path(key), Some(key))
+            .await?;
         // Soft state: an unreadable status is as good as none.
-        Ok(serde_json::from_slice(&bytes).ok())
+        Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
     /// Every maintenance status object, with a version that changes on each write.
@@ -307,15 +301,19 @@ impl GraphStore {
             .collect())
     }
 
-    /// Writes soft state of the node's own under `_system/` (`relative` starts there).
+    /// Writes soft state under `_system/` (`relative` starts there), counted under `key`'s
+    /// graph when it is about one.
     pub(crate) async fn put_system_object(
         &self,
         relative: &str,
         bytes: Vec<u8>,
+        key: Option<&RepoKey>,
     ) -> Result<(), RepoError> {
-        self.inner.metrics.record(StoreOp::Put, None);
-        let path = self.object_path(relative);
-        self.inner.store.put(&path, bytes.into()).await?;
+        self.inner.metrics.record(StoreOp::Put, key);
+        self.inner
+            .store
+            .put(&self.object_path(relative), bytes.into())
+            .await?;
         Ok(())
     }
 
@@ -323,8 +321,9 @@ impl GraphStore {
     pub(crate) async fn get_system_object(
         &self,
         relative: &str,
+        key: Option<&RepoKey>,
     ) -> Result<Option<bytes::Bytes>, RepoError> {
-        self.inner.metrics.record(StoreOp::Get, None);
+        self.inner.metrics.record(StoreOp::Get, key);
         match self.inner.store.get(&self.object_path(relative)).await {
             Ok(result) => Ok(Some(result.bytes().await?)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),

@@ -42,10 +42,10 @@ pub(crate) enum Mutable {
     /// `None`: the object does not exist.
     Head(Option<ObjectMeta>),
     Object(Bytes, ObjectMeta),
-    Text(Arc<String>),
-    Versioned(Arc<(String, String)>),
+    Text(String),
+    Versioned((String, String)),
     Exists(bool),
-    Dir(Arc<Vec<String>>),
+    Dir(Vec<String>),
 }
 
 pub(crate) struct RepoCache {

@@ -158,13 +158,14 @@ impl CachingStore {
     fn list_cached(
         &self,
         key: String,
-        listing: BoxStream<'static, object_store::Result<ObjectMeta>>,
+        list: impl FnOnce() -> BoxStream<'static, object_store::Result<ObjectMeta>>,
     ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         if let Some(Mutable::List(entries)) = self.repo.lookup(&key) {
             self.repo.node.metrics().hit("authority", 0);
             return futures::stream::iter(entries.as_ref().clone().into_iter().map(Ok)).boxed();
         }
         self.count("list", &key);
+        let listing = list();
         let repo = Arc::clone(&self.repo);
         if !repo.authoritative() {
             return listing
@@ -281,7 +282,7 @@ impl ObjectStore for CachingStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
         let key = format!("list:{}", prefix.map(Path::as_ref).unwrap_or_default());
-        self.list_cached(key, self.inner.list(prefix))
+        self.list_cached(key, || self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -293,7 +294,7 @@ impl ObjectStore for CachingStore {
             "list:{}>{offset}",
             prefix.map(Path::as_ref).unwrap_or_default()
         );
-        self.list_cached(key, self.inner.list_with_offset(prefix, offset))
+        self.list_cached(key, || self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {

@@ -24,26 +24,23 @@ impl CachingStorage {
 
     /// The entry under `key` if current, else `read` from the store (counted as `op`) and
     /// kept if nothing changed meanwhile.
-    async fn cached<T>(
+    async fn cached<T: Kept>(
         &self,
         key: String,
         op: &'static str,
-        unpack: impl Fn(Mutable) -> Option<T>,
-        pack: impl Fn(&T) -> Mutable,
         read: impl Future<Output = Result<T>>,
     ) -> Result<T> {
-        if let Some(value) = self.repo.lookup(&key).and_then(&unpack) {
+        if let Some(value) = self.repo.lookup(&key).and_then(T::unpack) {
             self.repo.node.metrics().hit("authority", 0);
             return Ok(value);
         }
-        let authoritative = self.repo.authoritative();
-        if authoritative {
+        if self.repo.authoritative() {
             self.repo.node.metrics().miss("text");
         }
         let read_at = self.repo.epoch();
         self.count(op);
         let value = read.await?;
-        self.repo.remember(key, read_at, pack(&value));
+        self.repo.remember(key, read_at, value.pack());
         Ok(value)
     }
 
@@ -55,20 +52,8 @@ impl CachingStorage {
 #[async_trait]
 impl StorageAdapter for CachingStorage {
     async fn read_text(&self, uri: &str) -> Result<String> {
-        let read = async { self.inner.read_text(uri).await.map(Arc::new) };
-        let text = self
-            .cached(
-                format!("text:{uri}"),
-                "get",
-                |m| match m {
-                    Mutable::Text(text) => Some(text),
-                    _ => None,
-                },
-                |text| Mutable::Text(Arc::clone(text)),
-                read,
-            )
-            .await?;
-        Ok(text.as_ref().clone())
+        let read = self.inner.read_text(uri);
+        self.cached(format!("text:{uri}"), "get", read).await
     }
 
     async fn write_text(&self, uri: &str, contents: &str) -> Result<()> {
@@ -84,17 +69,8 @@ impl StorageAdapter for CachingStorage {
     }
 
     async fn exists(&self, uri: &str) -> Result<bool> {
-        self.cached(
-            format!("exists:{uri}"),
-            "head",
-            |m| match m {
-                Mutable::Exists(exists) => Some(exists),
-                _ => None,
-            },
-            |exists| Mutable::Exists(*exists),
-            self.inner.exists(uri),
-        )
-        .await
+        let read = self.inner.exists(uri);
+        self.cached(format!("exists:{uri}"), "head", read).await
     }
 
     async fn rename_text(&self, from_uri: &str, to_uri: &str) -> Result<()> {
@@ -113,37 +89,13 @@ impl StorageAdapter for CachingStorage {
     }
 
     async fn list_dir(&self, dir_uri: &str) -> Result<Vec<String>> {
-        let read = async { self.inner.list_dir(dir_uri).await.map(Arc::new) };
-        let listing = self
-            .cached(
-                format!("dir:{dir_uri}"),
-                "list",
-                |m| match m {
-                    Mutable::Dir(listing) => Some(listing),
-                    _ => None,
-                },
-                |listing| Mutable::Dir(Arc::clone(listing)),
-                read,
-            )
-            .await?;
-        Ok(listing.as_ref().clone())
+        let read = self.inner.list_dir(dir_uri);
+        self.cached(format!("dir:{dir_uri}"), "list", read).await
     }
 
     async fn read_text_versioned(&self, uri: &str) -> Result<(String, String)> {
-        let read = async { self.inner.read_text_versioned(uri).await.map(Arc::new) };
-        let versioned = self
-            .cached(
-                format!("versioned:{uri}"),
-                "get",
-                |m| match m {
-                    Mutable::Versioned(versioned) => Some(versioned),
-                    _ => None,
-                },
-                |versioned| Mutable::Versioned(Arc::clone(versioned)),
-                read,
-            )
-            .await?;
-        Ok(versioned.as_ref().clone())
+        let read = self.inner.read_text_versioned(uri);
+        self.cached(format!("versioned:{uri}"), "get", read).await
     }
 
     async fn write_text_if_match(
@@ -166,3 +118,31 @@ impl StorageAdapter for CachingStorage {
         self.inner.delete_prefix(prefix_uri).await
     }
 }
+
+/// A value of the adapter's reads, as kept among the repo's mutable entries.
+trait Kept: Sized {
+    fn pack(&self) -> Mutable;
+    fn unpack(entry: Mutable) -> Option<Self>;
+}
+
+macro_rules! kept {
+    ($type:ty, $variant:ident) => {
+        impl Kept for $type {
+            fn pack(&self) -> Mutable {
+                Mutable::$variant(self.clone())
+            }
+
+            fn unpack(entry: Mutable) -> Option<Self> {
+                match entry {
+                    Mutable::$variant(value) => Some(value),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+kept!(String, Text);
+kept!(bool, Exists);
+kept!(Vec<String>, Dir);
+kept!((String, String), Versioned);

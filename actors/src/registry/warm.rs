@@ -73,7 +73,7 @@ impl Registry {
         let bytes = serde_json::to_vec_pretty(&WarmSet { graphs }).expect("warm set serializes");
         self.inner
             .store
-            .put_system_object(&warm_set_path(node), bytes)
+            .put_system_object(&warm_set_path(node), bytes, None)
             .await?;
         Ok(count)
     }
@@ -83,7 +83,7 @@ impl Registry {
         let recorded = match self
             .inner
             .store
-            .get_system_object(&warm_set_path(node))
+            .get_system_object(&warm_set_path(node), None)
             .await
         {
             Ok(Some(bytes)) => serde_json::from_slice::<WarmSet>(&bytes).ok(),

@@ -155,10 +155,7 @@ async fn deleted_branches_and_graphs_never_come_back_from_the_cache() {
     client.insert_person("g", "Ann", 30).await.expect(200);
 
     // A branch deleted and created again starts from main, not from the old branch.
-    client
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    client.create_branch("g", "feature").await;
     let ben =
         json!({"query": INSERT_PERSON, "params": {"name": "Ben", "age": 3}, "branch": "feature"});
     client.post("/graphs/g/mutate", ben).await.expect(200);
@@ -167,10 +164,7 @@ async fn deleted_branches_and_graphs_never_come_back_from_the_cache() {
         .delete("/graphs/g/branches/feature")
         .await
         .expect(200);
-    client
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    client.create_branch("g", "feature").await;
     assert_eq!(age_of(&client, "g", "feature", "Ben").await, None);
     assert_eq!(client.count_people("g", "feature").await, 1);
 

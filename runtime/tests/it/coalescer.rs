@@ -207,10 +207,7 @@ async fn concurrent_loads_coalesce_per_branch() {
     let node = TestNode::start_with("[writes]\nmax_wait = \"300ms\"\n").await;
     let client = node.client();
     client.create_graph("g").await;
-    client
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    client.create_branch("g", "feature").await;
     let main_before = commits(&client, "g").await;
     let people = |prefix: String| -> String {
         (0..3)

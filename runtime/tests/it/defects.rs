@@ -42,10 +42,7 @@ async fn sequential_pull_request_branches_merge() {
     assert_eq!(client.count_people("g", "main").await, 4 + 3);
 
     // The same with main moving in between (a real three-way merge).
-    client
-        .post("/graphs/g/branches", json!({"name": "f4"}))
-        .await
-        .expect(200);
+    client.create_branch("g", "f4").await;
     client
         .post(
             "/graphs/g/load",

@@ -221,10 +221,7 @@ async fn cleanup_never_runs_beside_a_write_in_flight() {
             .await
             .expect(200);
     }
-    client
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    client.create_branch("g", "feature").await;
     let cleanups = |cleanup: &Value| cleanup["started_at_ms"].as_u64();
     // Let maintenance catch up, so that the next write starts the next run.
     let settled = eventually(Duration::from_secs(30), || {

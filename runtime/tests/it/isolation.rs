@@ -159,10 +159,7 @@ async fn no_spelling_of_a_protected_branch_passes_the_policy() {
     let andrew = node.client_with_token("t-andrew");
     let ragnor = node.client_with_token("t-ragnor");
     ragnor.create_graph("g").await;
-    andrew
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    andrew.create_branch("g", "feature").await;
     // The plain name is refused by the policy, as before.
     andrew
         .post(
@@ -253,10 +250,7 @@ async fn another_tenant_reaches_nothing_on_any_route() {
     let bea = node.client_with_token("t-bea");
     ragnor.create_graph("g").await;
     ragnor.insert_person("g", "AcmeOnly", 1).await.expect(200);
-    ragnor
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    ragnor.create_branch("g", "feature").await;
     let commits = ragnor.get("/graphs/g/commits").await.expect(200);
     let commit = commits["commits"][0]["graph_commit_id"]
         .as_str()

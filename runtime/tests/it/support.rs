@@ -297,6 +297,12 @@ impl Client {
         .expect(201);
     }
 
+    pub async fn create_branch(&self, graph: &str, name: &str) {
+        self.post(&format!("/graphs/{graph}/branches"), json!({"name": name}))
+            .await
+            .expect(200);
+    }
+
     pub async fn load(&self, graph: &str, data: &str, mode: &str) -> Value {
         self.post(
             &format!("/graphs/{graph}/load"),
@@ -363,9 +369,7 @@ impl Client {
     pub async fn seed_kept_graph(&self) {
         self.create_graph("kept").await;
         self.insert_person("kept", "Ann", 30).await.expect(200);
-        self.post("/graphs/kept/branches", json!({"name": "feature"}))
-            .await
-            .expect(200);
+        self.create_branch("kept", "feature").await;
         let ben = json!({"query": INSERT_PERSON, "params": {"name": "Ben", "age": 3}, "branch": "feature"});
         self.post("/graphs/kept/mutate", ben).await.expect(200);
     }

@@ -93,10 +93,7 @@ pub async fn full_workflow(client: &Client) {
         .expect(200);
     assert_eq!(mentees["row_count"], 2, "{mentees}");
 
-    client
-        .post("/graphs/knowledge/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    client.create_branch("knowledge", "feature").await;
     let on_branch = "{\"type\":\"Person\",\"data\":{\"name\":\"Mina\",\"age\":28}}\n{\"edge\":\"Mentors\",\"from\":\"Mina\",\"to\":\"Ada\"}";
     client
         .post(

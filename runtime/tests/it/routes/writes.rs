@@ -161,10 +161,7 @@ async fn merge_conflicts_are_listed() {
     let client = node.client();
     client.create_graph("g").await;
     client.insert_person("g", "Alice", 30).await.expect(200);
-    client
-        .post("/graphs/g/branches", json!({"name": "feature"}))
-        .await
-        .expect(200);
+    client.create_branch("g", "feature").await;
     let set_age = "query set_age($name: String, $age: I32) { update Person set { age: $age } where name = $name }";
     for (branch, age) in [("main", 31), ("feature", 32)] {
         client
