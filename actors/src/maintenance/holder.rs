@@ -37,6 +37,8 @@ struct HolderState {
     renewer: Option<JoinHandle<()>>,
     /// Why the last lease held here ended other than by release (for the admin view).
     last_loss: Option<LeaseLost>,
+    /// The epoch of that lease: a record of ours at it may be taken over at once.
+    lost_epoch: Option<u64>,
 }
 
 /// What [`LeaseHolder::ensure`] found.
@@ -86,7 +88,7 @@ impl LeaseHolder {
         }
         match self
             .store
-            .acquire(&self.key, self.kind, &self.holder)
+            .reacquire(&self.key, self.kind, &self.holder, state.lost_epoch)
             .await?
         {
             Acquired::Acquired(lease) => {
@@ -174,10 +176,11 @@ impl LeaseHolder {
 
     fn forget(&self, state: &mut HolderState, why: LeaseLost) {
         self.show(None);
-        if state.lease.take().is_some() {
+        if let Some(lease) = state.lease.take() {
             warn!(repo = %self.key, kind = %self.kind, reason = %why, "lease lost; stopped acting under it");
             self.metrics.lost(self.kind);
             state.last_loss = Some(why);
+            state.lost_epoch = Some(lease.epoch());
         }
         if let Some(renewer) = state.renewer.take() {
             renewer.abort();

@@ -55,13 +55,30 @@ impl LeaseStore {
         kind: LeaseKind,
         holder: &str,
     ) -> Result<Acquired, LeaseError> {
+        self.reacquire(key, kind, holder, None).await
+    }
+
+    /// [`LeaseStore::acquire`], by a holder that lost epoch `lost` of this lease: a record of
+    /// its own at that epoch is taken over too. Such a record is left by a renewal that landed
+    /// although its answer was lost; the holder stopped acting under that epoch at its
+    /// deadline, and nobody else ever held it, so nothing acts under it any more.
+    pub async fn reacquire(
+        &self,
+        key: &RepoKey,
+        kind: LeaseKind,
+        holder: &str,
+        lost: Option<u64>,
+    ) -> Result<Acquired, LeaseError> {
         let sent = self.clock.now();
         let now = self.clock.wall_ms();
         let current = self.read(key, kind).await?;
+        let own_lost = |record: &LeaseRecord| record.holder == holder && lost == Some(record.epoch);
         let (record, expected) = match &current {
             None => (self.fresh_record(holder, 1, now), None),
             Some((record, _))
-                if !record.is_free_at(now) && !self.predecessor_gone(record, holder, now) =>
+                if !record.is_free_at(now)
+                    && !self.predecessor_gone(record, holder, now)
+                    && !own_lost(record) =>
             {
                 return Ok(Acquired::Held(record.clone()));
             }

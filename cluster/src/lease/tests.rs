@@ -167,3 +167,27 @@ async fn one_of_many_racers_wins() {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_holder_takes_back_only_the_epoch_it_lost_itself() {
+    let store = in_memory(10_000);
+    // A renewal that landed although its answer was lost leaves a live record of "a" at
+    // epoch 1, which "a" itself no longer acts under.
+    let _orphan = acquired(&store, LeaseKind::Writer, "a").await;
+    let held = |acquired: Acquired| matches!(acquired, Acquired::Held(_));
+    assert!(held(
+        store.acquire(&key(), LeaseKind::Writer, "a").await.unwrap()
+    ));
+    let writer = LeaseKind::Writer;
+    assert!(held(
+        store.reacquire(&key(), writer, "b", Some(1)).await.unwrap()
+    ));
+    assert!(held(
+        store.reacquire(&key(), writer, "a", Some(0)).await.unwrap()
+    ));
+    let Acquired::Acquired(taken) = store.reacquire(&key(), writer, "a", Some(1)).await.unwrap()
+    else {
+        panic!("the holder that lost epoch 1 takes its own record back");
+    };
+    assert_eq!(taken.epoch(), 2);
+}
