@@ -73,10 +73,12 @@ pub const BRANCH_NAME_MAX: usize = 128;
 /// The branch-name rule, as error messages and the API description state it.
 pub const BRANCH_NAME_RULE: &str = "1-128 ASCII characters, '/'-separated segments each \
      matching [A-Za-z0-9][A-Za-z0-9._-]* (no spaces, no leading or trailing '/', no '//', no \
-     segment starting with '.')";
+     segment starting with '.', no '..', not ending in '.lock')";
 
 /// The branch-name rule as a regular expression, for the OpenAPI document.
-pub const BRANCH_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$";
+/// (The `.lock` ending is not expressible without look-around; such a name is answered 400.)
+pub const BRANCH_NAME_PATTERN: &str = "^[A-Za-z0-9]([A-Za-z0-9_-]|\\.[A-Za-z0-9_-])*\\.?\
+     (/[A-Za-z0-9]([A-Za-z0-9_-]|\\.[A-Za-z0-9_-])*\\.?)*$";
 
 /// A branch of a graph: `main`, `feature`, `review/new-hires`.
 ///
@@ -99,7 +101,12 @@ impl BranchName {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
         };
-        if (1..=BRANCH_NAME_MAX).contains(&value.len()) && value.split('/').all(valid_segment) {
+        // Lance's own ref rules refuse these too; refused here they are a 400, not a 500.
+        let lance_refuses = value.contains("..") || value.ends_with(".lock");
+        if (1..=BRANCH_NAME_MAX).contains(&value.len())
+            && value.split('/').all(valid_segment)
+            && !lance_refuses
+        {
             Ok(BranchName(value.to_string()))
         } else {
             Err(NameError::new("branch name", value, BRANCH_NAME_RULE))
@@ -252,6 +259,9 @@ mod tests {
             "main/",
             "a//b",
             "a/../b",
+            "a..b",
+            "sSG71/0zx3jM07H../Em",
+            "feature.lock",
             "..",
             ".hidden",
             "a/.b",
