@@ -1,7 +1,7 @@
 //! The worker tier: a scan that finds cold repos needing maintenance, from what is under
 //! `{root}/_system/` alone.
 //!
-//! Every `scan_interval` it lists the lease objects and the maintenance status objects (two
+//! Every `scan_interval` (the first time one interval after the node starts) it lists the lease objects and the maintenance status objects (two
 //! listings per thousand repos, whatever their number otherwise) and reads only the objects
 //! that changed since it last looked. A repo needs it when
 //!
@@ -46,13 +46,16 @@ async fn run(registry: Registry) {
     let mut statuses: HashMap<RepoKey, Seen> = HashMap::new();
     let interval = registry.maintenance_settings().config.scan_interval;
     loop {
+        // The first scan waits too: a node that has just started gives its own activations
+        // (its warm set, the first requests) a head start. A cold job holds the compaction
+        // lease, and a repo activated meanwhile would be served without the cache's authority.
+        tokio::time::sleep(interval).await;
         if registry.is_shutting_down() {
             return;
         }
         if let Err(err) = scan(&registry, &mut leases, &mut statuses).await {
             warn!(error = %err, "maintenance scan failed");
         }
-        tokio::time::sleep(interval).await;
     }
 }
 

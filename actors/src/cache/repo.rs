@@ -91,6 +91,11 @@ impl RepoCache {
         })
     }
 
+    /// The repo's Lance wrapper, for a store opened outside [`RepoCache::scope`].
+    pub(crate) fn wrapper(&self) -> Arc<dyn WrappingObjectStore> {
+        Arc::clone(&self.wrapper)
+    }
+
     /// Runs `work` (engine calls) with the cache attached to every dataset it opens.
     ///
     /// `work` is boxed: the engine's futures are large, and the scope would otherwise move a

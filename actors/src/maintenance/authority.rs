@@ -11,7 +11,7 @@
 //! The claim is made at activation, before the engine is opened with the engine's
 //! read-write open (the only open that takes a custom storage adapter), whose recovery sweep
 //! must never run while another process is mid-write: so the claim also requires that no
-//! recovery sidecar is pending. Residue is swept by the recovery actor, and the repo stays
+//! recovery sidecar is pending, a check made once the leases are held. Residue is swept by the recovery actor, and the repo stays
 //! non-authoritative until it is next activated.
 
 use std::sync::Arc;
@@ -26,6 +26,10 @@ impl RepoMaintenance {
     /// Takes the writer and compaction leases if both are free (or ours), and returns the
     /// check that both are still held at the same epochs. `None`: this node reads the repo's
     /// mutable objects from the store (the writer lease, if taken, is kept all the same).
+    ///
+    /// The claim is not complete until [`RepoMaintenance::no_recovery_pending`] has also
+    /// answered true; the caller runs that check alongside its prefetch (one round trip
+    /// instead of two) and withdraws with [`RepoMaintenance::give_up_authority`] otherwise.
     pub(crate) async fn claim_authority(&self) -> Option<Authority> {
         self.keeps_compaction.store(false, Ordering::SeqCst);
         if !self.settings.enabled || !self.cache.node.enabled() {
@@ -46,13 +50,6 @@ impl RepoMaintenance {
                 return None;
             }
         };
-        match self.store.recovery_sidecars(&self.key).await {
-            Ok(0) => {}
-            _ => {
-                self.compaction.release().await;
-                return None;
-            }
-        }
         self.keeps_compaction.store(true, Ordering::SeqCst);
         info!(repo = %self.key, writer, compaction, "cache authority: writer and compaction leases held");
         let (writer_lease, compaction_lease) =
@@ -60,6 +57,12 @@ impl RepoMaintenance {
         Some(Arc::new(move || {
             writer_lease.live() == Some(writer) && compaction_lease.live() == Some(compaction)
         }))
+    }
+
+    /// Whether no recovery sidecar is pending: the engine's read-write open sweeps them, which
+    /// must never happen while another process may be mid-write (a failed listing is a no).
+    pub(crate) async fn no_recovery_pending(&self) -> bool {
+        matches!(self.store.recovery_sidecars(&self.key).await, Ok(0))
     }
 
     /// Withdraws a claim whose engine could not be opened: the compaction lease goes back.

@@ -246,7 +246,9 @@ async fn open_as_authority(shared: &RepoShared) -> Option<Omnigraph> {
     let maintenance = &shared.maintenance;
     let cache = &maintenance.cache;
     cache.set_authority(None);
+    let started = tokio::time::Instant::now();
     let authority = maintenance.claim_authority().await?;
+    let claimed = started.elapsed();
     let storage = match storage_for_uri(&shared.uri) {
         Ok(storage) => CachingStorage::new(storage, Arc::clone(cache)),
         Err(err) => {
@@ -255,14 +257,35 @@ async fn open_as_authority(shared: &RepoShared) -> Option<Omnigraph> {
             return None;
         }
     };
-    // The open's own reads are kept (and its chain of them prefetched): the leases are held.
+    // The open's own reads are kept (and prefetched, all at once, with the check for
+    // sidecars that completes the claim): the leases are held. Whatever was kept is dropped
+    // if the check says no.
     cache.set_authority(Some(authority));
-    prefetch::before_open(&storage, &shared.uri).await;
+    let (clear, ()) = tokio::join!(
+        maintenance.no_recovery_pending(),
+        prefetch::before_open(&storage, cache, &shared.uri)
+    );
+    if !clear {
+        debug!(repo = %shared.key, "recovery pending: not the cache authority");
+        cache.set_authority(None);
+        maintenance.give_up_authority().await;
+        return None;
+    }
+    let prefetched = started.elapsed();
     match cache
         .scope(Omnigraph::open_with_storage(&shared.uri, Arc::new(storage)))
         .await
     {
-        Ok(engine) => Some(engine),
+        Ok(engine) => {
+            debug!(
+                repo = %shared.key,
+                claim_ms = claimed.as_millis() as u64,
+                prefetch_ms = (prefetched - claimed).as_millis() as u64,
+                open_ms = (started.elapsed() - prefetched).as_millis() as u64,
+                "opened as the cache authority"
+            );
+            Some(engine)
+        }
         Err(err) => {
             warn!(repo = %shared.key, error = %err, "opening as the cache authority failed; opening read-only");
             cache.set_authority(None);

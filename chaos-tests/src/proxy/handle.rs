@@ -27,6 +27,7 @@ pub(super) async fn handle(
     let op = classify(&parts.method, parts.uri.path(), parts.uri.query());
     let key = object_key(parts.uri.path(), parts.uri.query());
     shared.record(op, &key);
+    tracing::debug!(target: "og_s3_proxy", ?op, %key, "request");
     let faults = shared.faults.read().expect("faults lock").clone();
 
     if faults.partition || (faults.drop_rate > 0.0 && fastrand::f64() < faults.drop_rate) {

@@ -10,7 +10,9 @@
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
 //! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]
-//! [--no-cache]` (`--no-cache`: the local-disk run without the cache tier).
+//! [--no-cache] [--cold]` (`--no-cache`: the local-disk run without the cache tier; `--cold`:
+//! only the cold first requests). `RUST_LOG` turns on the node's logs (and, with
+//! `og_s3_proxy=debug`, one line per request the proxy sees).
 //! Results go to docs/benchmarks.md.
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ struct Settings {
     insert_window: Duration,
     /// Whether the node reads through its cache tier.
     cache: bool,
+    /// Only the cold first requests (section 2).
+    only_cold: bool,
 }
 
 /// Where a run keeps its graphs.
@@ -91,6 +95,14 @@ impl Backend {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let only_cold = args.iter().any(|arg| arg == "--cold");
     let quick = args.iter().any(|arg| arg == "--quick");
     let with_s3 = args.iter().any(|arg| arg == "--s3");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -105,7 +117,7 @@ fn main() {
         if writes_only {
             write_bench(&local, if quick { 2 } else { 5 }).await;
         } else {
-            let mut on_disk = settings(quick, false);
+            let mut on_disk = settings(quick, false, only_cold);
             on_disk.cache = !args.iter().any(|arg| arg == "--no-cache");
             run(&local, &on_disk, None).await;
         }
@@ -146,10 +158,10 @@ fn main() {
                     bucket: "bench".into(),
                     prefix: "uncached".into(),
                 };
-                let mut no_cache = settings(quick, true);
+                let mut no_cache = settings(quick, true, only_cold);
                 no_cache.cache = false;
                 run(&uncached, &no_cache, Some(&proxy)).await;
-                run(&s3, &settings(quick, true), Some(&proxy)).await;
+                run(&s3, &settings(quick, true, only_cold), Some(&proxy)).await;
             }
             let stats = proxy.stats();
             println!(
@@ -160,14 +172,15 @@ fn main() {
     });
 }
 
-fn settings(quick: bool, s3: bool) -> Settings {
-    match (quick, s3) {
+fn settings(quick: bool, s3: bool, only_cold: bool) -> Settings {
+    let settings = match (quick, s3) {
         (true, _) => Settings {
             people: 200,
             query_iterations: 20,
             cold_graphs: 2,
             insert_window: Duration::from_secs(3),
             cache: true,
+            only_cold: false,
         },
         (false, false) => Settings {
             people: 2000,
@@ -175,14 +188,20 @@ fn settings(quick: bool, s3: bool) -> Settings {
             cold_graphs: 8,
             insert_window: Duration::from_secs(10),
             cache: true,
+            only_cold: false,
         },
         (false, true) => Settings {
             people: 2000,
             query_iterations: 60,
-            cold_graphs: 4,
+            cold_graphs: 5,
             insert_window: Duration::from_secs(20),
             cache: true,
+            only_cold: false,
         },
+    };
+    Settings {
+        only_cold,
+        ..settings
     }
 }
 
@@ -200,21 +219,43 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
     } else {
         LOG_ERRORS
     };
+    // The disk tier outlives the node restart below, as an NVMe directory would.
+    let cache_dir = tempfile::tempdir().unwrap();
     let start_node = || async {
         let mut config = NodeConfig::load(Some(node_config), std::iter::empty()).unwrap();
         config.server.bind = "127.0.0.1:0".parse().unwrap();
         config.server.metrics_bind = None;
         config.storage.root = backend.root();
         config.cache.enabled = settings.cache;
+        config.cache.dir = Some(cache_dir.path().to_path_buf());
         Node::start(config).await.unwrap()
     };
     let node = start_node().await;
     let base = format!("http://{}", node.local_addr());
     let http = reqwest::Client::new();
+    if !settings.only_cold {
+        warm_queries(backend, settings, proxy, &http, &base, &node).await;
+    }
+    let node = cold_first_requests(settings, &http, node, start_node).await;
+    let base = format!("http://{}", node.local_addr());
+    if !settings.only_cold {
+        inserts(settings, proxy, &http, &base).await;
+    }
+    node.shutdown().await.unwrap();
+}
 
+/// Section 1: a warm point query over HTTP against the same query on the engine in-process.
+async fn warm_queries(
+    backend: &Backend,
+    settings: &Settings,
+    proxy: Option<&FaultProxy>,
+    http: &reqwest::Client,
+    base: &str,
+    node: &Node,
+) {
     // --- 1. warm query: HTTP vs engine in-process ---
-    create_graph(&http, &base, "bench").await;
-    load_people(&http, &base, "bench", settings.people).await;
+    create_graph(http, base, "bench").await;
+    load_people(http, base, "bench", settings.people).await;
     let engine = Arc::new(
         Omnigraph::open_read_only(&backend.graph_uri("bench"))
             .await
@@ -226,7 +267,7 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         .collect();
     for name in names.iter().take(5) {
         query_engine(&engine, &decl.params, name).await;
-        query_http(&http, &base, "bench", name).await;
+        query_http(http, base, "bench", name).await;
     }
     let before = node.registry().store().cache().metrics().stats();
     let mut engine_samples = Vec::new();
@@ -237,7 +278,7 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         query_engine(&engine, &decl.params, name).await;
         engine_samples.push(started.elapsed());
         let started = Instant::now();
-        query_http(&http, &base, "bench", name).await;
+        query_http(http, base, "bench", name).await;
         http_samples.push(started.elapsed());
     }
     let (engine_p50, engine_p99) = percentiles(&mut engine_samples);
@@ -303,7 +344,7 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         let engine_requests = per_query(proxy.stats(), sample.len());
         proxy.reset_stats();
         for name in sample {
-            query_http(&http, &base, "bench", name).await;
+            query_http(http, base, "bench", name).await;
         }
         let http_requests = per_query(proxy.stats(), sample.len());
         println!(
@@ -314,14 +355,27 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         println!("  {:<28} {http_requests}", "omnigraph-cloud over HTTP");
     }
     println!();
+}
 
-    // --- 2. cold first request (activation) vs warm ---
+/// Section 2: the first request to a graph after a node restart (the disk tier kept, no
+/// pre-warm) against the request right after it. Returns the restarted node.
+async fn cold_first_requests<F, Fut>(
+    settings: &Settings,
+    http: &reqwest::Client,
+    node: Node,
+    start_node: F,
+) -> Node
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Node>,
+{
+    let base = format!("http://{}", node.local_addr());
     let mut cold = Vec::new();
     let mut warm = Vec::new();
     for i in 0..settings.cold_graphs {
         let graph = format!("cold{i}");
-        create_graph(&http, &base, &graph).await;
-        load_people(&http, &base, &graph, 50).await;
+        create_graph(http, &base, &graph).await;
+        load_people(http, &base, &graph, 50).await;
     }
     // The loads above activated the graphs; restart the node so that every graph is cold.
     node.shutdown().await.unwrap();
@@ -330,10 +384,10 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
     for i in 0..settings.cold_graphs {
         let graph = format!("cold{i}");
         let started = Instant::now();
-        query_http(&http, &base, &graph, "p1").await;
+        query_http(http, &base, &graph, "p1").await;
         cold.push(started.elapsed());
         let started = Instant::now();
-        query_http(&http, &base, &graph, "p2").await;
+        query_http(http, &base, &graph, "p2").await;
         warm.push(started.elapsed());
     }
     let (cold_p50, cold_max) = percentiles(&mut cold);
@@ -356,8 +410,16 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         ratio(cold_p50, warm_p50)
     );
     println!();
+    node
+}
 
-    // --- 3. insert throughput ---
+/// Section 3: insert throughput and latency with 1, 8 and 32 clients on one graph each.
+async fn inserts(
+    settings: &Settings,
+    proxy: Option<&FaultProxy>,
+    http: &reqwest::Client,
+    base: &str,
+) {
     println!(
         "single-row insert mutations on one graph, {:?} per level (answers within the window)",
         settings.insert_window
@@ -369,12 +431,12 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
     let mut per_insert = None;
     for clients in [1usize, 8, 32] {
         let graph = format!("ins{clients}");
-        create_graph(&http, &base, &graph).await;
+        create_graph(http, base, &graph).await;
         if let Some(proxy) = proxy {
             proxy.reset_stats();
         }
         let (done, errors, mut samples) =
-            insert_window(&http, &base, &graph, clients, settings.insert_window).await;
+            insert_window(http, base, &graph, clients, settings.insert_window).await;
         if let (Some(proxy), 1) = (proxy, clients) {
             let ops = proxy
                 .stats()
@@ -403,7 +465,6 @@ async fn run(backend: &Backend, settings: &Settings, proxy: Option<&FaultProxy>)
         println!("  store requests per single insert (1 client): {per_insert}");
     }
     println!();
-    node.shutdown().await.unwrap();
 }
 
 /// The dev profile optimises dependencies (Lance, DataFusion) but not our crates; a build
