@@ -31,6 +31,12 @@ pub(crate) struct RepoActorState {
     coalescer: Coalescer,
     /// A `Flush` is in the mailbox (or armed); at most one at a time.
     flush_scheduled: bool,
+    /// The number of the flush armed last; a `Flush` with another is stale.
+    flush_number: u64,
+    /// What the last publish of several writes asked of the next (see `coalescer::gather`).
+    gather: Option<coalescer::Gather>,
+    /// The armed flush waits until this many writes are queued.
+    gathering_for: Option<usize>,
 }
 
 impl Actor for RepoActor {
@@ -68,6 +74,9 @@ impl Actor for RepoActor {
             authority,
             coalescer,
             flush_scheduled: false,
+            flush_number: 0,
+            gather: None,
+            gathering_for: None,
         })
     }
 
@@ -82,12 +91,25 @@ impl Actor for RepoActor {
                 let catalog = state.engine.catalog();
                 state.coalescer.push(op, reply, &catalog);
                 state.count_queued();
-                schedule_flush(&myself, state);
+                if state
+                    .gathering_for
+                    .is_some_and(|writes| state.coalescer.len() >= writes)
+                {
+                    // The writers the last publish answered are back: publish now.
+                    flush_now(&myself, state);
+                } else {
+                    schedule_flush(&myself, state);
+                }
             }
-            RepoMsg::Flush => {
+            RepoMsg::Flush(number) => {
+                if !state.flush_scheduled || number != state.flush_number {
+                    return Ok(()); // superseded by an earlier flush
+                }
                 state.flush_scheduled = false;
+                state.gathering_for = None;
                 if let Some(unit) = state.coalescer.next_unit() {
                     state.count_queued();
+                    let (writes, started) = (unit.len(), tokio::time::Instant::now());
                     let maintenance = Arc::clone(&state.shared.maintenance);
                     // Taking the writer lease over: first sweep what a dead writer left, so
                     // that no write lands on top of residue the sweep would roll back.
@@ -146,6 +168,13 @@ impl Actor for RepoActor {
                             if schema_changed {
                                 let _ = myself.cast(RepoMsg::BuildIndexes);
                             }
+                            state.gather = coalescer::Gather::after_publish(
+                                writes,
+                                state.coalescer.len(),
+                                state.shared.writes.max_batch_writes,
+                                started.elapsed(),
+                                tokio::time::Instant::now(),
+                            );
                         }
                         Ok(Held::Other(record)) => {
                             let graph = state.shared.key.graph.clone();
@@ -306,16 +335,41 @@ impl RepoActorState {
 }
 
 /// Arms one `Flush` if writes are waiting and none is armed. With `max_wait` it waits that
-/// long first, to gather more writes; without, it lands behind the writes already queued.
+/// long first, to gather more writes; without, it lands behind the writes already queued,
+/// unless the last publish asked the next to wait for the writers it answered.
 fn schedule_flush(myself: &ActorRef<RepoMsg>, state: &mut RepoActorState) {
     if state.flush_scheduled || state.coalescer.is_empty() {
         return;
     }
-    state.flush_scheduled = true;
-    let wait = state.shared.writes.max_wait;
-    if wait.is_zero() {
-        let _ = myself.cast(RepoMsg::Flush);
-    } else {
-        myself.send_after(wait, || RepoMsg::Flush);
+    let configured = state.shared.writes.max_wait;
+    let gather = state.gather.take().and_then(|gather| {
+        let wait = gather.wait(state.coalescer.len(), tokio::time::Instant::now())?;
+        Some((gather.writes, wait))
+    });
+    match (configured.is_zero(), gather) {
+        (false, _) => {
+            let number = arm(state);
+            myself.send_after(configured, move || RepoMsg::Flush(number));
+        }
+        (true, Some((writes, wait))) => {
+            let number = arm(state);
+            state.gathering_for = Some(writes);
+            myself.send_after(wait, move || RepoMsg::Flush(number));
+        }
+        (true, None) => flush_now(myself, state),
     }
+}
+
+/// Sends a `Flush` that lands behind the writes already queued; any armed one is stale.
+fn flush_now(myself: &ActorRef<RepoMsg>, state: &mut RepoActorState) {
+    let number = arm(state);
+    let _ = myself.cast(RepoMsg::Flush(number));
+}
+
+/// Marks a new flush armed, and returns its number.
+fn arm(state: &mut RepoActorState) -> u64 {
+    state.flush_scheduled = true;
+    state.gathering_for = None;
+    state.flush_number += 1;
+    state.flush_number
 }

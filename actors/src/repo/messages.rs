@@ -13,7 +13,8 @@ pub enum RepoMsg {
     Write(WriteOp, RpcReplyPort<Result<WriteOutcome, RepoError>>),
     /// Publishes the next unit of queued writes. Sent by the actor to itself: it lands behind
     /// every write that arrived during the previous publish, so they all join the next one.
-    Flush,
+    /// It carries the number of the flush it was armed for; any other is stale and ignored.
+    Flush(u64),
     /// Builds the indexes a schema change declared. Sent by the actor to itself after an
     /// applied schema change; it holds the repo's activity gate open while it runs, so the
     /// repo is not evicted (and no second engine handle opened) under it.

@@ -25,17 +25,24 @@
 //! a refresh, a bounded number of times (inserts do not depend on what they read). Callers are
 //! answered only after the publish that holds their write returned.
 //!
-//! Files: [`queue`] (what waits and what the next publish takes), [`plan`] (whether a write
+//! Without any delay, concurrent writers split into two cohorts that take turns; so the
+//! publish after a batch waits, briefly and boundedly, for the writers it answered
+//! ([`gather`]).
+//!
+//! Files: [`queue`] (what waits and what the next publish takes), [`gather`] (how long the
+//! next publish waits), [`plan`] (whether a write
 //! can share a publish), [`rewrite`] (a batch as one engine call), [`publish`] (running it and
 //! answering every caller), [`target`] (what publishing needs of the engine, behind the
 //! [`Publisher`](target::Publisher) trait).
 
+mod gather;
 mod plan;
 mod publish;
 mod queue;
 mod rewrite;
 mod target;
 
+pub(crate) use gather::Gather;
 pub(crate) use publish::execute;
 pub(crate) use queue::{Coalescer, Unit};
 

@@ -51,6 +51,14 @@ impl Unit {
         }
     }
 
+    /// How many writes the unit holds.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Unit::Alone(_) => 1,
+            Unit::Batch(batch) => batch.len(),
+        }
+    }
+
     /// Request bytes of the writes in the unit.
     pub(crate) fn bytes(&self) -> usize {
         match self {
