@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::ConfigError;
+use crate::memory::{MemoryBudget, fit_cache};
 use crate::parse::positive_size;
 
 /// The node-wide cache of object-storage reads.
@@ -12,7 +13,8 @@ use crate::parse::positive_size;
 pub struct CacheConfig {
     /// Cache reads at all. Default true; off, every read goes to the store.
     pub enabled: bool,
-    /// Memory tier, in bytes. Default 256 MiB.
+    /// Memory tier, in bytes. Default 256 MiB; at most half of `node.memory_budget` (a
+    /// detected budget shrinks it to fit).
     pub memory_bytes: usize,
     /// Disk tier (local NVMe) directory; `None` for memory only. Default none.
     pub dir: Option<PathBuf>,
@@ -45,7 +47,10 @@ const MIN_MEMORY_BYTES: u64 = 16 * 1024 * 1024;
 /// The smallest disk tier: foyer writes it in 16 MiB regions and needs several.
 const MIN_DISK_BYTES: u64 = 256 * 1024 * 1024;
 
-pub(crate) fn validate_cache(section: CacheSection) -> Result<CacheConfig, ConfigError> {
+pub(crate) fn validate_cache(
+    section: CacheSection,
+    budget: &MemoryBudget,
+) -> Result<CacheConfig, ConfigError> {
     let at_least = |key: &str, value: u64, min: u64| {
         if value < min {
             Err(ConfigError::invalid(
@@ -60,7 +65,11 @@ pub(crate) fn validate_cache(section: CacheSection) -> Result<CacheConfig, Confi
     let dir = section.dir.trim();
     Ok(CacheConfig {
         enabled: section.enabled,
-        memory_bytes: at_least("cache.memory_bytes", section.memory_bytes, MIN_MEMORY_BYTES)?,
+        memory_bytes: fit_cache(
+            at_least("cache.memory_bytes", section.memory_bytes, MIN_MEMORY_BYTES)?,
+            budget,
+            MIN_MEMORY_BYTES as usize,
+        )?,
         dir: (!dir.is_empty()).then(|| PathBuf::from(dir)),
         disk_bytes: at_least("cache.disk_bytes", section.disk_bytes, MIN_DISK_BYTES)?,
     })

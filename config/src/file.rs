@@ -29,6 +29,9 @@ roles = ["serve", "worker"]
 # Holder id written into leases; "-<pid>-<random>" is appended. Default: the hostname.
 # When set, the graphs warm at shutdown are recorded and opened again at the next start.
 # id = "node-a"
+# Bytes the whole process may use; the cache's memory tier may take at most half of it.
+# Default: 80% of the container's memory limit (cgroup), else of the machine's memory.
+# memory_budget = 4294967296
 
 [server]
 # Address the HTTP API listens on.
@@ -333,7 +336,7 @@ impl FileConfig {
         let node = validate_node(self.node)?;
         let leases = validate_leases(self.leases)?;
         let maintenance = validate_maintenance(self.maintenance)?;
-        let cache = validate_cache(self.cache)?;
+        let cache = validate_cache(self.cache, &node.memory_budget)?;
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
             filter: self.log.filter,

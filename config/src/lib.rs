@@ -14,6 +14,7 @@ mod error;
 mod file;
 mod ids;
 mod maintenance;
+mod memory;
 mod parse;
 mod storage_root;
 
@@ -37,6 +38,7 @@ pub use maintenance::{
     LeaseConfig, MIN_KEEP_VERSIONS, MaintenanceConfig, NodeIdentity, Retention, RetentionOverrides,
     Role,
 };
+pub use memory::{BudgetSource, MemoryBudget};
 pub use storage_root::StorageRoot;
 
 /// The validated configuration of one node.
@@ -316,6 +318,11 @@ mod tests {
             ("[node]\nroles = [\"reader\"]", "node.roles"),
             ("[node]\nroles = []", "node.roles"),
             ("[node]\nid = \"a b\"", "node.id"),
+            ("[node]\nmemory_budget = 1048576", "node.memory_budget"),
+            (
+                "[node]\nmemory_budget = 268435456\n[cache]\nmemory_bytes = 268435456",
+                "cache.memory_bytes",
+            ),
             (
                 "[leases]\nttl = \"10s\"\nsafety_margin = \"5s\"",
                 "leases.safety_margin",

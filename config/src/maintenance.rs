@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::memory::{MemoryBudget, memory_budget};
 use crate::parse::duration;
 use crate::{ConfigError, TenantId};
 
@@ -26,6 +27,8 @@ pub struct NodeIdentity {
     /// process start; a configured id gets `-<pid>-<random>` appended all the same, so two
     /// processes never share a holder id.
     pub id: Option<String>,
+    /// What the whole process may use; the cache tier's memory counts toward it.
+    pub memory_budget: MemoryBudget,
 }
 
 impl NodeIdentity {
@@ -105,6 +108,7 @@ pub const MIN_KEEP_VERSIONS: u32 = 3;
 pub struct NodeSection {
     pub roles: Vec<String>,
     pub id: Option<String>,
+    pub memory_budget: Option<u64>,
 }
 
 impl Default for NodeSection {
@@ -112,6 +116,7 @@ impl Default for NodeSection {
         NodeSection {
             roles: vec!["serve".into(), "worker".into()],
             id: None,
+            memory_budget: None,
         }
     }
 }
@@ -213,6 +218,7 @@ pub(crate) fn validate_node(section: NodeSection) -> Result<NodeIdentity, Config
     Ok(NodeIdentity {
         roles,
         id: section.id,
+        memory_budget: memory_budget(section.memory_budget)?,
     })
 }
 

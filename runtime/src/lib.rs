@@ -23,6 +23,10 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+mod memory;
+
+pub use memory::resident_bytes;
+
 #[derive(Debug, Error)]
 pub enum NodeError {
     #[error(transparent)]
@@ -63,12 +67,19 @@ pub struct Node {
     config: NodeConfig,
     /// JWKS refreshers and bundle sync; stopped when the node is dropped.
     _auth_tasks: AuthTasks,
+    /// Samples the resident memory against the budget; stopped when the node is dropped.
+    _memory: memory::MemoryWatch,
 }
 
 impl Node {
     /// Builds the node's components, binds the listener and starts serving.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let mut metrics = prometheus_client::registry::Registry::default();
+        let memory = memory::watch(
+            config.node.memory_budget,
+            config.cache.memory_bytes,
+            &mut metrics,
+        );
         let root = config.storage.root.display_uri();
         let cache = NodeCache::build(&config.cache, CacheMetrics::register(&mut metrics)).await?;
         let store = GraphStore::open(&config.storage.root, StoreMetrics::register(&mut metrics))
@@ -111,8 +122,9 @@ impl Node {
         );
         omnigraph_cloud_actors::start_maintenance(&registry);
         if let (Some(node), true) = (config.node.id.clone(), config.node.serves()) {
-            // The graphs warm at this node's last shutdown, opened again before they are asked
-            // for (docs/cache.md).
+            // The graphs warm at this node's last eviction or shutdown, opened again before
+            // they are asked for (docs/cache.md).
+            registry.record_warm_set_as(&node);
             let registry = registry.clone();
             tokio::spawn(async move { registry.restore_warm_set(&node).await });
         }
@@ -183,6 +195,7 @@ impl Node {
             server,
             config,
             _auth_tasks: auth.tasks,
+            _memory: memory,
         })
     }
 

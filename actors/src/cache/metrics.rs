@@ -52,6 +52,8 @@ pub struct CacheStats {
     pub hit_bytes: u64,
     pub miss_bytes: u64,
     pub errors: u64,
+    /// Bytes the memory tier holds.
+    pub held_bytes: u64,
 }
 
 impl CacheMetrics {
@@ -137,6 +139,7 @@ impl CacheMetrics {
                 .sum(),
             miss_bytes: self.miss_bytes.get(),
             errors: self.errors.get(),
+            held_bytes: self.held_bytes.get().max(0) as u64,
         }
     }
 

@@ -50,6 +50,10 @@ struct Inner {
     slots: DashMap<RepoKey, Arc<Slot>>,
     lifecycle: DashMap<RepoKey, Arc<Mutex<()>>>,
     shutting_down: AtomicBool,
+    /// The node id the warm set is recorded under, if any (see `warm`).
+    warm_set_node: std::sync::OnceLock<String>,
+    /// One warm-set record at a time, each made from the set as it is when written.
+    warm_set_saves: Mutex<()>,
 }
 
 struct Slot {
@@ -75,6 +79,8 @@ impl Registry {
                 slots: DashMap::new(),
                 lifecycle: DashMap::new(),
                 shutting_down: AtomicBool::new(false),
+                warm_set_node: std::sync::OnceLock::new(),
+                warm_set_saves: Mutex::new(()),
             }),
         }
     }
@@ -264,7 +270,8 @@ impl Registry {
         Ok(RepoHandle { shared, supervisor })
     }
 
-    /// What a supervisor runs when it stops: forget its slot, count it inactive.
+    /// What a supervisor runs when it stops: forget its slot, count it inactive, record the
+    /// warm set without it.
     fn on_stop(&self, key: RepoKey, slot: Weak<Slot>) -> Box<dyn FnOnce() + Send> {
         let inner = Arc::downgrade(&self.inner);
         Box::new(move || {
@@ -275,6 +282,7 @@ impl Registry {
                     .slots
                     .remove_if(&key, |_, current| Arc::ptr_eq(current, &slot));
             }
+            Registry { inner }.warm_set_changed();
         })
     }
 }

@@ -1,10 +1,11 @@
 //! Pre-warming: graphs activated before their first request, on demand
 //! (`POST /graphs/{graph_id}/warm`) and after a restart (the node's warm set).
 //!
-//! A node with a configured id records the graphs warm at shutdown in
-//! `_system/warm/{node id}.json` and warms them again when it starts, so that their first
-//! request finds them open (and, on the graph's cache authority, its schema and listings in
-//! memory). The record is soft state: a missing or unreadable one warms nothing.
+//! A node with a configured id records the graphs warm at shutdown, and again whenever one
+//! is evicted, in `_system/warm/{node id}.json`, and warms them again when it starts, so that
+//! their first request finds them open (and, on the graph's cache authority, its schema and
+//! listings in memory); a node that crashed warms what it had at its last eviction or clean
+//! stop. The record is soft state: a missing or unreadable one warms nothing.
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -59,8 +60,31 @@ impl Registry {
         keys
     }
 
+    /// From now on, records the warm set under `node` (the configured node id) whenever a
+    /// graph leaves it, until shutdown (which records it once more, see
+    /// [`Registry::save_warm_set`]).
+    pub fn record_warm_set_as(&self, node: &str) {
+        let _ = self.inner.warm_set_node.set(node.to_string());
+    }
+
+    /// A graph left the warm set: record it again, in the background.
+    pub(super) fn warm_set_changed(self) {
+        let Some(node) = self.inner.warm_set_node.get().cloned() else {
+            return;
+        };
+        if self.is_shutting_down() {
+            return; // the shutdown recorded the set as it was before it began
+        }
+        tokio::spawn(async move {
+            if let Err(err) = self.save_warm_set(&node).await {
+                warn!(error = %err, "the warm set could not be recorded");
+            }
+        });
+    }
+
     /// Records the warm set of node `node` (its configured id).
     pub async fn save_warm_set(&self, node: &str) -> Result<usize, RepoError> {
+        let _one_at_a_time = self.inner.warm_set_saves.lock().await;
         let graphs: Vec<WarmGraph> = self
             .warm_repos()
             .into_iter()

@@ -4,15 +4,21 @@
 //!    (our overhead);
 //! 2. cold first-request latency (activation) vs the warm request right after it;
 //! 3. insert throughput with 1, 8 and 32 concurrent clients;
+//! 4. on S3, what a cache miss costs (`miss.rs`);
 //!
 //! each on local storage and, with `--s3`, on a real S3 server (moto, installed by
 //! scripts/test.sh) behind the fault-injecting proxy at S3-like latency (GET p50 60 ms,
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
 //! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]
-//! [--no-cache] [--cold]` (`--no-cache`: the local-disk run without the cache tier; `--cold`:
-//! only the cold first requests). `RUST_LOG` turns on the node's logs (and, with
-//! `og_s3_proxy=debug`, one line per request the proxy sees).
+//! [--no-cache] [--cold] [--miss] [--soak MINUTES]`:
+//! - `--no-cache`: the local-disk run without the cache tier;
+//! - `--cold`: only the cold first requests;
+//! - `--miss`: only the cost of a cache miss, on S3;
+//! - `--soak`: only the soak, on S3 (`soak.rs`).
+//!
+//! `RUST_LOG` turns on the node's logs (and, with `og_s3_proxy=debug`, one line per request
+//! the proxy sees).
 //! Results go to docs/benchmarks.md.
 
 use std::sync::Arc;
@@ -27,9 +33,13 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 mod client;
+mod miss;
+mod soak;
 mod writes;
 
 use client::{create_graph, load_people, ms, percentiles, query_engine, query_http, ratio};
+use miss::miss_cost;
+use soak::soak;
 use writes::{insert_window, write_bench};
 
 /// The repository's example schema and queries (the README walkthrough's).
@@ -103,6 +113,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let only_cold = args.iter().any(|arg| arg == "--cold");
+    let only_miss = args.iter().any(|arg| arg == "--miss");
     let quick = args.iter().any(|arg| arg == "--quick");
     let with_s3 = args.iter().any(|arg| arg == "--s3");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -110,18 +121,25 @@ fn main() {
         .build()
         .unwrap();
     let writes_only = args.iter().any(|arg| arg == "--writes");
+    let soak_minutes: Option<u64> = args.iter().position(|arg| arg == "--soak").map(|at| {
+        args.get(at + 1)
+            .and_then(|minutes| minutes.parse().ok())
+            .expect("--soak MINUTES")
+    });
     runtime.block_on(async move {
         println!("omnigraph-cloud single-node benchmark ({})", profile());
         println!();
         let local = Backend::Local(tempfile::tempdir().unwrap());
-        if writes_only {
+        if soak_minutes.is_some() || only_miss {
+            // Only the soak, or the miss cost, on S3 below.
+        } else if writes_only {
             write_bench(&local, if quick { 2 } else { 5 }).await;
         } else {
             let mut on_disk = settings(quick, false, only_cold);
             on_disk.cache = !args.iter().any(|arg| arg == "--no-cache");
             run(&local, &on_disk, None).await;
         }
-        if with_s3 {
+        if with_s3 || soak_minutes.is_some() || only_miss {
             let server = S3Server::start()
                 .await
                 .expect("moto (run scripts/test.sh once to install it)");
@@ -150,7 +168,11 @@ fn main() {
                 bucket: "bench".into(),
                 prefix: "run".into(),
             };
-            if writes_only {
+            if let Some(minutes) = soak_minutes {
+                soak(&s3, minutes).await;
+            } else if only_miss {
+                miss_cost(&s3).await;
+            } else if writes_only {
                 write_bench(&s3, if quick { 5 } else { 15 }).await;
             } else {
                 // Side by side: the same workload without the cache tier, then with it.
@@ -162,6 +184,13 @@ fn main() {
                 no_cache.cache = false;
                 run(&uncached, &no_cache, Some(&proxy)).await;
                 run(&s3, &settings(quick, true, only_cold), Some(&proxy)).await;
+                if !only_cold {
+                    let miss = Backend::S3 {
+                        bucket: "bench".into(),
+                        prefix: "miss".into(),
+                    };
+                    miss_cost(&miss).await;
+                }
             }
             let stats = proxy.stats();
             println!(

@@ -353,3 +353,21 @@ async fn every_request_of_a_warm_insert_passes_through_the_cache_tier() {
         "the engine reached the store around the cache tier"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_and_the_resident_memory_are_on_metrics() {
+    let node = TestNode::start_with("[node]\nmemory_budget = 1073741824\n").await;
+    let client = node.client();
+    assert_eq!(
+        client.metric("omnigraph_node_memory_budget_bytes").await,
+        1073741824.0
+    );
+    let sampled = eventually(Duration::from_secs(10), || async {
+        client
+            .metric_value("omnigraph_process_resident_bytes")
+            .await
+            .is_some_and(|bytes| bytes > 0.0)
+    })
+    .await;
+    assert!(sampled, "the resident memory is sampled");
+}

@@ -72,3 +72,48 @@ async fn a_restarted_node_warms_the_graphs_it_had_warm() {
     assert_eq!(client.count_people("g1", "main").await, 1);
     assert_eq!(client.metric("omnigraph_repo_activations_total").await, 2.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_records_the_warm_set_without_the_evicted_graph() {
+    let root = tempfile::tempdir().unwrap();
+    let config = "[node]\nid = \"node-b\"\n[actors]\nidle_timeout = \"1s\"\n";
+    let node = TestNode::start_on(root.path(), config).await;
+    let client = node.client();
+    for graph in ["busy", "idle"] {
+        client.create_graph(graph).await;
+        client.insert_person(graph, "Ann", 30).await.expect(200);
+    }
+    let record = root.path().join("_system/warm/node-b.json");
+    let recorded = |graphs: &'static [&'static str]| {
+        let record = record.clone();
+        async move {
+            let Ok(text) = std::fs::read_to_string(&record) else {
+                return false;
+            };
+            let set: serde_json::Value = serde_json::from_str(&text).expect("a JSON warm set");
+            let names: Vec<&str> = set["graphs"]
+                .as_array()
+                .expect("graphs")
+                .iter()
+                .map(|g| g["graph"].as_str().expect("a graph id"))
+                .collect();
+            names == graphs
+        }
+    };
+    // 'busy' stays in use, 'idle' is evicted after its idle timeout: the record says so
+    // without a shutdown (a crash now would warm 'busy' again).
+    let mut evicted_recorded = false;
+    for _ in 0..50 {
+        assert_eq!(client.count_people("busy", "main").await, 1);
+        if recorded(&["busy"]).await {
+            evicted_recorded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        evicted_recorded,
+        "the eviction of 'idle' recorded the warm set: {:?}",
+        std::fs::read_to_string(&record)
+    );
+}
