@@ -54,6 +54,8 @@ struct Inner {
     warm_set_node: std::sync::OnceLock<String>,
     /// One warm-set record at a time, each made from the set as it is when written.
     warm_set_saves: Mutex<()>,
+    /// The recorded warm set has been warmed again (see `warm`).
+    warm_set_restored: AtomicBool,
 }
 
 struct Slot {
@@ -81,6 +83,7 @@ impl Registry {
                 shutting_down: AtomicBool::new(false),
                 warm_set_node: std::sync::OnceLock::new(),
                 warm_set_saves: Mutex::new(()),
+                warm_set_restored: AtomicBool::new(false),
             }),
         }
     }

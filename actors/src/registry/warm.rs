@@ -1,11 +1,13 @@
-//! Pre-warming: graphs activated before their first request, on demand
-//! (`POST /graphs/{graph_id}/warm`) and after a restart (the node's warm set).
+//! Pre-warming: graphs activated, and their tables opened, before their first request, on
+//! demand (`POST /graphs/{graph_id}/warm`) and after a restart (the node's warm set).
 //!
 //! A node with a configured id records the graphs warm at shutdown, and again whenever one
 //! is evicted, in `_system/warm/{node id}.json`, and warms them again when it starts, so that
 //! their first request finds them open (and, on the graph's cache authority, its schema and
 //! listings in memory); a node that crashed warms what it had at its last eviction or clean
 //! stop. The record is soft state: a missing or unreadable one warms nothing.
+
+use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -40,11 +42,19 @@ impl Registry {
         }
         let registry = self.clone();
         tokio::spawn(async move {
-            if let Err(err) = registry.repo(&key).await {
+            if let Err(err) = registry.prewarm(&key).await {
                 debug!(repo = %key, error = %err, "pre-warming failed");
             }
         });
         false
+    }
+
+    /// Activates `key` and opens its tables, so that its first request finds both done.
+    async fn prewarm(&self, key: &RepoKey) -> Result<(), RepoError> {
+        let repo = self.repo(key).await?;
+        let tables = repo.open_tables().await?;
+        debug!(repo = %key, tables, "pre-warmed");
+        Ok(())
     }
 
     /// The repos warm on this node now, sorted.
@@ -128,7 +138,7 @@ impl Registry {
             })
             .collect();
         let warmed = futures::stream::iter(keys)
-            .map(|key| async move { self.repo(&key).await.is_ok() })
+            .map(|key| async move { self.prewarm(&key).await.is_ok() })
             .buffer_unordered(RESTORE_CONCURRENCY)
             .filter(|warmed| futures::future::ready(*warmed))
             .count()
@@ -136,6 +146,14 @@ impl Registry {
         if warmed > 0 {
             info!(graphs = warmed, "warm set restored");
         }
+        self.inner.warm_set_restored.store(true, Ordering::SeqCst);
         warmed
+    }
+
+    /// Whether the warm set this node records has been warmed again since it started (true
+    /// when it records none).
+    pub fn warm_set_restored(&self) -> bool {
+        self.inner.warm_set_node.get().is_none()
+            || self.inner.warm_set_restored.load(Ordering::SeqCst)
     }
 }

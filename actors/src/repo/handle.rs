@@ -133,6 +133,26 @@ impl RepoHandle {
         })
     }
 
+    /// Opens every table of `main`, and keeps them open in the engine's handle cache, so that
+    /// the first query finds them open: the second half of pre-warming (the first is the
+    /// activation). How many tables were opened.
+    pub async fn open_tables(&self) -> Result<usize, RepoError> {
+        let engine = self.incarnation().await?.engine.clone();
+        let cache = &self.shared.maintenance.cache;
+        cache
+            .scope(async {
+                let snapshot = engine.snapshot_of(ReadTarget::branch("main")).await?;
+                let opens = snapshot
+                    .entries()
+                    .map(|entry| snapshot.open(&entry.table_key));
+                futures::future::try_join_all(opens)
+                    .await
+                    .map(|tables| tables.len())
+            })
+            .await
+            .map_err(RepoError::from)
+    }
+
     pub async fn query(
         &self,
         target: ReadTarget,
