@@ -44,6 +44,9 @@ body_limit_bytes = 1048576
 load_body_limit_bytes = 33554432
 # How long a graceful shutdown (SIGTERM, Ctrl-C) waits for in-flight requests.
 shutdown_grace = "30s"
+# At shutdown, how long the node keeps serving after GET /readyz turned 503, before it stops
+# accepting connections: set it to the load balancer's deregistration delay.
+drain_delay = "0s"
 
 [storage]
 # file:///abs/path or file://./relative (local disk, the embedded default),
@@ -183,6 +186,7 @@ pub struct ServerSection {
     pub body_limit_bytes: u64,
     pub load_body_limit_bytes: u64,
     pub shutdown_grace: String,
+    pub drain_delay: String,
 }
 
 impl Default for ServerSection {
@@ -193,6 +197,7 @@ impl Default for ServerSection {
             body_limit_bytes: 1024 * 1024,
             load_body_limit_bytes: 32 * 1024 * 1024,
             shutdown_grace: "30s".into(),
+            drain_delay: "0s".into(),
         }
     }
 }
@@ -323,6 +328,7 @@ impl FileConfig {
                 self.server.load_body_limit_bytes,
             )?,
             shutdown_grace: duration("server.shutdown_grace", &self.server.shutdown_grace, false)?,
+            drain_delay: duration("server.drain_delay", &self.server.drain_delay, false)?,
         };
         let storage = StorageConfig {
             root: StorageRoot::parse(&self.storage.root)?,

@@ -69,6 +69,8 @@ pub struct ServerConfig {
     pub load_body_limit_bytes: usize,
     /// How long a graceful shutdown waits for in-flight requests. Default 30s.
     pub shutdown_grace: Duration,
+    /// At shutdown, how long the node keeps serving after `/readyz` turned 503. Default 0s.
+    pub drain_delay: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -26,6 +26,14 @@ pub struct HealthOutput {
     pub internal_schema_version: u32,
 }
 
+/// `GET /readyz`: whether the node should be sent requests.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadyOutput {
+    /// `ready` (200), `starting` (503: opening the graphs it had warm, at most 30 s) or
+    /// `draining` (503: shutting down, finishing what it accepted).
+    pub status: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GraphListResponse {
     pub graphs: Vec<GraphListItem>,

@@ -155,7 +155,7 @@ impl Modify for Unavailable {
             )
             .build();
         for (path, operation) in operations(openapi) {
-            if path != "/healthz" && path != "/openapi.json" {
+            if !["/healthz", "/readyz", "/openapi.json"].contains(&path.as_str()) {
                 operation
                     .responses
                     .responses

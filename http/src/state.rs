@@ -1,4 +1,8 @@
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use omnigraph_cloud_actors::Registry;
 use prometheus_client::registry::Registry as MetricsRegistry;
@@ -19,6 +23,58 @@ pub struct AppState {
     pub(crate) limits: BodyLimits,
     /// Whether the data API is served (the node has the `serve` role).
     pub serves_data: bool,
+    /// What `GET /readyz` answers.
+    pub readiness: Arc<Readiness>,
+}
+
+/// Whether the node should be sent requests: not before its warm set is open again (or
+/// [`Readiness::STARTUP_WAIT`] has passed), and no longer once it drains.
+pub struct Readiness {
+    started: Instant,
+    draining: AtomicBool,
+}
+
+/// What `/readyz` says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    Ready,
+    /// Warming its recorded warm set.
+    Starting,
+    /// Shutting down: finishing what it accepted.
+    Draining,
+}
+
+impl Readiness {
+    /// The longest a start waits for its warm set before it is ready anyway.
+    pub const STARTUP_WAIT: Duration = Duration::from_secs(30);
+
+    pub fn new() -> Readiness {
+        Readiness {
+            started: Instant::now(),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// From now on, `/readyz` answers 503.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn status(&self, registry: &Registry) -> NodeState {
+        if self.draining.load(Ordering::SeqCst) {
+            NodeState::Draining
+        } else if registry.warm_set_restored() || self.started.elapsed() >= Self::STARTUP_WAIT {
+            NodeState::Ready
+        } else {
+            NodeState::Starting
+        }
+    }
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness::new()
+    }
 }
 
 /// Request body limits, in bytes.
@@ -47,6 +103,7 @@ impl AppState {
             metrics_registry: Arc::new(metrics_registry),
             limits,
             serves_data: true,
+            readiness: Arc::new(Readiness::new()),
         }
     }
 }

@@ -16,7 +16,9 @@ use omnigraph_cloud_actors::{
 };
 use omnigraph_cloud_cluster::lease::LeaseTiming;
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
-use omnigraph_cloud_http::{AppState, Auth, AuthTasks, BodyLimits, metrics_router, router};
+use omnigraph_cloud_http::{
+    AppState, Auth, AuthTasks, BodyLimits, Readiness, metrics_router, router,
+};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -69,6 +71,8 @@ pub struct Node {
     _auth_tasks: AuthTasks,
     /// Samples the resident memory against the budget; stopped when the node is dropped.
     _memory: memory::MemoryWatch,
+    /// What `/readyz` answers; turned to draining first at shutdown.
+    readiness: Arc<Readiness>,
 }
 
 impl Node {
@@ -156,6 +160,7 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
+        let readiness = Arc::clone(&state.readiness);
         let (metrics_addr, metrics_server) = match config.server.metrics_bind {
             Some(bind) => {
                 let listener = TcpListener::bind(bind)
@@ -196,6 +201,7 @@ impl Node {
             config,
             _auth_tasks: auth.tasks,
             _memory: memory,
+            readiness,
         })
     }
 
@@ -213,9 +219,20 @@ impl Node {
         &self.registry
     }
 
-    /// Graceful shutdown: stop accepting connections, let in-flight requests finish (up to
-    /// `server.shutdown_grace`), then stop every repo actor, waiting for writes in flight.
+    /// Graceful shutdown: `/readyz` answers 503 at once, the node keeps serving for
+    /// `server.drain_delay` (so that load balancers stop sending), then stops accepting
+    /// connections, lets in-flight requests finish (up to `server.shutdown_grace`), and stops
+    /// every repo actor, waiting for writes in flight.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.readiness.drain();
+        let delay = self.config.server.drain_delay;
+        if !delay.is_zero() {
+            info!(
+                ?delay,
+                "draining: /readyz answers 503; still serving until the delay ends"
+            );
+            tokio::time::sleep(delay).await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

@@ -37,7 +37,7 @@ use crate::state::AppState;
                        resolved from the bearer token."
     ),
     paths(
-        system::healthz, system::openapi,
+        system::healthz, system::readyz, system::openapi,
         graphs::list, graphs::create, graphs::delete, graphs::warm,
         data::snapshot, data::query, data::read, data::mutate, data::change,
         data::load, data::ingest, data::export,
@@ -56,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     let limits = state.limits;
     let node = Router::new()
         .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
         .route("/openapi.json", get(system::openapi))
         .route(
             "/admin/repos/{tenant}/{graph_id}/maintenance",

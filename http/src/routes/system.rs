@@ -8,8 +8,8 @@ use omnigraph_cloud_actors::engine::INTERNAL_MANIFEST_SCHEMA_VERSION;
 use utoipa::OpenApi;
 
 use super::ApiDoc;
-use crate::dto::HealthOutput;
-use crate::state::AppState;
+use crate::dto::{HealthOutput, ReadyOutput};
+use crate::state::{AppState, NodeState};
 
 /// The engine release this node embeds (pinned exactly in the workspace manifest).
 const ENGINE_VERSION: &str = "0.8.0";
@@ -22,6 +22,23 @@ pub(crate) async fn healthz() -> axum::Json<HealthOutput> {
         engine_version: ENGINE_VERSION.into(),
         internal_schema_version: INTERNAL_MANIFEST_SCHEMA_VERSION,
     })
+}
+
+/// Readiness, for load balancers and orchestrators (`/healthz` is liveness).
+#[utoipa::path(get, path = "/readyz", tag = "system", responses(
+    (status = 200, body = ReadyOutput, description = "Ready for requests"),
+    (status = 503, body = ReadyOutput, description = "Starting or draining: send requests elsewhere"),
+))]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
+    let (code, status) = match state.readiness.status(&state.registry) {
+        NodeState::Ready => (axum::http::StatusCode::OK, "ready"),
+        NodeState::Starting => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
+        NodeState::Draining => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining"),
+    };
+    let body = ReadyOutput {
+        status: status.into(),
+    };
+    (code, axum::Json(body)).into_response()
 }
 
 #[utoipa::path(get, path = "/openapi.json", tag = "system", responses((status = 200, description = "This document")))]

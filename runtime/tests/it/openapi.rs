@@ -5,10 +5,11 @@ use serde_json::Value;
 
 use crate::support::TestNode;
 
-/// Every route of upstream omnigraph-server 0.8 (with our graph management) that the
+/// Every route of upstream omnigraph-server 0.8 (with our graph management and readiness) that the
 /// document must carry.
 const UPSTREAM_ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
+    ("get", "/readyz"),
     ("get", "/openapi.json"),
     ("get", "/graphs"),
     ("get", "/graphs/{graph_id}/snapshot"),

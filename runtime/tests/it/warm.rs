@@ -117,3 +117,48 @@ async fn an_eviction_records_the_warm_set_without_the_evicted_graph() {
         std::fs::read_to_string(&record)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_waits_for_the_warm_set_and_turns_503_before_a_drain_stops_serving() {
+    let root = tempfile::tempdir().unwrap();
+    let config = "[node]\nid = \"node-r\"\n[server]\ndrain_delay = \"2s\"\n";
+    let mut node = TestNode::start_on(root.path(), config).await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.insert_person("g", "Ann", 30).await.expect(200);
+    node.shutdown().await;
+
+    // A restart is ready once the graph it had warm is open again.
+    let mut node = TestNode::start_on(root.path(), config).await;
+    let client = node.client();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            client.get("/readyz").await.status == 200
+        })
+        .await,
+        "ready once the warm set is restored"
+    );
+    assert_eq!(client.get("/readyz").await.json, json!({"status": "ready"}));
+    assert_eq!(warm_graphs(&client).await, 1.0, "ready means warm");
+
+    // A drain: /readyz says 503 at once, while requests are still answered.
+    let running = node.node.take().expect("a running node");
+    let stopping = tokio::spawn(running.shutdown());
+    assert!(
+        eventually(Duration::from_secs(1), || async {
+            client.get("/readyz").await.status == 503
+        })
+        .await,
+        "503 from the start of the drain"
+    );
+    assert_eq!(
+        client.get("/readyz").await.json,
+        json!({"status": "draining"})
+    );
+    assert_eq!(client.count_people("g", "main").await, 1, "still serving");
+    stopping.await.unwrap().expect("clean shutdown");
+    assert!(
+        reqwest::get(format!("{}/readyz", node.base)).await.is_err(),
+        "stopped after the drain"
+    );
+}
