@@ -55,8 +55,10 @@ impl RepoMaintenance {
         let exclusive = self.optimize_exclusion.lock().await;
         // Stops at the compaction lease's self-fencing deadline (moved by each renewal).
         let mut fence = self.compaction.fence(epoch);
+        // Every write optimize makes passes through the cache (a test compares them with the
+        // store's count), so the repo's authority keeps serving meanwhile: only the scope.
         let optimized = fence
-            .run(self.cache.mutation(async {
+            .run(self.cache.scope(async {
                 let mut optimized = engine.optimize().await;
                 // optimize refuses while any recovery sidecar exists, a live write's included:
                 // retry briefly, so that a busy graph is not skipped for its own writes in
