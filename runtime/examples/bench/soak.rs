@@ -46,11 +46,13 @@ pub(crate) async fn soak(backend: &Backend, minutes: u64) {
     let reads = Arc::new(AtomicUsize::new(0));
     let writes = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
+    let failures: Failures = Arc::default();
     let end = Instant::now() + Duration::from_secs(minutes * 60);
     let mut tasks = Vec::new();
     for _ in 0..READERS {
         let (http, base, reads, errors) =
             (http.clone(), base.clone(), reads.clone(), errors.clone());
+        let failures = failures.clone();
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
                 let graph = format!("soak{}", fastrand::usize(..GRAPHS));
@@ -60,20 +62,19 @@ pub(crate) async fn soak(backend: &Backend, minutes: u64) {
                 } else {
                     "mentees_of"
                 };
-                let ok = http
+                let answer = http
                     .post(format!("{base}/graphs/{graph}/query"))
                     .json(&json!({"query": QUERIES, "name": query, "params": {"name": name}}))
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200);
-                let counter = if ok { &reads } else { &errors };
-                counter.fetch_add(1, Ordering::Relaxed);
+                    .await;
+                count(answer, &reads, &errors, &failures).await;
             }
         }));
     }
     for writer in 0..WRITERS {
         let (http, base, writes, errors) =
             (http.clone(), base.clone(), writes.clone(), errors.clone());
+        let failures = failures.clone();
         tasks.push(tokio::spawn(async move {
             for i in 0.. {
                 if Instant::now() >= end {
@@ -81,14 +82,12 @@ pub(crate) async fn soak(backend: &Backend, minutes: u64) {
                 }
                 let graph = format!("soak{}", fastrand::usize(..GRAPHS));
                 let body = json!({"query": INSERT, "params": {"name": format!("w{writer}-{i}"), "age": 1}});
-                let ok = http
+                let answer = http
                     .post(format!("{base}/graphs/{graph}/mutate"))
                     .json(&body)
                     .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200);
-                let counter = if ok { &writes } else { &errors };
-                counter.fetch_add(1, Ordering::Relaxed);
+                    .await;
+                count(answer, &writes, &errors, &failures).await;
             }
         }));
     }
@@ -133,5 +132,38 @@ pub(crate) async fn soak(backend: &Backend, minutes: u64) {
             "ABOVE the budget plus 10%"
         }
     );
+    for failure in failures.lock().unwrap().iter() {
+        println!("  error: {failure}");
+    }
     node.shutdown().await.unwrap();
+}
+
+/// The first few errors, as the client saw them.
+type Failures = Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Counts an answer as done or failed (keeping the first few failures); whether it was done.
+async fn count(
+    answer: reqwest::Result<reqwest::Response>,
+    done: &AtomicUsize,
+    errors: &AtomicUsize,
+    failures: &Failures,
+) -> bool {
+    let failure = match answer {
+        Ok(response) if response.status() == 200 => {
+            done.fetch_add(1, Ordering::Relaxed);
+            return true;
+        }
+        Ok(response) => format!(
+            "{}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        ),
+        Err(err) => err.to_string(),
+    };
+    errors.fetch_add(1, Ordering::Relaxed);
+    let mut kept = failures.lock().unwrap();
+    if kept.len() < 5 {
+        kept.push(failure);
+    }
+    false
 }
