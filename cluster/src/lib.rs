@@ -1,5 +1,6 @@
 //! Who owns what across omnigraph-cloud nodes. Today: the leases in object storage that say
-//! which process may write, recover or compact a repo ([`lease`]), keyed by [`RepoKey`]; the
+//! which process may write, recover or compact a repo ([`lease`]), keyed by [`RepoKey`]; which
+//! node should take a repo's free writer lease ([`placement`], not yet used by the node); the
 //! clock they are timed by ([`Clock`]); the process identity a holder writes into them
 //! ([`ProcessStamp`]); listing a store's prefix ([`list_under`]); and the requests it makes,
 //! counted by whoever embeds it ([`OpCounter`]).
@@ -11,6 +12,7 @@ mod key;
 pub mod lease;
 mod listing;
 mod ops;
+pub mod placement;
 mod process;
 
 pub use clock::Clock;
