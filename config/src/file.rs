@@ -27,7 +27,8 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# omnigraph-cloud node configuration.
 # index builds) under leases. A worker-only node serves no data API. See docs/operations.md.
 roles = ["serve", "worker"]
 # Holder id written into leases; "-<pid>-<random>" is appended. Default: the hostname.
-# When set, the graphs warm at shutdown are recorded and opened again at the next start.
+# When set, the graphs warm at eviction and shutdown are recorded and opened again at the
+# next start.
 # id = "node-a"
 # Bytes the whole process may use; the cache's memory tier may take at most half of it.
 # Default: 80% of the container's memory limit (cgroup), else of the machine's memory.
@@ -101,7 +102,8 @@ max_batch_writes = 256
 max_batch_bytes = 4194304
 # Writes queued per graph beyond this are refused with 429 and Retry-After.
 max_queue = 4096
-# Optional wait before a batch is published, to gather more writes (0s: none).
+# Optional fixed wait before a batch is published, to gather more writes. 0s: none, but
+# after a publish of several writes the next waits briefly for the writers it answered.
 max_wait = "0s"
 # Any of these can be overridden per tenant:
 # [writes.tenants.acme]
@@ -112,8 +114,8 @@ max_wait = "0s"
 # by 64 KiB block on every node; listings and the engine's text files only on the node that
 # holds a graph's writer lease, invalidated by its own writes.
 enabled = true
-# The memory tier, in bytes.
-memory_bytes = 268435456
+# The memory tier, in bytes. Default 256 MiB, or half of node.memory_budget if less.
+# memory_bytes = 268435456
 # A directory on local disk (NVMe) for a second tier that survives restarts; "" for none.
 # Safe to delete or lose: entries are checked, and a bad one is read from the store again.
 dir = ""

@@ -101,7 +101,8 @@ pub struct WriteConfig {
     pub max_batch_bytes: usize,
     /// Writes queued per graph beyond which new writes get 429. Default 4096.
     pub max_queue: usize,
-    /// Wait before publishing a batch, to gather more writes. Default 0 (none).
+    /// Fixed wait before publishing a batch, to gather more writes. Default 0: none, but after
+    /// a publish of several writes the next waits briefly for the writers it answered.
     pub max_wait: Duration,
     /// Per-tenant overrides of the values above.
     pub tenants: std::collections::BTreeMap<TenantId, WriteOverrides>,

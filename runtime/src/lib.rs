@@ -128,9 +128,7 @@ impl Node {
         if let (Some(node), true) = (config.node.id.clone(), config.node.serves()) {
             // The graphs warm at this node's last eviction or shutdown, opened again before
             // they are asked for (docs/cache.md).
-            registry.record_warm_set_as(&node);
-            let registry = registry.clone();
-            tokio::spawn(async move { registry.restore_warm_set(&node).await });
+            registry.restore_warm_set_in_background(node);
         }
         info!(
             holder = registry.holder_id(),

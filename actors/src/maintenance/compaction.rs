@@ -55,26 +55,32 @@ impl RepoMaintenance {
         let exclusive = self.optimize_exclusion.lock().await;
         // Stops at the compaction lease's self-fencing deadline (moved by each renewal).
         let mut fence = self.compaction.fence(epoch);
-        // Every write optimize makes passes through the cache (a test compares them with the
-        // store's count), so the repo's authority keeps serving meanwhile: only the scope.
-        let optimized = fence
-            .run(self.cache.scope(async {
-                let mut optimized = engine.optimize().await;
-                // optimize refuses while any recovery sidecar exists, a live write's included:
-                // retry briefly, so that a busy graph is not skipped for its own writes in
-                // flight.
-                for _ in 0..OPTIMIZE_RETRIES {
-                    match &optimized {
-                        Err(err) if classify::is_unclean_recovery_state(err) => {
-                            tokio::time::sleep(OPTIMIZE_RETRY_DELAY).await;
-                            optimized = engine.optimize().await;
-                        }
-                        _ => break,
+        // On the authority's engine every write optimize makes passes through the cache (a
+        // test compares them with the store's count), so the authority keeps serving
+        // meanwhile: only the scope. Any other engine's adapter writes around the cache.
+        let seen = self.cache.authoritative();
+        // Boxed: optimize's future is large, and is awaited through one of two wrappers.
+        let work = Box::pin(async {
+            let mut optimized = engine.optimize().await;
+            // optimize refuses while any recovery sidecar exists, a live write's included:
+            // retry briefly, so that a busy graph is not skipped for its own writes in
+            // flight.
+            for _ in 0..OPTIMIZE_RETRIES {
+                match &optimized {
+                    Err(err) if classify::is_unclean_recovery_state(err) => {
+                        tokio::time::sleep(OPTIMIZE_RETRY_DELAY).await;
+                        optimized = engine.optimize().await;
                     }
+                    _ => break,
                 }
-                optimized
-            }))
-            .await;
+            }
+            optimized
+        });
+        let optimized = if seen {
+            fence.run(self.cache.scope(work)).await
+        } else {
+            fence.run(self.cache.mutation(work)).await
+        };
         drop(exclusive);
         drop(gate);
         let Some(optimized) = optimized else {

@@ -54,8 +54,10 @@ struct Inner {
     warm_set_node: std::sync::OnceLock<String>,
     /// One warm-set record at a time, each made from the set as it is when written.
     warm_set_saves: Mutex<()>,
-    /// The recorded warm set has been warmed again (see `warm`).
-    warm_set_restored: AtomicBool,
+    /// A restore of the recorded warm set is under way (see `warm`).
+    warm_set_pending: AtomicBool,
+    /// The shutdown's record of the warm set is made: no other may follow.
+    warm_set_closed: AtomicBool,
 }
 
 struct Slot {
@@ -83,7 +85,8 @@ impl Registry {
                 shutting_down: AtomicBool::new(false),
                 warm_set_node: std::sync::OnceLock::new(),
                 warm_set_saves: Mutex::new(()),
-                warm_set_restored: AtomicBool::new(false),
+                warm_set_pending: AtomicBool::new(false),
+                warm_set_closed: AtomicBool::new(false),
             }),
         }
     }

@@ -70,11 +70,22 @@ impl Registry {
         keys
     }
 
-    /// From now on, records the warm set under `node` (the configured node id) whenever a
-    /// graph leaves it, until shutdown (which records it once more, see
-    /// [`Registry::save_warm_set`]).
-    pub fn record_warm_set_as(&self, node: &str) {
-        let _ = self.inner.warm_set_node.set(node.to_string());
+    /// Warms again, in the background, the graphs node `node` (the configured node id)
+    /// recorded, then records its warm set whenever a graph leaves it, until shutdown records
+    /// it a last time ([`Registry::save_warm_set`]). Until the restore is over,
+    /// [`Registry::warm_set_restored`] says false, and nothing is recorded (a stop meanwhile
+    /// would record only what was restored so far).
+    pub fn restore_warm_set_in_background(&self, node: String) {
+        self.inner.warm_set_pending.store(true, Ordering::SeqCst);
+        let registry = self.clone();
+        tokio::spawn(async move {
+            registry.restore_warm_set(&node).await;
+            let _ = registry.inner.warm_set_node.set(node);
+            registry
+                .inner
+                .warm_set_pending
+                .store(false, Ordering::SeqCst);
+        });
     }
 
     /// A graph left the warm set: record it again, in the background.
@@ -83,18 +94,27 @@ impl Registry {
             return;
         };
         if self.is_shutting_down() {
-            return; // the shutdown recorded the set as it was before it began
+            return;
         }
         tokio::spawn(async move {
-            if let Err(err) = self.save_warm_set(&node).await {
+            if let Err(err) = self.record_warm_set(&node, false).await {
                 warn!(error = %err, "the warm set could not be recorded");
             }
         });
     }
 
-    /// Records the warm set of node `node` (its configured id).
+    /// Records the warm set of node `node` (its configured id) a last time, at shutdown: no
+    /// record made in the background may land after it.
     pub async fn save_warm_set(&self, node: &str) -> Result<usize, RepoError> {
+        self.record_warm_set(node, true).await
+    }
+
+    /// Records the warm set as it is now, unless the last record was made; how many graphs.
+    async fn record_warm_set(&self, node: &str, last: bool) -> Result<usize, RepoError> {
         let _one_at_a_time = self.inner.warm_set_saves.lock().await;
+        if self.inner.warm_set_closed.load(Ordering::SeqCst) {
+            return Ok(0);
+        }
         let graphs: Vec<WarmGraph> = self
             .warm_repos()
             .into_iter()
@@ -109,11 +129,14 @@ impl Registry {
             .store
             .put_system_object(&warm_set_path(node), bytes, None)
             .await?;
+        if last {
+            self.inner.warm_set_closed.store(true, Ordering::SeqCst);
+        }
         Ok(count)
     }
 
     /// Warms the graphs node `node` recorded, a few at a time; how many were warmed.
-    pub async fn restore_warm_set(&self, node: &str) -> usize {
+    async fn restore_warm_set(&self, node: &str) -> usize {
         let recorded = match self
             .inner
             .store
@@ -146,14 +169,12 @@ impl Registry {
         if warmed > 0 {
             info!(graphs = warmed, "warm set restored");
         }
-        self.inner.warm_set_restored.store(true, Ordering::SeqCst);
         warmed
     }
 
-    /// Whether the warm set this node records has been warmed again since it started (true
-    /// when it records none).
+    /// Whether no restore of a recorded warm set is under way
+    /// ([`Registry::restore_warm_set_in_background`]).
     pub fn warm_set_restored(&self) -> bool {
-        self.inner.warm_set_node.get().is_none()
-            || self.inner.warm_set_restored.load(Ordering::SeqCst)
+        !self.inner.warm_set_pending.load(Ordering::SeqCst)
     }
 }

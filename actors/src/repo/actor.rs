@@ -29,14 +29,15 @@ pub(crate) struct RepoActorState {
     /// claim.
     authority: Result<(), Duration>,
     coalescer: Coalescer,
-    /// A `Flush` is in the mailbox (or armed); at most one at a time.
+    /// A `Flush` is armed (in the mailbox or on a timer); only the last one armed counts.
     flush_scheduled: bool,
     /// The number of the flush armed last; a `Flush` with another is stale.
     flush_number: u64,
-    /// What the last publish of several writes asked of the next (see `coalescer::gather`).
+    /// What the last publish of several writes asked of the next (see `coalescer::gather`),
+    /// until the next flush runs.
     gather: Option<coalescer::Gather>,
-    /// The armed flush waits until this many writes are queued.
-    gathering_for: Option<usize>,
+    /// The armed flush is the gather's timer: a write that ends the wait publishes at once.
+    gathering: bool,
 }
 
 impl Actor for RepoActor {
@@ -76,7 +77,7 @@ impl Actor for RepoActor {
             flush_scheduled: false,
             flush_number: 0,
             gather: None,
-            gathering_for: None,
+            gathering: false,
         })
     }
 
@@ -87,14 +88,19 @@ impl Actor for RepoActor {
         state: &mut RepoActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RepoMsg::Write(op, reply) => {
+            RepoMsg::Write(op, reply, sent) => {
                 let catalog = state.engine.catalog();
                 state.coalescer.push(op, reply, &catalog);
                 state.count_queued();
-                if state
-                    .gathering_for
-                    .is_some_and(|writes| state.coalescer.len() >= writes)
-                {
+                if let Some(gather) = state.gather.as_mut() {
+                    gather.arrived(sent);
+                }
+                let now = tokio::time::Instant::now();
+                let queued = state.coalescer.len();
+                let waited_enough = state
+                    .gather
+                    .is_none_or(|gather| gather.wait(queued, now).is_none());
+                if state.gathering && waited_enough {
                     // The writers the last publish answered are back: publish now.
                     flush_now(&myself, state);
                 } else {
@@ -106,7 +112,8 @@ impl Actor for RepoActor {
                     return Ok(()); // superseded by an earlier flush
                 }
                 state.flush_scheduled = false;
-                state.gathering_for = None;
+                state.gathering = false;
+                state.gather = None;
                 if let Some(unit) = state.coalescer.next_unit() {
                     state.count_queued();
                     let (writes, started) = (unit.len(), tokio::time::Instant::now());
@@ -274,6 +281,13 @@ impl Actor for RepoActor {
 async fn open_as_authority(shared: &RepoShared) -> Option<Omnigraph> {
     let maintenance = &shared.maintenance;
     let cache = &maintenance.cache;
+    // Only while nothing of this process writes the repo: no publish, compaction, index build
+    // or sweep may run between the sidecar check and the open's own sweep (a retried claim
+    // meets them; at activation nothing runs yet). Busy: the claim is tried again later.
+    let Ok(_quiet) = maintenance.sweep_exclusion.try_write() else {
+        debug!(repo = %shared.key, "repo busy: the cache authority is claimed later");
+        return None;
+    };
     cache.set_authority(None);
     let started = tokio::time::Instant::now();
     let authority = maintenance.claim_authority().await?;
@@ -342,18 +356,18 @@ fn schedule_flush(myself: &ActorRef<RepoMsg>, state: &mut RepoActorState) {
         return;
     }
     let configured = state.shared.writes.max_wait;
-    let gather = state.gather.take().and_then(|gather| {
-        let wait = gather.wait(state.coalescer.len(), tokio::time::Instant::now())?;
-        Some((gather.writes, wait))
-    });
+    let now = tokio::time::Instant::now();
+    let gather = state
+        .gather
+        .and_then(|gather| gather.wait(state.coalescer.len(), now));
     match (configured.is_zero(), gather) {
         (false, _) => {
             let number = arm(state);
             myself.send_after(configured, move || RepoMsg::Flush(number));
         }
-        (true, Some((writes, wait))) => {
+        (true, Some(wait)) => {
             let number = arm(state);
-            state.gathering_for = Some(writes);
+            state.gathering = true;
             myself.send_after(wait, move || RepoMsg::Flush(number));
         }
         (true, None) => flush_now(myself, state),
@@ -369,7 +383,7 @@ fn flush_now(myself: &ActorRef<RepoMsg>, state: &mut RepoActorState) {
 /// Marks a new flush armed, and returns its number.
 fn arm(state: &mut RepoActorState) -> u64 {
     state.flush_scheduled = true;
-    state.gathering_for = None;
+    state.gathering = false;
     state.flush_number += 1;
     state.flush_number
 }

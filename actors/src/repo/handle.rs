@@ -353,7 +353,7 @@ impl RepoHandle {
             let call = incarnation
                 .mailbox
                 .call(
-                    |reply| RepoMsg::Write(op, reply),
+                    |reply| RepoMsg::Write(op, reply, tokio::time::Instant::now()),
                     Some(self.shared.call_timeout),
                 )
                 .await;
@@ -375,7 +375,7 @@ impl RepoHandle {
                         ),
                     });
                 }
-                Err(MessagingErr::SendErr(RepoMsg::Write(returned, _))) => op = returned,
+                Err(MessagingErr::SendErr(RepoMsg::Write(returned, _, _))) => op = returned,
                 Err(_) => break,
             }
         }

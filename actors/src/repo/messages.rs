@@ -9,11 +9,17 @@ use ractor::RpcReplyPort;
 use crate::RepoError;
 
 pub enum RepoMsg {
-    /// Applies one write and answers once it is durable and visible in `__manifest`.
-    Write(WriteOp, RpcReplyPort<Result<WriteOutcome, RepoError>>),
-    /// Publishes the next unit of queued writes. Sent by the actor to itself: it lands behind
-    /// every write that arrived during the previous publish, so they all join the next one.
-    /// It carries the number of the flush it was armed for; any other is stale and ignored.
+    /// Applies one write and answers once it is durable and visible in `__manifest`. The
+    /// instant is when it was sent (the coalescer tells waiting writes from returning ones).
+    Write(
+        WriteOp,
+        RpcReplyPort<Result<WriteOutcome, RepoError>>,
+        tokio::time::Instant,
+    ),
+    /// Publishes the next unit of queued writes. Sent by the actor to itself, either at once,
+    /// landing behind every write that arrived during the previous publish so that they all
+    /// join the next one, or after a wait for the writers that publish answered. It carries
+    /// the number of the flush it was armed for; any other is stale and ignored.
     Flush(u64),
     /// Builds the indexes a schema change declared. Sent by the actor to itself after an
     /// applied schema change; it holds the repo's activity gate open while it runs, so the

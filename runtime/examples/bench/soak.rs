@@ -141,17 +141,17 @@ pub(crate) async fn soak(backend: &Backend, minutes: u64) {
 /// The first few errors, as the client saw them.
 type Failures = Arc<std::sync::Mutex<Vec<String>>>;
 
-/// Counts an answer as done or failed (keeping the first few failures); whether it was done.
+/// Counts an answer as done or failed, keeping the first few failures.
 async fn count(
     answer: reqwest::Result<reqwest::Response>,
     done: &AtomicUsize,
     errors: &AtomicUsize,
     failures: &Failures,
-) -> bool {
+) {
     let failure = match answer {
         Ok(response) if response.status() == 200 => {
             done.fetch_add(1, Ordering::Relaxed);
-            return true;
+            return;
         }
         Ok(response) => format!(
             "{}: {}",
@@ -165,5 +165,4 @@ async fn count(
     if kept.len() < 5 {
         kept.push(failure);
     }
-    false
 }

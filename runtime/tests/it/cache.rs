@@ -386,8 +386,10 @@ async fn every_write_of_a_compaction_passes_through_the_cache_tier() {
     client.insert_person("g", "p0", 0).await.expect(200);
 
     let puts = |by_op: &BTreeMap<String, f64>| by_op.get("put").copied().unwrap_or(0.0);
-    let before = puts(&engine_requests(&client, "g").await);
+    // Both counts start together: the proxy's first, then the cache's, with the graph quiet
+    // (nothing in flight after the acknowledged insert; maintenance waits for 4 versions).
     s3.proxy.reset_stats();
+    let before = puts(&engine_requests(&client, "g").await);
     for i in 1..5 {
         client
             .insert_person("g", &format!("p{i}"), i)

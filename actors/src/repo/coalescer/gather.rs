@@ -7,10 +7,12 @@
 //! `bench --writes`): 64 clients made 25.7 inserts/s with 32 writes per publish; with the
 //! next publish held until the answered writers were back, 46.9/s with 64.
 //!
-//! So after a publish of more than one write, the next one waits until as many writes are
-//! queued as were queued or answered when it ended (the answered writers are back), but never
-//! longer than half the publish's own duration, nor [`MAX_GATHER`]: a lone writer
-//! never waits, and an open stream of independent writers pays at most that share.
+//! So after a publish of more than one write, the next one waits until the writers it
+//! answered are back: until the queue holds, besides the writes that were already waiting
+//! when it ended (left over, or sent while it ran and still in the mailbox), as many writes
+//! as it answered. It never waits longer than half the publish's own duration, nor
+//! [`MAX_GATHER`]: a lone writer never waits, and an open stream of independent writers pays
+//! at most that share.
 
 use std::time::Duration;
 
@@ -19,18 +21,22 @@ use tokio::time::Instant;
 /// The longest wait for writers to come back.
 pub(crate) const MAX_GATHER: Duration = Duration::from_millis(50);
 
-/// The wait armed by a publish that ended.
+/// The wait a publish that ended asks of the next one.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Gather {
-    /// Publish once this many writes are queued.
-    pub(crate) writes: usize,
+    /// Publish once this many writes are queued...
+    writes: usize,
     /// ... or at this instant, whichever comes first.
-    pub(crate) until: Instant,
+    until: Instant,
+    /// When the publish ended: a write sent before was waiting already.
+    ended: Instant,
+    /// The most one publish takes.
+    max_batch: usize,
 }
 
 impl Gather {
     /// After a publish of `published` writes that took `took` and ended at `ended`, with
-    /// `queued` writes waiting and at most `max_batch` taken by one publish.
+    /// `queued` writes left in the queue and at most `max_batch` taken by one publish.
     pub(crate) fn after_publish(
         published: usize,
         queued: usize,
@@ -44,7 +50,17 @@ impl Gather {
         Some(Gather {
             writes: (published + queued).min(max_batch),
             until: ended + (took / 2).min(MAX_GATHER),
+            ended,
+            max_batch,
         })
+    }
+
+    /// A write sent at `sent` reached the queue: one sent before the publish ended was
+    /// waiting already, and is not one of the writers coming back.
+    pub(crate) fn arrived(&mut self, sent: Instant) {
+        if sent <= self.ended {
+            self.writes = (self.writes + 1).min(self.max_batch);
+        }
     }
 
     /// How long a flush armed at `now` with `queued` writes waiting should wait: `None` to
@@ -79,10 +95,20 @@ mod tests {
     #[test]
     fn it_ends_when_the_answered_writers_are_back_or_the_time_is_up() {
         let ended = Instant::now();
-        // 32 answered, 32 already queued (the other cohort): wait for all 64.
-        let gather = Gather::after_publish(32, 32, 256, Duration::from_secs(1), ended).unwrap();
-        assert_eq!(gather.writes, 64);
+        // 32 answered; the other 32 were sent while the publish ran (still in the mailbox).
+        let mut gather = Gather::after_publish(32, 0, 256, Duration::from_secs(1), ended).unwrap();
+        let during = ended - Duration::from_millis(5);
+        for _ in 0..32 {
+            gather.arrived(during);
+        }
+        assert_eq!(
+            gather.writes, 64,
+            "the waiting cohort does not end the wait"
+        );
         assert!(gather.wait(40, ended).is_some());
+        // The answered writers come back after the end: they count as the queue grows.
+        gather.arrived(ended + Duration::from_millis(1));
+        assert_eq!(gather.writes, 64);
         assert_eq!(gather.wait(64, ended), None);
         assert_eq!(gather.wait(40, ended + MAX_GATHER), None);
     }
