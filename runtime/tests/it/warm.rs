@@ -162,3 +162,46 @@ async fn readyz_waits_for_the_warm_set_and_turns_503_before_a_drain_stops_servin
         "stopped after the drain"
     );
 }
+
+/// While a restart reopens its warm set, `/readyz` says so; once it is open, 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_503_starting_while_the_warm_set_reopens() {
+    let Some(s3) = crate::support::s3_backend().await else {
+        return;
+    };
+    let config = "[node]\nid = \"node-s\"\n";
+    let mut node = TestNode::start_s3(&s3, "readiness", config).await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.insert_person("g", "Ann", 30).await.expect(200);
+    node.shutdown().await;
+
+    // Slow reads: the restore (leases, listings, the open) takes well over a second.
+    let slow = omnigraph_cloud_chaos::Latency {
+        p50_ms: 150,
+        jitter_ms: 10,
+    };
+    s3.proxy.set_faults(omnigraph_cloud_chaos::Faults {
+        latency: [
+            (omnigraph_cloud_chaos::Op::Get, slow),
+            (omnigraph_cloud_chaos::Op::List, slow),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let node = TestNode::start_s3(&s3, "readiness", config).await;
+    let client = node.client();
+    let first = client.get("/readyz").await;
+    assert_eq!(first.status, 503);
+    assert_eq!(first.json, json!({"status": "starting"}));
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            client.get("/readyz").await.status == 200
+        })
+        .await,
+        "ready once the warm set is open"
+    );
+    assert_eq!(warm_graphs(&client).await, 1.0);
+    s3.proxy
+        .set_faults(omnigraph_cloud_chaos::Faults::default());
+}
