@@ -33,11 +33,13 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 mod client;
+mod cold;
 mod miss;
 mod soak;
 mod writes;
 
 use client::{create_graph, load_people, ms, percentiles, query_engine, query_http, ratio};
+use cold::{WARM_SET_ID, cold_first_requests};
 use miss::miss_cost;
 use soak::soak;
 use writes::{insert_window, write_bench};
@@ -47,9 +49,6 @@ const SCHEMA: &str = include_str!("../../../examples/team.pg");
 const QUERIES: &str = include_str!("../../../examples/team.gq");
 const INSERT: &str =
     "query ins($name: String, $age: I32) { insert Person { name: $name, age: $age } }";
-
-/// The node id whose warm set section 2 restores.
-const WARM_SET_ID: &str = "bench-a";
 
 /// Errors only in the log.
 const LOG_ERRORS: &str = "[log]\nfilter = \"error\"\n";
@@ -390,101 +389,6 @@ async fn warm_queries(
         println!("  {:<28} {http_requests}", "omnigraph-cloud over HTTP");
     }
     println!();
-}
-
-/// Section 2: the first request to a graph after a node restart (the disk tier kept, no
-/// pre-warm) against the request right after it. Returns the restarted node.
-async fn cold_first_requests<F, Fut>(
-    settings: &Settings,
-    http: &reqwest::Client,
-    node: Node,
-    start_node: F,
-) -> Node
-where
-    F: Fn(Option<&'static str>) -> Fut,
-    Fut: std::future::Future<Output = Node>,
-{
-    let base = format!("http://{}", node.local_addr());
-    let mut cold = Vec::new();
-    let mut warm = Vec::new();
-    for i in 0..settings.cold_graphs {
-        let graph = format!("cold{i}");
-        create_graph(http, &base, &graph).await;
-        load_people(http, &base, &graph, 50).await;
-    }
-    // The loads above activated the graphs; restart the node (as another node id, which has
-    // no warm set recorded) so that every graph is cold.
-    node.shutdown().await.unwrap();
-    let node = start_node(None).await;
-    let base = format!("http://{}", node.local_addr());
-    for i in 0..settings.cold_graphs {
-        let graph = format!("cold{i}");
-        let started = Instant::now();
-        query_http(http, &base, &graph, "p1").await;
-        cold.push(started.elapsed());
-        let started = Instant::now();
-        query_http(http, &base, &graph, "p2").await;
-        warm.push(started.elapsed());
-    }
-    let (cold_p50, cold_max) = percentiles(&mut cold);
-    let (warm_p50, warm_max) = percentiles(&mut warm);
-    println!(
-        "first request to a cold graph (activation) vs the next one, {} graphs",
-        settings.cold_graphs
-    );
-    println!("  {:<28} {:>10} {:>10}", "", "p50", "max");
-    println!(
-        "  {:<28} {:>10} {:>10}",
-        "cold (opens the graph)",
-        ms(cold_p50),
-        ms(cold_max)
-    );
-    println!("  {:<28} {:>10} {:>10}", "warm", ms(warm_p50), ms(warm_max));
-    println!(
-        "  {:<28} {:>10}",
-        "ratio cold / warm",
-        ratio(cold_p50, warm_p50)
-    );
-
-    // Once more as the first node, whose warm set was recorded: it opens the graphs at start.
-    node.shutdown().await.unwrap();
-    let started = Instant::now();
-    let node = start_node(Some(WARM_SET_ID)).await;
-    let base = format!("http://{}", node.local_addr());
-    while !node.registry().warm_set_restored() && started.elapsed() < Duration::from_secs(60) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let restored = started.elapsed();
-    let (mut first, mut next) = (Vec::new(), Vec::new());
-    for i in 0..settings.cold_graphs {
-        let graph = format!("cold{i}");
-        let started = Instant::now();
-        query_http(http, &base, &graph, "p3").await;
-        first.push(started.elapsed());
-        let started = Instant::now();
-        query_http(http, &base, &graph, "p4").await;
-        next.push(started.elapsed());
-    }
-    let (first_p50, first_max) = percentiles(&mut first);
-    let (next_p50, next_max) = percentiles(&mut next);
-    println!(
-        "after a restart with pre-warm (warm set restored in {}): first request vs the next one",
-        ms(restored)
-    );
-    println!(
-        "  {:<28} {:>10} {:>10}",
-        "first (pre-warmed)",
-        ms(first_p50),
-        ms(first_max)
-    );
-    println!("  {:<28} {:>10} {:>10}", "next", ms(next_p50), ms(next_max));
-    println!(
-        "  {:<28} {:>10}",
-        "ratio first / next",
-        ratio(first_p50, next_p50)
-    );
-    println!();
-    node
 }
 
 /// Section 3: insert throughput and latency with 1, 8 and 32 clients on one graph each.
