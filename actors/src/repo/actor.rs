@@ -95,17 +95,7 @@ impl Actor for RepoActor {
                 if let Some(gather) = state.gather.as_mut() {
                     gather.arrived(sent);
                 }
-                let now = tokio::time::Instant::now();
-                let queued = state.coalescer.len();
-                let waited_enough = state
-                    .gather
-                    .is_none_or(|gather| gather.wait(queued, now).is_none());
-                if state.gathering && waited_enough {
-                    // The writers the last publish answered are back: publish now.
-                    flush_now(&myself, state);
-                } else {
-                    schedule_flush(&myself, state);
-                }
+                schedule_flush(&myself, state);
             }
             RepoMsg::Flush(number) => {
                 if !state.flush_scheduled || number != state.flush_number {
@@ -350,16 +340,24 @@ impl RepoActorState {
 
 /// Arms one `Flush` if writes are waiting and none is armed. With `max_wait` it waits that
 /// long first, to gather more writes; without, it lands behind the writes already queued,
-/// unless the last publish asked the next to wait for the writers it answered.
+/// unless the last publish asked the next to wait for the writers it answered. While that
+/// wait is armed, a write that ends it publishes at once.
 fn schedule_flush(myself: &ActorRef<RepoMsg>, state: &mut RepoActorState) {
-    if state.flush_scheduled || state.coalescer.is_empty() {
+    if state.coalescer.is_empty() {
         return;
     }
-    let configured = state.shared.writes.max_wait;
     let now = tokio::time::Instant::now();
     let gather = state
         .gather
         .and_then(|gather| gather.wait(state.coalescer.len(), now));
+    if state.flush_scheduled {
+        if state.gathering && gather.is_none() {
+            // The writers the last publish answered are back: publish now.
+            flush_now(myself, state);
+        }
+        return;
+    }
+    let configured = state.shared.writes.max_wait;
     match (configured.is_zero(), gather) {
         (false, _) => {
             let number = arm(state);
