@@ -62,6 +62,10 @@ pub enum RepoError {
         holder: String,
         epoch: u64,
         expires_in_ms: u64,
+        /// Where the holder answers HTTP, from its lease record (see
+        /// `omnigraph_cloud_cluster::lease::LeaseRecord::address`): the write may be forwarded
+        /// there.
+        address: Option<String>,
     },
     /// A broken invariant of our own; a bug, never the caller's fault.
     #[error("internal error: {message}")]

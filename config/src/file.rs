@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthSection, validate_auth};
 use crate::cache::{CacheSection, validate_cache};
+use crate::cluster::{ClusterSection, validate_cluster};
 use crate::maintenance::{
     LeasesSection, MaintenanceSection, NodeSection, validate_leases, validate_maintenance,
     validate_node,
@@ -121,6 +122,16 @@ enabled = true
 dir = ""
 disk_bytes = 4294967296
 
+[cluster]
+# Several nodes may serve one storage root (docs/cluster.md). The address other nodes reach
+# this node's HTTP API at, written into the writer leases it takes. Default: server.bind;
+# required with secret_file when server.bind is 0.0.0.0.
+# advertise = "10.0.0.5:8080"
+# A file holding the secret the nodes share (at least 32 bytes, e.g. `openssl rand -hex 32`).
+# With it, a write that reaches a node without the graph's writer lease is forwarded to the
+# node that holds it; without it, the write is answered 421 naming the holder.
+# secret_file = "cluster-secret"
+
 [auth]
 # "static" (bearer tokens), "oidc" (JWTs verified offline against cached JWKS), "hybrid"
 # (a static token first, then a JWT) or "none" (no authentication, tenant "default").
@@ -176,6 +187,7 @@ pub struct FileConfig {
     pub actors: ActorSection,
     pub writes: WritesSection,
     pub cache: CacheSection,
+    pub cluster: ClusterSection,
     pub auth: AuthSection,
     pub log: LogSection,
 }
@@ -345,6 +357,7 @@ impl FileConfig {
         let leases = validate_leases(self.leases)?;
         let maintenance = validate_maintenance(self.maintenance)?;
         let cache = validate_cache(self.cache, &node.memory_budget)?;
+        let cluster = validate_cluster(self.cluster, bind)?;
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
             filter: self.log.filter,
@@ -369,6 +382,7 @@ impl FileConfig {
             actors,
             writes,
             cache,
+            cluster,
             auth,
             log,
         })

@@ -9,6 +9,7 @@
 
 mod auth;
 mod cache;
+mod cluster;
 mod env;
 mod error;
 mod file;
@@ -26,6 +27,7 @@ pub use auth::{
     StaticTokenConfig, TenantSource, TokenEntry, TokenSecret, validate_token_entries,
 };
 pub use cache::CacheConfig;
+pub use cluster::ClusterConfig;
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
@@ -52,6 +54,7 @@ pub struct NodeConfig {
     pub actors: ActorConfig,
     pub writes: WriteConfig,
     pub cache: CacheConfig,
+    pub cluster: ClusterConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,
 }

@@ -19,6 +19,18 @@ pub struct ApiError {
     retry_after_secs: Option<u64>,
     /// Conflict details; boxed because they are rare and errors travel in `Result`s.
     conflict: Option<Box<ConflictDetails>>,
+    /// For a 421: the node that holds the writer lease, where the write may be forwarded.
+    /// Travels to the forwarding middleware as a response extension.
+    holder: Option<Box<WriterAt>>,
+}
+
+/// The node that holds a graph's writer lease, as its lease record names it: a 421's
+/// response extension, read by [`crate::forward`].
+#[derive(Debug, Clone)]
+pub(crate) struct WriterAt {
+    pub(crate) holder: String,
+    /// `host:port` of the holder's HTTP API.
+    pub(crate) address: String,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +47,7 @@ impl ApiError {
             message: message.into(),
             retry_after_secs: None,
             conflict: None,
+            holder: None,
         }
     }
 
@@ -54,11 +67,18 @@ impl ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// Answers with `Retry-After: seconds`.
+    pub(crate) fn with_retry_after(mut self, seconds: u64) -> ApiError {
+        self.retry_after_secs = Some(seconds);
+        self
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
 
-    fn unavailable(message: impl Into<String>) -> ApiError {
+    /// A 503 with `Retry-After: 1`.
+    pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
         let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
         err.retry_after_secs = Some(1);
         err
@@ -132,16 +152,22 @@ impl From<RepoError> for ApiError {
             // 421: this node may not write the graph. The holder is named in the message;
             // Retry-After is when its lease lapses if it is not renewed.
             ErrorKind::NotWriter => {
-                let retry = match &err {
-                    RepoError::NotWriter { expires_in_ms, .. } => expires_in_ms.div_ceil(1000),
-                    _ => 1,
-                };
                 let mut api = ApiError::new(
                     StatusCode::MISDIRECTED_REQUEST,
                     "not_writer",
                     err.to_string(),
                 );
-                api.retry_after_secs = Some(retry.max(1));
+                api.retry_after_secs = Some(1);
+                if let RepoError::NotWriter {
+                    expires_in_ms,
+                    holder,
+                    address,
+                    ..
+                } = err
+                {
+                    api.retry_after_secs = Some(expires_in_ms.div_ceil(1000).max(1));
+                    api.holder = address.map(|address| Box::new(WriterAt { holder, address }));
+                }
                 api
             }
             ErrorKind::Internal => ApiError::internal(&err),
@@ -163,6 +189,9 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(holder) = self.holder {
+            response.extensions_mut().insert(*holder);
         }
         response
     }

@@ -18,6 +18,8 @@ pub mod auth;
 mod dto;
 mod error;
 mod extract;
+mod forward;
+mod limits;
 mod metrics;
 mod nesting;
 mod openapi;
@@ -33,6 +35,7 @@ pub use auth::{
 };
 pub use dto::ErrorOutput;
 pub use error::ApiError;
+pub use forward::{ForwardSetup, MIN_SECRET_BYTES};
 pub use policy::{Access, Action, PolicyStore};
 pub use routes::{ApiDoc, metrics_router, router};
 pub use state::{AppState, BodyLimits, NodeState, Readiness};

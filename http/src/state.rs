@@ -9,6 +9,8 @@ use prometheus_client::registry::Registry as MetricsRegistry;
 
 use crate::auth::{Principal, TokenVerifier};
 use crate::error::ApiError;
+use crate::forward::{ForwardMetrics, ForwardSetup, Forwarding};
+pub use crate::limits::BodyLimits;
 use crate::metrics::HttpMetrics;
 use crate::policy::{Access, PolicyStore};
 
@@ -25,6 +27,8 @@ pub struct AppState {
     pub serves_data: bool,
     /// What `GET /readyz` answers.
     pub readiness: Arc<Readiness>,
+    /// Whether and where writes this node may not make are forwarded (`crate::forward`).
+    pub(crate) forwarding: Arc<Forwarding>,
 }
 
 /// Whether the node should be sent requests: not before its warm set is open again (or
@@ -77,13 +81,6 @@ impl Default for Readiness {
     }
 }
 
-/// Request body limits, in bytes.
-#[derive(Debug, Clone, Copy)]
-pub struct BodyLimits {
-    pub default: usize,
-    pub load: usize,
-}
-
 impl AppState {
     /// Assembles the state. HTTP metrics are registered into `metrics_registry`, which then
     /// becomes read-only and is what `/metrics` renders.
@@ -95,6 +92,8 @@ impl AppState {
         limits: BodyLimits,
     ) -> AppState {
         let metrics = HttpMetrics::register(&mut metrics_registry);
+        let forwarding =
+            Forwarding::disabled(ForwardMetrics::register(&mut metrics_registry), limits);
         AppState {
             registry,
             auth,
@@ -104,7 +103,16 @@ impl AppState {
             limits,
             serves_data: true,
             readiness: Arc::new(Readiness::new()),
+            forwarding: Arc::new(forwarding),
         }
+    }
+
+    /// Forwards writes this node may not make to the graph's writer-lease holder (see
+    /// docs/cluster.md). An error says what is wrong with `setup`.
+    pub fn enable_forwarding(&mut self, setup: ForwardSetup) -> Result<(), String> {
+        let metrics = self.forwarding.metrics.clone();
+        self.forwarding = Arc::new(Forwarding::new(setup, metrics, self.limits)?);
+        Ok(())
     }
 }
 

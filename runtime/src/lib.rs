@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use omnigraph_cloud_actors::{
     ActorMetrics, CacheError, CacheMetrics, GraphStore, MaintenanceSettings, NodeCache,
@@ -17,7 +18,8 @@ use omnigraph_cloud_actors::{
 use omnigraph_cloud_cluster::lease::LeaseTiming;
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{
-    AppState, Auth, AuthTasks, BodyLimits, Readiness, metrics_router, router,
+    AppState, Auth, AuthTasks, BodyLimits, ForwardSetup, MIN_SECRET_BYTES, Readiness,
+    metrics_router, router,
 };
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -55,6 +57,8 @@ pub enum NodeError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error("cluster.secret_file {path}: {message}")]
+    ClusterSecret { path: String, message: String },
 }
 
 /// A running node.
@@ -85,6 +89,16 @@ impl Node {
             &mut metrics,
         );
         let root = config.storage.root.display_uri();
+        // Bound first: the address the node advertises in its leases may be the port the
+        // system picked.
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .map_err(|source| NodeError::Bind {
+                addr: config.server.bind,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(NodeError::Serve)?;
+        let advertise = advertised_address(&config, addr);
         let cache = NodeCache::build(&config.cache, CacheMetrics::register(&mut metrics)).await?;
         let store = GraphStore::open(&config.storage.root, StoreMetrics::register(&mut metrics))
             .map_err(|source| NodeError::Storage {
@@ -105,12 +119,17 @@ impl Node {
                     })?;
             info!(%root, update_if_match = report.update_if_match, "storage enforces conditional writes");
         }
+        let mut leases = store.leases(LeaseTiming {
+            ttl: config.leases.ttl,
+            safety_margin: config.leases.safety_margin,
+        });
+        if let Some(address) = &advertise {
+            leases = leases.with_address(address.as_str());
+        }
+        let holder = holder_id(config.node.id.as_deref());
         let maintenance = NodeMaintenance::new(
-            store.leases(LeaseTiming {
-                ttl: config.leases.ttl,
-                safety_margin: config.leases.safety_margin,
-            }),
-            holder_id(config.node.id.as_deref()),
+            leases,
+            Arc::clone(&holder),
             MaintenanceSettings {
                 enabled: config.node.works() && config.maintenance.enabled,
                 config: config.maintenance.clone(),
@@ -158,6 +177,26 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
+        if let Some(path) = &config.cluster.secret_file {
+            let setup = ForwardSetup {
+                secret: read_secret(path)?,
+                node: holder.to_string(),
+                // Validation guarantees an address whenever a secret is set.
+                address: advertise.clone().unwrap_or_default(),
+                // The holder bounds a write by actors.call_timeout; the hop gets a little more.
+                timeout: config.actors.call_timeout + Duration::from_secs(30),
+            };
+            state
+                .enable_forwarding(setup)
+                .map_err(|message| NodeError::ClusterSecret {
+                    path: path.display().to_string(),
+                    message,
+                })?;
+            info!(
+                address = advertise.as_deref().unwrap_or(""),
+                "writes this node may not make are forwarded to the writer-lease holder"
+            );
+        }
         let readiness = Arc::clone(&state.readiness);
         let (metrics_addr, metrics_server) = match config.server.metrics_bind {
             Some(bind) => {
@@ -173,13 +212,6 @@ impl Node {
             None => (None, None),
         };
         let app = router(state);
-        let listener = TcpListener::bind(config.server.bind)
-            .await
-            .map_err(|source| NodeError::Bind {
-                addr: config.server.bind,
-                source,
-            })?;
-        let addr = listener.local_addr().map_err(NodeError::Serve)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -261,6 +293,34 @@ impl Node {
         info!("omnigraph-cloud node stopped");
         served
     }
+}
+
+/// The `host:port` other nodes reach this node at: `cluster.advertise`, else the address
+/// the API listens on, unless that is every address (0.0.0.0 or ::).
+fn advertised_address(config: &NodeConfig, bound: SocketAddr) -> Option<String> {
+    match &config.cluster.advertise {
+        Some(address) => Some(address.clone()),
+        None if bound.ip().is_unspecified() => None,
+        None => Some(bound.to_string()),
+    }
+}
+
+/// The cluster secret: the file's bytes without surrounding whitespace.
+fn read_secret(path: &std::path::Path) -> Result<Vec<u8>, NodeError> {
+    let fail = |message: String| NodeError::ClusterSecret {
+        path: path.display().to_string(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|err| fail(format!("cannot be read: {err}")))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("is not text".into()))?;
+    let secret = text.trim();
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(fail(format!(
+            "holds {} bytes; at least {MIN_SECRET_BYTES} are needed (e.g. `openssl rand -hex 32`)",
+            secret.len()
+        )));
+    }
+    Ok(secret.as_bytes().to_vec())
 }
 
 /// A lease holder id unique to this process: `<base>-<pid>-<random>`, the base being the

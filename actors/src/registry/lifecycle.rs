@@ -135,6 +135,7 @@ impl Registry {
                 expires_in_ms: record
                     .expires_at_ms
                     .saturating_sub(self.lease_store().clock().wall_ms()),
+                address: record.address,
             }),
         }
     }

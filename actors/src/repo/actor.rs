@@ -182,6 +182,7 @@ impl Actor for RepoActor {
                                 expires_in_ms: record
                                     .expires_at_ms
                                     .saturating_sub(maintenance.clock().wall_ms()),
+                                address: record.address.clone(),
                             });
                         }
                         Err(err) => {

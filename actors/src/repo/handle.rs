@@ -20,7 +20,7 @@ use super::export::{self, ExportStream};
 use super::messages::{RepoMsg, WriteOp, WriteOutcome};
 use super::supervisor::SupervisorMsg;
 use super::{Incarnation, Life, RepoShared};
-use crate::{RepoError, RepoKey};
+use crate::{ErrorKind, RepoError, RepoKey};
 
 /// A repo on this node. Cheap to clone.
 #[derive(Clone)]
@@ -96,10 +96,45 @@ impl RepoHandle {
         &self.shared.key
     }
 
+    /// `err`, the failure of a read, unless the graph is gone: deleted through another node
+    /// while warm here, its files no longer exist. Then the graph is not found, and this
+    /// node's actor for it stops once its requests are over (the next request activates
+    /// afresh and finds nothing, or the graph created again).
+    async fn unless_gone(&self, err: RepoError) -> RepoError {
+        if err.kind() != ErrorKind::Internal {
+            return err;
+        }
+        match self
+            .shared
+            .maintenance
+            .store
+            .graph_exists(&self.shared.key)
+            .await
+        {
+            Ok(false) => {
+                let handle = self.clone();
+                tokio::spawn(async move {
+                    handle.shared.activity.close_and_drain().await;
+                    let _ = handle
+                        .supervisor
+                        .stop_and_wait(Some("deleted through another node".into()), None)
+                        .await;
+                });
+                RepoError::GraphNotFound {
+                    graph: self.shared.key.graph.clone(),
+                }
+            }
+            _ => err,
+        }
+    }
+
     pub async fn snapshot(&self, branch: &BranchName) -> Result<SnapshotInfo, RepoError> {
         let branch = branch.as_str();
         let engine = self.incarnation().await?.engine.clone();
-        let explained = async |err| branches::explain_error(&engine, branch, err).await;
+        let explained = async |err| {
+            let err = branches::explain_error(&engine, branch, err).await;
+            self.unless_gone(err).await
+        };
         let cache = &self.shared.maintenance.cache;
         let snapshot = match cache
             .scope(engine.snapshot_of(ReadTarget::branch(branch)))
@@ -167,12 +202,15 @@ impl RepoHandle {
             .await
         {
             Ok(result) => Ok(result),
-            Err(err) => match target {
-                ReadTarget::Branch(branch) => {
-                    Err(branches::explain_error(&engine, &branch, err).await)
-                }
-                ReadTarget::Snapshot(_) => Err(err.into()),
-            },
+            Err(err) => {
+                let err = match target {
+                    ReadTarget::Branch(branch) => {
+                        branches::explain_error(&engine, &branch, err).await
+                    }
+                    ReadTarget::Snapshot(_) => err.into(),
+                };
+                Err(self.unless_gone(err).await)
+            }
         }
     }
 
@@ -184,12 +222,16 @@ impl RepoHandle {
     /// Every branch, `main` included, sorted.
     pub async fn branches(&self) -> Result<Vec<String>, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
-        let mut branches = self
+        let mut branches = match self
             .shared
             .maintenance
             .cache
             .scope(engine.branch_list())
-            .await?;
+            .await
+        {
+            Ok(branches) => branches,
+            Err(err) => return Err(self.unless_gone(err.into()).await),
+        };
         branches.sort();
         Ok(branches)
     }
@@ -210,7 +252,9 @@ impl RepoHandle {
         {
             Ok(commits) => Ok(commits),
             Err(err) => {
-                Err(branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await)
+                let err =
+                    branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await;
+                Err(self.unless_gone(err).await)
             }
         }
     }

@@ -66,6 +66,7 @@ mod tests {
             released: false,
             nonce: "n".into(),
             process: None,
+            address: None,
         }
     }
 

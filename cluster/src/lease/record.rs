@@ -69,6 +69,11 @@ pub struct LeaseRecord {
     /// The holder's process, where the platform can say (see [`ProcessStamp`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub process: Option<ProcessStamp>,
+    /// Where the holder's node answers HTTP (`host:port`): other nodes forward the repo's
+    /// writes there. Read only from this record, never from gossip, so that a caller's
+    /// credential only ever travels to a node that could write to the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
 }
 
 impl LeaseRecord {

@@ -17,6 +17,8 @@ pub struct LeaseStore {
     counter: Arc<dyn OpCounter>,
     timing: LeaseTiming,
     clock: Clock,
+    /// Written into every lease this store takes (see [`LeaseRecord::address`]).
+    address: Option<Arc<str>>,
 }
 
 impl LeaseStore {
@@ -31,7 +33,20 @@ impl LeaseStore {
             counter,
             timing,
             clock: Clock::system(),
+            address: None,
         }
+    }
+
+    /// The same store, writing `address` (`host:port` of this node's HTTP API) into the
+    /// leases it takes, so that other nodes can forward writes to it.
+    pub fn with_address(mut self, address: impl Into<Arc<str>>) -> LeaseStore {
+        self.address = Some(address.into());
+        self
+    }
+
+    /// The address written into the leases this store takes.
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
     }
 
     /// The same store, timed by `clock` (tests run it on paused time).
@@ -222,6 +237,7 @@ impl LeaseStore {
             released: false,
             nonce: codec::nonce(),
             process: ProcessStamp::current().cloned(),
+            address: self.address.as_deref().map(str::to_string),
         }
     }
 

@@ -191,3 +191,25 @@ async fn a_holder_takes_back_only_the_epoch_it_lost_itself() {
     };
     assert_eq!(taken.epoch(), 2);
 }
+
+/// The holder's address is what other nodes forward writes to: it is written with the lease,
+/// kept by renewals and replaced by the next holder's.
+#[tokio::test]
+async fn the_lease_names_its_holders_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = local(dir.path(), 60_000).with_address("10.0.0.1:8080");
+    let b = local(dir.path(), 60_000).with_address("10.0.0.2:8080");
+    let mut lease = acquired(&a, LeaseKind::Writer, "a").await;
+    a.renew(&mut lease).await.unwrap();
+    let Acquired::Held(held) = b.acquire(&key(), LeaseKind::Writer, "b").await.unwrap() else {
+        panic!("a live lease must not be taken over");
+    };
+    assert_eq!(held.address.as_deref(), Some("10.0.0.1:8080"));
+    a.release(lease).await.unwrap();
+    acquired(&b, LeaseKind::Writer, "b").await;
+    let record = a.get(&key(), LeaseKind::Writer).await.unwrap().unwrap();
+    assert_eq!(record.address.as_deref(), Some("10.0.0.2:8080"));
+    // A store without an address writes none (and old records without one still parse).
+    let plain = local(tempfile::tempdir().unwrap().path(), 60_000);
+    assert_eq!(plain.address(), None);
+}

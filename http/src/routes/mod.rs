@@ -63,7 +63,11 @@ pub fn router(state: AppState) -> Router {
             get(admin::maintenance),
         );
     let routes = if state.serves_data {
-        node.merge(data_routes(limits))
+        let data = data_routes(limits).layer(middleware::from_fn_with_state(
+            std::sync::Arc::clone(&state.forwarding),
+            crate::forward::writes,
+        ));
+        node.merge(data)
             .fallback(|| async { ApiError::not_found("no such route") })
     } else {
         node.fallback(|| async {
@@ -96,7 +100,7 @@ pub fn metrics_router(state: AppState) -> Router {
 }
 
 /// The data API: upstream's routes and graph management.
-fn data_routes(limits: crate::state::BodyLimits) -> Router<AppState> {
+fn data_routes(limits: crate::limits::BodyLimits) -> Router<AppState> {
     let load_limit = DefaultBodyLimit::max(limits.load);
     Router::new()
         .route("/graphs", get(graphs::list).post(graphs::create))

@@ -4,6 +4,7 @@
 mod actors;
 mod auth;
 mod cache;
+mod cluster;
 mod coalescer;
 mod defects;
 mod fencing;

@@ -211,6 +211,13 @@ impl Client {
         self
     }
 
+    /// The operator listener's base URL.
+    pub fn metrics_base(&self) -> &str {
+        self.metrics_base
+            .as_deref()
+            .expect("client knows the node's operator listener")
+    }
+
     /// The operator listener's `/metrics` response.
     pub async fn metrics(&self) -> Resp {
         let base = self

@@ -272,11 +272,13 @@ pub(super) fn batch_wide_copies(err: &RepoError, count: usize) -> Option<Vec<Rep
                 holder,
                 epoch,
                 expires_in_ms,
+                address,
             } => RepoError::NotWriter {
                 graph: graph.clone(),
                 holder: holder.clone(),
                 epoch: *epoch,
                 expires_in_ms: *expires_in_ms,
+                address: address.clone(),
             },
             RepoError::Overloaded { message } => RepoError::Overloaded {
                 message: message.clone(),

@@ -33,6 +33,7 @@ fn only_batch_wide_failures_are_shared() {
             holder: "n".into(),
             epoch: 1,
             expires_in_ms: 5,
+            address: Some("10.0.0.1:8080".into()),
         },
         RepoError::Overloaded {
             message: "full".into(),

@@ -1,0 +1,384 @@
+//! Forwarding: a write that reaches a node without the graph's writer lease is sent on, one
+//! hop, to the node that holds it, and its answer is streamed back (docs/cluster.md).
+//!
+//! The local handler runs first: it authenticates and authorizes the caller, and the graph's
+//! actor checks the writer lease. Only its 421 (nothing written) carries the holder's address,
+//! read from the lease record in object storage, never from gossip: the caller's credential
+//! only ever travels to a node that could write to the store. The forwarded request carries
+//! the caller's own `Authorization`, which the holder verifies again, and a header signed with
+//! the cluster secret ([`signature`]) that marks it as forwarded: a node never forwards such a
+//! request again, and answers 421 itself when it does not hold the lease either.
+//!
+//! The request body is held in memory (within the route's body limit) while the local
+//! handler decides, so that it can be sent on; the answer is streamed.
+
+mod metrics;
+mod signature;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use omnigraph_cloud_actors::Clock;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::error::{ApiError, WriterAt};
+use crate::limits::BodyLimits;
+
+pub(crate) use metrics::ForwardMetrics;
+pub use signature::MIN_SECRET_BYTES;
+use signature::{ClusterKey, HEADER, Refused, Signed};
+
+/// A client that wants the 421 naming the holder, not a forwarded answer, sends this header
+/// with the value `never`.
+pub(crate) const OPT_OUT_HEADER: &str = "x-omnigraph-forward";
+/// On a forwarded answer: the lease holder that produced it.
+pub(crate) const FORWARDED_TO_HEADER: &str = "x-omnigraph-forwarded-to";
+
+/// What a node needs to forward writes.
+pub struct ForwardSetup {
+    /// The cluster's shared secret, at least [`MIN_SECRET_BYTES`] long.
+    pub secret: Vec<u8>,
+    /// This node's lease holder id, named in the signed header.
+    pub node: String,
+    /// This node's own advertised address: a lease naming it is never forwarded to.
+    pub address: String,
+    /// The longest a forwarded request may take.
+    pub timeout: Duration,
+}
+
+/// How this node forwards writes, and checks the ones forwarded to it.
+pub struct Forwarding {
+    /// `None`: forwarding is off, and a forwarded request is refused.
+    outgoing: Option<Outgoing>,
+    pub(crate) metrics: ForwardMetrics,
+    /// A request body is held up to its route's limit.
+    limits: BodyLimits,
+}
+
+struct Outgoing {
+    key: ClusterKey,
+    node: String,
+    address: String,
+    timeout: Duration,
+    client: reqwest::Client,
+}
+
+impl Forwarding {
+    pub(crate) fn disabled(metrics: ForwardMetrics, limits: BodyLimits) -> Forwarding {
+        Forwarding {
+            outgoing: None,
+            metrics,
+            limits,
+        }
+    }
+
+    /// Forwarding with `setup`; an error names what is wrong with it.
+    pub(crate) fn new(
+        setup: ForwardSetup,
+        metrics: ForwardMetrics,
+        limits: BodyLimits,
+    ) -> Result<Forwarding, String> {
+        let key = ClusterKey::new(&setup.secret).ok_or_else(|| {
+            format!(
+                "the cluster secret has {} bytes; at least {MIN_SECRET_BYTES} are needed",
+                setup.secret.len()
+            )
+        })?;
+        let client = reqwest::Client::builder()
+            // Node-to-node traffic never goes through a proxy from the environment.
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|err| format!("the forwarding client could not be built: {err}"))?;
+        Ok(Forwarding {
+            outgoing: Some(Outgoing {
+                key,
+                node: setup.node,
+                address: setup.address,
+                timeout: setup.timeout,
+                client,
+            }),
+            metrics,
+            limits,
+        })
+    }
+
+    /// The node a valid forwarded header names, `None` without the header.
+    fn check_incoming(&self, request: &Request) -> Result<Option<String>, ApiError> {
+        let Some(value) = request.headers().get(HEADER) else {
+            return Ok(None);
+        };
+        let refuse = |why: &str| {
+            self.metrics.refused_incoming();
+            ApiError::forbidden(format!(
+                "the request carries {HEADER}, which only nodes of this cluster may send, and \
+                 {why}"
+            ))
+        };
+        let Some(outgoing) = &self.outgoing else {
+            return Err(refuse("this node has no cluster secret"));
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| refuse("its value is not text"))?;
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        let signed = Signed {
+            method: request.method().as_str(),
+            path_and_query: path_and_query(request.uri()),
+            authorization: authorization.map(HeaderValue::as_bytes),
+        };
+        match outgoing.key.verify(value, now_ms(), &signed) {
+            Ok(node) => Ok(Some(node)),
+            Err(Refused::Malformed) => Err(refuse("its value is malformed")),
+            Err(Refused::Expired) => Err(refuse(
+                "its time is more than a minute off this node's clock",
+            )),
+            Err(Refused::BadSignature) => Err(refuse("its signature does not verify")),
+        }
+    }
+}
+
+/// Middleware over the data routes: runs the request here, and sends a write this node may
+/// not make on to the lease holder. State: the node's [`Forwarding`].
+pub(crate) async fn writes(
+    State(forwarding): State<Arc<Forwarding>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let from = match forwarding.check_incoming(&request) {
+        Ok(from) => from,
+        Err(err) => return err.into_response(),
+    };
+    if let Some(from) = from {
+        forwarding.metrics.received();
+        let response = next.run(request).await;
+        if response.status() == StatusCode::MISDIRECTED_REQUEST {
+            debug!(%from, "a forwarded write reached a node without the lease: answered 421, not forwarded again");
+            forwarding.metrics.not_forwarded_again();
+        }
+        return response;
+    }
+    let Some(outgoing) = &forwarding.outgoing else {
+        return next.run(request).await;
+    };
+    let opted_out = request
+        .headers()
+        .get(OPT_OUT_HEADER)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"never"));
+    if opted_out || matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let limit = if is_bulk(request.uri()) {
+        forwarding.limits.load
+    } else {
+        forwarding.limits.default
+    };
+    let (parts, body) = request.into_parts();
+    let body = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(err) => return body_error(err.as_ref(), limit),
+    };
+    let (method, uri, headers) = (
+        parts.method.clone(),
+        parts.uri.clone(),
+        parts.headers.clone(),
+    );
+    let local = next
+        .run(Request::from_parts(parts, Body::from(body.clone())))
+        .await;
+    let Some(holder) = local.extensions().get::<WriterAt>().cloned() else {
+        return local;
+    };
+    if holder.address == outgoing.address {
+        // A lease of this node's own address (an earlier process of it): nowhere better to go.
+        return local;
+    }
+    let started = Instant::now();
+    let request = Outbound {
+        method,
+        uri,
+        headers,
+        body,
+    };
+    // The 421's Retry-After: when the holder's lease lapses unless renewed.
+    let lapses_in = retry_after(&local).unwrap_or(1);
+    drop(local);
+    let answer = outgoing.send(request, &holder, lapses_in).await;
+    forwarding
+        .metrics
+        .forwarded(answer.outcome, started.elapsed());
+    answer.response
+}
+
+/// A request as the caller sent it.
+struct Outbound {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+/// How a forward ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Outcome {
+    /// The holder answered (whatever its status).
+    Answered,
+    /// The holder could not be reached: nothing was sent.
+    Unreachable,
+    /// The request was sent but no answer came back: its outcome is unknown.
+    Failed,
+}
+
+struct Answer {
+    outcome: Outcome,
+    response: Response,
+}
+
+impl Outgoing {
+    async fn send(&self, request: Outbound, holder: &WriterAt, lapses_in: u64) -> Answer {
+        let target = path_and_query(&request.uri);
+        let url = format!("http://{}{target}", holder.address);
+        let mut headers = HeaderMap::with_capacity(request.headers.len() + 1);
+        for (name, value) in &request.headers {
+            if !is_hop_by_hop(name) && name != header::HOST {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        let signed = Signed {
+            method: request.method.as_str(),
+            path_and_query: target,
+            authorization: request
+                .headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        };
+        let mark = self.key.sign(&self.node, now_ms(), &signed);
+        if let Ok(mark) = HeaderValue::from_str(&mark) {
+            headers.insert(HEADER, mark);
+        }
+        let sent = self
+            .client
+            .request(request.method, url)
+            .headers(headers)
+            .body(request.body)
+            .timeout(self.timeout)
+            .send()
+            .await;
+        match sent {
+            Ok(answer) => Answer {
+                outcome: Outcome::Answered,
+                response: relay(answer, &holder.holder),
+            },
+            Err(err) if err.is_connect() => {
+                warn!(holder = %holder.holder, address = %holder.address, error = %err, "the writer-lease holder could not be reached");
+                let refusal = ApiError::unavailable(format!(
+                    "this node may not write the graph, and the node that may ('{}' at {}) \
+                     could not be reached ({err}); nothing was written: retry, and once its \
+                     lease lapses another node takes the graph over",
+                    holder.holder, holder.address
+                ));
+                Answer {
+                    outcome: Outcome::Unreachable,
+                    response: refusal.with_retry_after(lapses_in).into_response(),
+                }
+            }
+            Err(err) => {
+                warn!(holder = %holder.holder, address = %holder.address, error = %err, "a forwarded write got no answer");
+                // 503 without Retry-After: the write may have been applied.
+                let failed = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    format!(
+                        "the write was forwarded to '{}' at {}, which holds the graph's writer \
+                         lease, but no answer came back ({err}); it may or may not have been \
+                         applied: read before retrying",
+                        holder.holder, holder.address
+                    ),
+                );
+                Answer {
+                    outcome: Outcome::Failed,
+                    response: failed.into_response(),
+                }
+            }
+        }
+    }
+}
+
+/// The holder's answer as this node's, its body streamed.
+fn relay(answer: reqwest::Response, holder: &str) -> Response {
+    let status = answer.status();
+    let mut headers = HeaderMap::with_capacity(answer.headers().len() + 1);
+    for (name, value) in answer.headers() {
+        if !is_hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    if let Ok(holder) = HeaderValue::from_str(holder) {
+        headers.insert(FORWARDED_TO_HEADER, holder);
+    }
+    let mut response = Response::new(Body::from_stream(answer.bytes_stream()));
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+fn retry_after(response: &Response) -> Option<u64> {
+    response
+        .headers()
+        .get(header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn body_error(err: &(dyn std::error::Error + Send + Sync + 'static), limit: usize) -> Response {
+    if err.is::<http_body_util::LengthLimitError>() {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than this route's limit of {limit} bytes"),
+        )
+        .into_response()
+    } else {
+        ApiError::bad_request(format!("the request body could not be read: {err}")).into_response()
+    }
+}
+
+/// `/load` and `/ingest` take the larger body limit.
+fn is_bulk(uri: &Uri) -> bool {
+    let path = uri.path();
+    path.ends_with("/load") || path.ends_with("/ingest")
+}
+
+fn path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |target| target.as_str())
+}
+
+/// Headers that describe one connection, not the request (RFC 9110, 7.6.1).
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+fn now_ms() -> u64 {
+    Clock::system().wall_ms()
+}
