@@ -10,7 +10,10 @@
 //! request again, and answers 421 itself when it does not hold the lease either.
 //!
 //! The request body is held in memory (within the route's body limit) while the local
-//! handler decides, so that it can be sent on; the answer is streamed.
+//! handler decides, so that it can be sent on; the answer is streamed. A holder that cannot
+//! be reached (nothing was sent) is tried again for a few seconds, the write run here again
+//! first: a draining holder releases its leases moments after it closes its listener, and
+//! this node, or the next holder, then takes the write.
 
 mod metrics;
 mod signature;
@@ -41,6 +44,12 @@ use signature::{ClusterKey, HEADER, Refused, Signed};
 pub(crate) const OPT_OUT_HEADER: &str = "x-omnigraph-forward";
 /// On a forwarded answer: the lease holder that produced it.
 pub(crate) const FORWARDED_TO_HEADER: &str = "x-omnigraph-forwarded-to";
+
+/// How long a write whose holder cannot be reached is tried again (here, then forwarded to
+/// whoever holds the lease then), and how long between tries: a draining holder releases its
+/// leases within moments of closing its listener; a dead one's lease has to lapse.
+const UNREACHABLE_RETRY_FOR: Duration = Duration::from_secs(5);
+const UNREACHABLE_PAUSE: Duration = Duration::from_millis(200);
 
 /// What a node needs to forward writes.
 pub struct ForwardSetup {
@@ -95,6 +104,10 @@ impl Forwarding {
         let client = reqwest::Client::builder()
             // Node-to-node traffic never goes through a proxy from the environment.
             .no_proxy()
+            // A fresh connection per forward: a pooled one the holder closed (a drain) or lost
+            // (a crash) fails only once the request is written, when it is unknown whether
+            // the write was applied; a refused connection proves it was not.
+            .pool_max_idle_per_host(0)
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|err| format!("the forwarding client could not be built: {err}"))?;
@@ -186,44 +199,38 @@ pub(crate) async fn writes(
         Ok(collected) => collected.to_bytes(),
         Err(err) => return body_error(err.as_ref(), limit),
     };
-    let (method, uri, headers) = (
-        parts.method.clone(),
-        parts.uri.clone(),
-        parts.headers.clone(),
-    );
-    let local = next
-        .run(Request::from_parts(parts, Body::from(body.clone())))
-        .await;
-    let Some(holder) = local.extensions().get::<WriterAt>().cloned() else {
-        return local;
-    };
-    if holder.address == outgoing.address {
-        // A lease of this node's own address (an earlier process of it): nowhere better to go.
-        return local;
+    let arrived = Instant::now();
+    loop {
+        let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
+        let local = next.clone().run(request).await;
+        let Some(holder) = local.extensions().get::<WriterAt>().cloned() else {
+            return local;
+        };
+        if holder.address == outgoing.address {
+            // A lease of this node's own address (an earlier process of it): nowhere better
+            // to go.
+            return local;
+        }
+        // The 421's Retry-After: when the holder's lease lapses unless renewed.
+        let lapses_in = retry_after(&local).unwrap_or(1);
+        drop(local);
+        let started = Instant::now();
+        let answer = outgoing
+            .send(&parts, body.clone(), &holder, lapses_in)
+            .await;
+        forwarding
+            .metrics
+            .forwarded(answer.outcome, started.elapsed());
+        // A holder that stopped listening (a drain) releases its leases moments later: run
+        // the write here again, where it then takes the lease, or finds the next holder.
+        if matches!(answer.outcome, Outcome::Unreachable)
+            && arrived.elapsed() + UNREACHABLE_PAUSE < UNREACHABLE_RETRY_FOR
+        {
+            tokio::time::sleep(UNREACHABLE_PAUSE).await;
+            continue;
+        }
+        return answer.response;
     }
-    let started = Instant::now();
-    let request = Outbound {
-        method,
-        uri,
-        headers,
-        body,
-    };
-    // The 421's Retry-After: when the holder's lease lapses unless renewed.
-    let lapses_in = retry_after(&local).unwrap_or(1);
-    drop(local);
-    let answer = outgoing.send(request, &holder, lapses_in).await;
-    forwarding
-        .metrics
-        .forwarded(answer.outcome, started.elapsed());
-    answer.response
-}
-
-/// A request as the caller sent it.
-struct Outbound {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
 }
 
 /// How a forward ended.
@@ -243,7 +250,13 @@ struct Answer {
 }
 
 impl Outgoing {
-    async fn send(&self, request: Outbound, holder: &WriterAt, lapses_in: u64) -> Answer {
+    async fn send(
+        &self,
+        request: &axum::http::request::Parts,
+        body: Bytes,
+        holder: &WriterAt,
+        lapses_in: u64,
+    ) -> Answer {
         let target = path_and_query(&request.uri);
         let url = format!("http://{}{target}", holder.address);
         let mut headers = HeaderMap::with_capacity(request.headers.len() + 1);
@@ -266,9 +279,9 @@ impl Outgoing {
         }
         let sent = self
             .client
-            .request(request.method, url)
+            .request(request.method.clone(), url)
             .headers(headers)
-            .body(request.body)
+            .body(body)
             .timeout(self.timeout)
             .send()
             .await;

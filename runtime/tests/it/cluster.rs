@@ -27,6 +27,11 @@ struct Member {
 impl Cluster {
     /// `count` nodes named `n0`, `n1`, ..., leases lasting `ttl_secs`.
     async fn start(count: usize, ttl_secs: u64) -> Cluster {
+        Cluster::start_with(count, ttl_secs, "").await
+    }
+
+    /// [`Cluster::start`], with `extra` TOML in every node's `[server]` section.
+    async fn start_with(count: usize, ttl_secs: u64, extra: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
@@ -34,7 +39,7 @@ impl Cluster {
         let mut nodes = Vec::new();
         for i in 0..count {
             let port = free_port();
-            let config = node_config(dir.path(), &format!("n{i}"), port, ttl_secs);
+            let config = node_config(dir.path(), &format!("n{i}"), port, ttl_secs, extra);
             let server = Server::start(&config, port).await;
             let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN))
                 .with_metrics(server.client.metrics_base());
@@ -56,14 +61,14 @@ impl Cluster {
     }
 }
 
-fn node_config(dir: &Path, id: &str, port: u16, ttl_secs: u64) -> PathBuf {
+fn node_config(dir: &Path, id: &str, port: u16, ttl_secs: u64, extra: &str) -> PathBuf {
     let path = dir.join(format!("{id}.toml"));
     let margin = (ttl_secs / 4).max(1);
     std::fs::write(
         &path,
         format!(
             "[node]\nid = \"{id}\"\nroles = [\"serve\"]\n\
-             [server]\nbind = \"127.0.0.1:{port}\"\n\
+             [server]\nbind = \"127.0.0.1:{port}\"\n{extra}\n\
              [storage]\nroot = \"file://{root}/data\"\n\
              [leases]\nttl = \"{ttl_secs}s\"\nsafety_margin = \"{margin}s\"\n\
              [cluster]\nsecret_file = \"{root}/secret\"\n\
@@ -275,6 +280,103 @@ async fn writes_fail_over_when_the_holder_is_killed() {
         }
     }
     drop(holder);
+}
+
+/// SIGTERM of the holder under load: `/readyz` turns 503 first, every request it accepted
+/// gets its real answer, clients of the other nodes see no error (their writes go to the
+/// holder until it closes its listener, then to whichever node takes the released lease),
+/// and every lease it held ends released or taken over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_holder_hands_over_without_an_error() {
+    let mut cluster = Cluster::start_with(3, 30, "drain_delay = \"1s\"").await;
+    cluster.client(0).create_graph("g").await;
+    cluster
+        .client(0)
+        .post("/graphs/g/mutate", insert("Ann"))
+        .await
+        .expect(200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = [1usize, 2, 1, 2]
+        .into_iter()
+        .enumerate()
+        .map(|(w, node)| {
+            let client = cluster.client(node).clone();
+            let stop = std::sync::Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for i in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    let resp = client.post("/graphs/g/mutate", insert(&name)).await;
+                    answers.push((name, resp.status.as_u16(), resp.text));
+                }
+                answers
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let holder = cluster.nodes.remove(0);
+    let readyz = format!("http://127.0.0.1:{}/readyz", holder.port);
+    holder.server.signal("TERM");
+    let draining = reqwest::get(&readyz).await.unwrap().status();
+    assert_eq!(draining, 503, "/readyz turns 503 as the drain begins");
+    let status = tokio::task::spawn_blocking(move || holder.server.wait_exit())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "the drained node exits cleanly: {status:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut acknowledged = vec!["Ann".to_string()];
+    for writer in writers {
+        for (name, status, text) in writer.await.unwrap() {
+            assert_eq!(status, 200, "{name}: {text}");
+            acknowledged.push(name);
+        }
+    }
+    assert!(
+        acknowledged.len() > 10,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+    let names = people(cluster.client(0)).await;
+    for name in &acknowledged {
+        assert!(
+            names.contains(name),
+            "{name} was acknowledged but is missing"
+        );
+    }
+    assert_eq!(names.len(), acknowledged.len());
+    // No lease is left held by the drained node.
+    let leases = cluster.dir.path().join("data/_system/leases");
+    for entry in walk(&leases) {
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
+        let holder = record["holder"].as_str().unwrap();
+        assert!(
+            !holder.starts_with("n0-") || record["released"] == true,
+            "{} still held by {holder}",
+            entry.display()
+        );
+    }
+}
+
+/// Every JSON file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else if path.extension().is_some_and(|ext| ext == "json") {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// The names of every person on `main`.

@@ -60,8 +60,13 @@ impl Server {
     }
 
     /// Sends SIGTERM to the process we started and waits for it to exit.
-    pub(crate) fn terminate(mut self) -> std::process::ExitStatus {
+    pub(crate) fn terminate(self) -> std::process::ExitStatus {
         self.signal("TERM");
+        self.wait_exit()
+    }
+
+    /// Waits (at most 30 s) for the process to exit.
+    pub(crate) fn wait_exit(mut self) -> std::process::ExitStatus {
         for _ in 0..300 {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
@@ -69,7 +74,7 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.child.kill().unwrap();
-        panic!("server did not exit within 30s of SIGTERM");
+        panic!("server did not exit within 30s");
     }
 }
 
