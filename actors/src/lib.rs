@@ -15,6 +15,7 @@ mod metrics;
 mod probe;
 mod registry;
 mod repo;
+pub mod stamp;
 mod storage;
 mod worker;
 

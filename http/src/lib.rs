@@ -28,6 +28,7 @@ mod principal;
 mod query_input;
 mod query_name;
 mod routes;
+mod stamp;
 mod state;
 
 pub use auth::{

@@ -230,6 +230,11 @@ impl Fence {
         }
     }
 
+    /// The lease epoch this fence guards.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Whether work under the fenced epoch may still start now.
     pub(crate) fn open(&self) -> bool {
         matches!(*self.view.borrow(), Some((epoch, deadline))

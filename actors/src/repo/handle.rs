@@ -161,6 +161,10 @@ impl RepoHandle {
             })
             .collect();
         tables.sort_by(|a, b| a.table_key.cmp(&b.table_key));
+        crate::stamp::record(crate::stamp::Stamp {
+            manifest_version: Some(snapshot.version()),
+            lease_epoch: None,
+        });
         Ok(SnapshotInfo {
             manifest_version: snapshot.version(),
             internal_schema_version,
@@ -402,7 +406,12 @@ impl RepoHandle {
                 )
                 .await;
             match call {
-                Ok(CallResult::Success(result)) => return result,
+                Ok(CallResult::Success(result)) => {
+                    return result.map(|written| {
+                        crate::stamp::record(written.stamp);
+                        written.outcome
+                    });
+                }
                 Ok(CallResult::Timeout) => {
                     return Err(RepoError::OutcomeUnknown {
                         message: format!(

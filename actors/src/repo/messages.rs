@@ -7,13 +7,14 @@ use omnigraph_compiler::{MutationResult, ParamMap};
 use ractor::RpcReplyPort;
 
 use crate::RepoError;
+use crate::stamp::Stamp;
 
 pub enum RepoMsg {
     /// Applies one write and answers once it is durable and visible in `__manifest`. The
     /// instant is when it was sent (the coalescer tells waiting writes from returning ones).
     Write(
         WriteOp,
-        RpcReplyPort<Result<WriteOutcome, RepoError>>,
+        RpcReplyPort<Result<Written, RepoError>>,
         tokio::time::Instant,
     ),
     /// Publishes the next unit of queued writes. Sent by the actor to itself, either at once,
@@ -73,6 +74,16 @@ pub enum WriteOp {
 }
 
 impl WriteOp {
+    /// The branch whose `__manifest` version a successful write reports: the one it wrote.
+    pub(crate) fn branch(&self) -> &str {
+        match self {
+            WriteOp::Mutate { branch, .. } | WriteOp::Load { branch, .. } => branch,
+            WriteOp::CreateBranch { name, .. } => name,
+            WriteOp::Merge { target, .. } => target,
+            WriteOp::ApplySchema { .. } | WriteOp::DeleteBranch { .. } => "main",
+        }
+    }
+
     /// A short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -84,6 +95,13 @@ impl WriteOp {
             WriteOp::Merge { .. } => "branch_merge",
         }
     }
+}
+
+/// A write's answer: its outcome, and where it landed.
+#[derive(Debug)]
+pub struct Written {
+    pub outcome: WriteOutcome,
+    pub stamp: Stamp,
 }
 
 /// The result of a [`WriteOp`], one variant per operation.

@@ -63,10 +63,12 @@ pub fn router(state: AppState) -> Router {
             get(admin::maintenance),
         );
     let routes = if state.serves_data {
-        let data = data_routes(limits).layer(middleware::from_fn_with_state(
-            std::sync::Arc::clone(&state.forwarding),
-            crate::forward::writes,
-        ));
+        let data = data_routes(limits)
+            .layer(middleware::from_fn(crate::stamp::headers))
+            .layer(middleware::from_fn_with_state(
+                std::sync::Arc::clone(&state.forwarding),
+                crate::forward::writes,
+            ));
         node.merge(data)
             .fallback(|| async { ApiError::not_found("no such route") })
     } else {

@@ -85,6 +85,21 @@ fn insert(name: &str) -> serde_json::Value {
     json!({"query": INSERT_PERSON, "params": {"name": name, "age": 1}})
 }
 
+const VERSION: &str = "x-omnigraph-manifest-version";
+const EPOCH: &str = "x-omnigraph-lease-epoch";
+
+/// A numeric header of a 2xx answer: where its read or write landed.
+#[track_caller]
+fn landed(resp: &crate::support::Resp, header: &str) -> u64 {
+    resp.headers
+        .get(header)
+        .unwrap_or_else(|| panic!("{header} missing: {} {}", resp.status, resp.text))
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// The holder id a forwarded answer names, e.g. `n0-1234-abcdef`.
 fn forwarded_to(resp: &crate::support::Resp) -> Option<String> {
     resp.headers
@@ -220,6 +235,7 @@ async fn writes_fail_over_when_the_holder_is_killed() {
         .post("/graphs/g/mutate", insert("Bob"))
         .await;
     assert!(forwarded_to(&forwarded).is_some());
+    let (before_version, before_epoch) = (landed(&forwarded, VERSION), landed(&forwarded, EPOCH));
     forwarded.expect(200);
 
     let holder = cluster.nodes.remove(0);
@@ -241,6 +257,9 @@ async fn writes_fail_over_when_the_holder_is_killed() {
             .await;
         match resp.status.as_u16() {
             200 => {
+                // The new holder writes under a later epoch, past every earlier version.
+                assert!(landed(&resp, EPOCH) > before_epoch);
+                assert!(landed(&resp, VERSION) > before_version);
                 acknowledged.push(name);
                 recovered = true;
                 break;

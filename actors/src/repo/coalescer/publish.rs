@@ -13,7 +13,8 @@ use super::rewrite::{combine, concatenated_load, node_load};
 use super::target::{Publication, Publisher};
 use crate::maintenance::Fence;
 use crate::metrics::CoalescerMetrics;
-use crate::repo::messages::WriteOutcome;
+use crate::repo::messages::{WriteOutcome, Written};
+use crate::stamp::Stamp;
 use crate::{ErrorKind, RepoError};
 
 /// How many times a combined publish that lost a race to another writer is re-planned.
@@ -31,12 +32,15 @@ pub(crate) async fn execute(
     let started = Instant::now();
     match unit {
         Unit::Alone(pending) => {
+            let branch = pending.op.branch().to_string();
             let result = under_fence(fence, target.alone(pending.op))
                 .await
                 .map_err(unacknowledged);
             let schema_changed =
                 matches!(&result, Ok(WriteOutcome::SchemaApplied(applied)) if applied.applied);
-            let _ = pending.reply.send(result);
+            let _ = pending
+                .reply
+                .send(stamped(target, fence, &branch, result).await);
             metrics
                 .publish_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -80,10 +84,13 @@ pub(super) async fn publish(
     if batch.len() == 1 {
         // Alone, a write runs with its own text: its result and its error are its own.
         let pending = batch.into_iter().next().expect("one write");
+        let branch = pending.op.branch().to_string();
         let result = under_fence(fence, target.alone(pending.op))
             .await
             .map_err(unacknowledged);
-        let _ = pending.reply.send(result);
+        let _ = pending
+            .reply
+            .send(stamped(target, fence, &branch, result).await);
         metrics.batches.inc();
         metrics.batch_writes.observe(1.0);
         metrics
@@ -130,9 +137,10 @@ pub(super) async fn publish(
             metrics.batches.inc();
             metrics.batch_writes.observe(batch.len() as f64);
             debug!(writes = batch.len(), "coalesced publish");
+            let stamp = stamp_of(target, fence, &branch).await;
             for pending in batch {
                 let outcome = own_outcome(&pending, &branch);
-                let _ = pending.reply.send(Ok(outcome));
+                let _ = pending.reply.send(Ok(Written { outcome, stamp }));
             }
             None
         }
@@ -172,6 +180,27 @@ pub(super) async fn publish(
                 }
             }
         }
+    }
+}
+
+/// A write's result with where it landed (see [`stamp_of`]).
+async fn stamped(
+    target: &impl Publisher,
+    fence: &Fence,
+    branch: &str,
+    result: Result<WriteOutcome, RepoError>,
+) -> Result<Written, RepoError> {
+    let outcome = result?;
+    let stamp = stamp_of(target, fence, branch).await;
+    Ok(Written { outcome, stamp })
+}
+
+/// Where a publish on `branch` landed: the branch's version right after it (the actor is its
+/// graph's only writer, so no other publish comes between) and the lease epoch it ran under.
+async fn stamp_of(target: &impl Publisher, fence: &Fence, branch: &str) -> Stamp {
+    Stamp {
+        manifest_version: target.version(branch).await,
+        lease_epoch: Some(fence.epoch()),
     }
 }
 

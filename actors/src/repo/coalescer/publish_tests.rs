@@ -17,7 +17,7 @@ use super::queue::{Coalescer, Unit};
 use super::target::{Publication, Publisher};
 use crate::maintenance::Fence;
 use crate::metrics::CoalescerMetrics;
-use crate::repo::messages::{WriteOp, WriteOutcome};
+use crate::repo::messages::{WriteOp, WriteOutcome, Written};
 use crate::{ErrorKind, RepoError};
 
 const SCHEMA: &str = "node Person { name: String @key\n age: I32? }";
@@ -132,12 +132,16 @@ impl Publisher for Model {
     async fn explain(&self, _branch: &str, err: OmniError) -> RepoError {
         RepoError::Engine(err)
     }
+
+    async fn version(&self, _branch: &str) -> Option<u64> {
+        Some((self.published().len() + *self.landed_alone.lock().unwrap()) as u64)
+    }
 }
 
-type Answer = oneshot::Receiver<Result<WriteOutcome, RepoError>>;
+type Answer = oneshot::Receiver<Result<Written, RepoError>>;
 
 /// Queues one insert per name and publishes them as the coalescer would: one batch.
-async fn publish_batch(model: &Model, names: &[&str]) -> Vec<Result<WriteOutcome, RepoError>> {
+async fn publish_batch(model: &Model, names: &[&str]) -> Vec<Result<Written, RepoError>> {
     let settings = WriteConfig {
         coalesce: true,
         max_batch_writes: 64,
@@ -175,7 +179,7 @@ async fn publish_batch(model: &Model, names: &[&str]) -> Vec<Result<WriteOutcome
     out
 }
 
-fn kinds(answers: &[Result<WriteOutcome, RepoError>]) -> Vec<Option<ErrorKind>> {
+fn kinds(answers: &[Result<Written, RepoError>]) -> Vec<Option<ErrorKind>> {
     answers
         .iter()
         .map(|answer| answer.as_ref().err().map(RepoError::kind))
@@ -190,6 +194,16 @@ async fn a_bad_write_is_split_out_and_answered_alone_the_rest_land() {
     let mut expected = vec![None; 8];
     expected[5] = Some(ErrorKind::Invalid);
     assert_eq!(kinds(&answers), expected);
+    // Each answer says where its write landed: writes published together share a version,
+    // later publishes have later ones, and all ran under the fence's epoch.
+    let version = |i: usize| {
+        let stamp = answers[i].as_ref().unwrap().stamp;
+        assert_eq!(stamp.lease_epoch, Some(1));
+        stamp.manifest_version.unwrap()
+    };
+    assert!((0..4).all(|i| version(i) == version(0)));
+    assert!(version(0) < version(4) && version(4) < version(6));
+    assert_eq!(version(6), version(7));
     // Every good write landed exactly once, the bad one never: halving 8 -> 4 + 4 -> 2 + 2
     // -> 1 + 1 publishes a, b, c, d together, g and h together, and e and the culprit alone.
     assert_eq!(model.published(), vec![4, 2]);

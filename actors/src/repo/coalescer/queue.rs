@@ -11,9 +11,9 @@ use tracing::debug;
 use super::plan::{InsertPlan, LoadPlan, insert_plan, load_plan};
 use crate::RepoError;
 use crate::metrics::CoalescerMetrics;
-use crate::repo::messages::{WriteOp, WriteOutcome};
+use crate::repo::messages::{WriteOp, Written};
 
-pub(crate) type Reply = RpcReplyPort<Result<WriteOutcome, RepoError>>;
+pub(crate) type Reply = RpcReplyPort<Result<Written, RepoError>>;
 
 /// A queued write.
 pub(crate) struct Pending {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use omnigraph::db::Omnigraph;
+use omnigraph::db::{Omnigraph, ReadTarget};
 use omnigraph::error::OmniError;
 use omnigraph::loader::LoadMode;
 use omnigraph_compiler::ParamMap;
@@ -48,6 +48,10 @@ pub(crate) trait Publisher: Send + Sync {
 
     /// The caller's error for an engine failure on `branch` (a missing branch named as such).
     async fn explain(&self, branch: &str, err: OmniError) -> RepoError;
+
+    /// The `__manifest` version of `branch` now; `None` when it cannot be read (the write it
+    /// follows is durable all the same).
+    async fn version(&self, branch: &str) -> Option<u64>;
 }
 
 #[async_trait]
@@ -96,5 +100,9 @@ impl Publisher for Arc<Omnigraph> {
 
     async fn explain(&self, branch: &str, err: OmniError) -> RepoError {
         branches::explain_error(self, branch, err).await
+    }
+
+    async fn version(&self, branch: &str) -> Option<u64> {
+        self.version_of(ReadTarget::branch(branch)).await.ok()
     }
 }
