@@ -3,7 +3,8 @@
 //! node should take a repo's free writer lease ([`placement`], not yet used by the node); the
 //! clock they are timed by ([`Clock`]); the process identity a holder writes into them
 //! ([`ProcessStamp`]); listing a store's prefix ([`list_under`]); and the requests it makes,
-//! counted by whoever embeds it ([`OpCounter`]).
+//! counted by whoever embeds it ([`OpCounter`]); and who is in the cluster, by gossip
+//! ([`membership`]).
 //!
 //! This crate knows nothing of actors or HTTP: `actors` takes its leases and fences from it.
 
@@ -11,6 +12,7 @@ mod clock;
 mod key;
 pub mod lease;
 mod listing;
+pub mod membership;
 mod ops;
 pub mod placement;
 mod process;

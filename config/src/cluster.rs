@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -19,13 +20,52 @@ pub struct ClusterConfig {
     /// reaches a node without the graph's writer lease is forwarded to the holder; without
     /// it, it is answered 421 naming the holder.
     pub secret_file: Option<PathBuf>,
+    /// Membership by gossip; `None` (the default) for a node that gossips with nobody.
+    pub gossip: Option<GossipConfig>,
 }
 
-#[derive(Debug, Default, Deserialize, Serialize)]
+/// How a node finds the others: UDP gossip (chitchat) seeded from a list of addresses or DNS
+/// names. The gossip is unauthenticated: keep its port on a private network.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GossipConfig {
+    /// The UDP address gossip listens on.
+    pub bind: SocketAddr,
+    /// The address other nodes gossip with this one at. Default `bind`; required when `bind`
+    /// listens on every address.
+    pub advertise: SocketAddr,
+    /// `host:port` of other nodes (a DNS name may resolve to several, e.g. a Kubernetes
+    /// headless service), resolved again while the node runs.
+    pub seeds: Vec<String>,
+    /// Nodes gossip only with nodes of the same cluster name.
+    pub name: String,
+    /// How often the node gossips.
+    pub interval: Duration,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
     pub advertise: String,
     pub secret_file: String,
+    pub gossip_bind: String,
+    pub gossip_advertise: String,
+    pub seeds: Vec<String>,
+    pub name: String,
+    pub gossip_interval: String,
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        ClusterSection {
+            advertise: String::new(),
+            secret_file: String::new(),
+            gossip_bind: String::new(),
+            gossip_advertise: String::new(),
+            seeds: Vec::new(),
+            name: "omnigraph".into(),
+            gossip_interval: "500ms".into(),
+        }
+    }
 }
 
 pub(crate) fn validate_cluster(
@@ -36,7 +76,7 @@ pub(crate) fn validate_cluster(
     let advertise = if advertise.is_empty() {
         None
     } else {
-        Some(parse_advertise(advertise)?)
+        Some(parse_host_port("cluster.advertise", advertise)?)
     };
     let secret_file = section.secret_file.trim();
     let secret_file = (!secret_file.is_empty()).then(|| PathBuf::from(secret_file));
@@ -50,17 +90,75 @@ pub(crate) fn validate_cluster(
             ),
         ));
     }
+    let gossip = validate_gossip(&section)?;
     Ok(ClusterConfig {
         advertise,
         secret_file,
+        gossip,
     })
 }
 
+fn validate_gossip(section: &ClusterSection) -> Result<Option<GossipConfig>, ConfigError> {
+    let bind = section.gossip_bind.trim();
+    if bind.is_empty() || bind == "off" {
+        return Ok(None);
+    }
+    let address = |key: &str, value: &str| {
+        value
+            .parse::<SocketAddr>()
+            .map_err(|_| ConfigError::invalid(key, value, "an IP:port such as 10.0.0.5:7946"))
+    };
+    let bind = address("cluster.gossip_bind", bind)?;
+    let advertise = match section.gossip_advertise.trim() {
+        "" if bind.ip().is_unspecified() => {
+            return Err(ConfigError::invalid(
+                "cluster.gossip_advertise",
+                "",
+                &format!(
+                    "the address other nodes gossip with this one at: cluster.gossip_bind \
+                     ({bind}) listens on every address, so it cannot name one"
+                ),
+            ));
+        }
+        "" => bind,
+        raw => address("cluster.gossip_advertise", raw)?,
+    };
+    let mut seeds = Vec::new();
+    for seed in &section.seeds {
+        let seed = seed.trim();
+        seeds.push(parse_host_port("cluster.seeds", seed)?);
+    }
+    let name = section.name.trim();
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::invalid(
+            "cluster.name",
+            name,
+            "1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    Ok(Some(GossipConfig {
+        bind,
+        advertise,
+        seeds,
+        name: name.to_string(),
+        interval: crate::parse::duration(
+            "cluster.gossip_interval",
+            &section.gossip_interval,
+            true,
+        )?,
+    }))
+}
+
 /// `host:port`, the host a DNS name or an IP address (IPv6 in brackets).
-fn parse_advertise(value: &str) -> Result<String, ConfigError> {
+fn parse_host_port(key: &str, value: &str) -> Result<String, ConfigError> {
     let invalid = || {
         ConfigError::invalid(
-            "cluster.advertise",
+            key,
             value,
             "host:port, such as 10.0.0.5:8080 or node-1.omnigraph:8080",
         )
@@ -93,6 +191,53 @@ mod tests {
         ClusterSection {
             advertise: advertise.into(),
             secret_file: secret_file.into(),
+            ..ClusterSection::default()
+        }
+    }
+
+    #[test]
+    fn gossip_is_off_unless_bound_and_checks_its_keys() {
+        let bind: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(
+            validate_cluster(section("", ""), bind).unwrap().gossip,
+            None
+        );
+        let gossip = |bind_: &str, advertise: &str, seeds: &[&str], name: &str| ClusterSection {
+            gossip_bind: bind_.into(),
+            gossip_advertise: advertise.into(),
+            seeds: seeds.iter().map(|s| s.to_string()).collect(),
+            name: name.into(),
+            ..ClusterSection::default()
+        };
+        let config = validate_cluster(
+            gossip(
+                "127.0.0.1:7946",
+                "",
+                &["127.0.0.1:7947", "og-headless.ns.svc:7946"],
+                "prod",
+            ),
+            bind,
+        )
+        .unwrap()
+        .gossip
+        .unwrap();
+        assert_eq!(config.advertise, config.bind);
+        assert_eq!(config.seeds.len(), 2);
+        assert_eq!(config.interval, Duration::from_millis(500));
+        for (bad, key) in [
+            (
+                gossip("0.0.0.0:7946", "", &[], "prod"),
+                "cluster.gossip_advertise",
+            ),
+            (gossip("nowhere", "", &[], "prod"), "cluster.gossip_bind"),
+            (
+                gossip("127.0.0.1:7946", "", &["no port"], "prod"),
+                "cluster.seeds",
+            ),
+            (gossip("127.0.0.1:7946", "", &[], "a b"), "cluster.name"),
+        ] {
+            let err = validate_cluster(bad, bind).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
         }
     }
 

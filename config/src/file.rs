@@ -131,6 +131,14 @@ disk_bytes = 4294967296
 # With it, a write that reaches a node without the graph's writer lease is forwarded to the
 # node that holds it; without it, the write is answered 421 naming the holder.
 # secret_file = "cluster-secret"
+# Membership by UDP gossip (chitchat); off unless gossip_bind is set. The gossip is not
+# authenticated: keep this port on a private network. Seeds are host:port of other nodes; a
+# DNS name may resolve to several (a Kubernetes headless service).
+# gossip_bind = "10.0.0.5:7946"
+# gossip_advertise = "10.0.0.5:7946"   # default gossip_bind; required when that is 0.0.0.0
+# seeds = ["10.0.0.6:7946", "omnigraph-gossip.omnigraph.svc:7946"]
+name = "omnigraph"
+gossip_interval = "500ms"
 
 [auth]
 # "static" (bearer tokens), "oidc" (JWTs verified offline against cached JWKS), "hybrid"

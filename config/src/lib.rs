@@ -27,7 +27,7 @@ pub use auth::{
     StaticTokenConfig, TenantSource, TokenEntry, TokenSecret, validate_token_entries,
 };
 pub use cache::CacheConfig;
-pub use cluster::ClusterConfig;
+pub use cluster::{ClusterConfig, GossipConfig};
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};

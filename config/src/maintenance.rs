@@ -31,6 +31,15 @@ pub struct NodeIdentity {
     pub memory_budget: MemoryBudget,
 }
 
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Worker => "worker",
+        }
+    }
+}
+
 impl NodeIdentity {
     pub fn serves(&self) -> bool {
         self.roles.contains(&Role::Serve)

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use omnigraph_cloud_actors::Registry;
+use omnigraph_cloud_cluster::membership::Membership;
 use prometheus_client::registry::Registry as MetricsRegistry;
 
 use crate::auth::{Principal, TokenVerifier};
@@ -29,6 +30,8 @@ pub struct AppState {
     pub readiness: Arc<Readiness>,
     /// Whether and where writes this node may not make are forwarded (`crate::forward`).
     pub(crate) forwarding: Arc<Forwarding>,
+    /// The cluster's gossip, when this node takes part in one (`GET /admin/cluster`).
+    pub membership: Option<Arc<Membership>>,
 }
 
 /// Whether the node should be sent requests: not before its warm set is open again (or
@@ -46,6 +49,16 @@ pub enum NodeState {
     Starting,
     /// Shutting down: finishing what it accepted.
     Draining,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Ready => "ready",
+            NodeState::Starting => "starting",
+            NodeState::Draining => "draining",
+        }
+    }
 }
 
 impl Readiness {
@@ -104,6 +117,7 @@ impl AppState {
             serves_data: true,
             readiness: Arc::new(Readiness::new()),
             forwarding: Arc::new(forwarding),
+            membership: None,
         }
     }
 

@@ -16,6 +16,7 @@ use omnigraph_cloud_actors::{
     NodeMaintenance, ProbeError, Registry, RepoError, StoreMetrics,
 };
 use omnigraph_cloud_cluster::lease::LeaseTiming;
+use omnigraph_cloud_cluster::membership::{MemberState, Membership, MembershipError};
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{
     AppState, Auth, AuthTasks, BodyLimits, ForwardSetup, MIN_SECRET_BYTES, Readiness,
@@ -27,6 +28,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+mod cluster;
 mod memory;
 
 pub use memory::resident_bytes;
@@ -57,6 +59,8 @@ pub enum NodeError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
     #[error("cluster.secret_file {path}: {message}")]
     ClusterSecret { path: String, message: String },
 }
@@ -77,6 +81,8 @@ pub struct Node {
     _memory: memory::MemoryWatch,
     /// What `/readyz` answers; turned to draining first at shutdown.
     readiness: Arc<Readiness>,
+    /// The cluster's gossip, when configured; marked draining first at shutdown.
+    membership: Option<Arc<Membership>>,
 }
 
 impl Node {
@@ -169,6 +175,7 @@ impl Node {
             default: config.server.body_limit_bytes,
             load: config.server.load_body_limit_bytes,
         };
+        let membership = cluster::join(&config, advertise.clone(), &mut metrics).await?;
         let mut state = AppState::new(
             registry.clone(),
             auth.verifier.clone(),
@@ -177,6 +184,7 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
+        state.membership = membership.clone();
         if let Some(path) = &config.cluster.secret_file {
             let setup = ForwardSetup {
                 secret: read_secret(path)?,
@@ -232,6 +240,7 @@ impl Node {
             _auth_tasks: auth.tasks,
             _memory: memory,
             readiness,
+            membership,
         })
     }
 
@@ -255,6 +264,9 @@ impl Node {
     /// every repo actor, waiting for writes in flight.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.readiness.drain();
+        if let Some(membership) = &self.membership {
+            membership.set_state(MemberState::Draining).await;
+        }
         let delay = self.config.server.drain_delay;
         if !delay.is_zero() {
             info!(
@@ -290,6 +302,9 @@ impl Node {
         if let Some(metrics) = self.metrics_server.take() {
             metrics.abort();
         }
+        if let Some(membership) = &self.membership {
+            membership.leave();
+        }
         info!("omnigraph-cloud node stopped");
         served
     }
@@ -323,10 +338,20 @@ fn read_secret(path: &std::path::Path) -> Result<Vec<u8>, NodeError> {
     Ok(secret.as_bytes().to_vec())
 }
 
-/// A lease holder id unique to this process: `<base>-<pid>-<random>`, the base being the
-/// configured node id, else the host name (`HOSTNAME`, `/etc/hostname`).
+/// A lease holder id unique to this process: `<node>-<pid>-<random>` (see [`node_name`]).
 pub fn holder_id(base: Option<&str>) -> Arc<str> {
-    let base = base
+    Arc::from(format!(
+        "{}-{}-{:06x}",
+        node_name(base),
+        std::process::id(),
+        fastrand::u32(..0x100_0000)
+    ))
+}
+
+/// The node's name: the configured node id, else the host name (`HOSTNAME`,
+/// `/etc/hostname`), else `node`.
+pub fn node_name(configured: Option<&str>) -> String {
+    configured
         .map(str::to_string)
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
         .or_else(|| {
@@ -335,10 +360,5 @@ pub fn holder_id(base: Option<&str>) -> Arc<str> {
                 .map(|h| h.trim().to_string())
                 .filter(|h| !h.is_empty())
         })
-        .unwrap_or_else(|| "node".to_string());
-    Arc::from(format!(
-        "{base}-{}-{:06x}",
-        std::process::id(),
-        fastrand::u32(..0x100_0000)
-    ))
+        .unwrap_or_else(|| "node".to_string())
 }

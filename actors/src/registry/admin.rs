@@ -12,7 +12,35 @@ use crate::maintenance::report::{Backlog, Policy};
 use crate::maintenance::{LeaseView, MaintenanceReport, RepoMaintenance};
 use crate::{RepoError, RepoKey};
 
+/// A graph warm on this node, as `GET /admin/cluster` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WarmGraph {
+    pub graph_id: String,
+    /// The epoch of this node's writer lease on it, while that lease is live; `None` when
+    /// this node only reads it.
+    pub writer_epoch: Option<u64>,
+}
+
 impl Registry {
+    /// The tenant's graphs warm on this node, sorted, and which of them it writes.
+    pub fn warm_graphs(&self, tenant: &omnigraph_cloud_config::TenantId) -> Vec<WarmGraph> {
+        let mut graphs: Vec<WarmGraph> = self
+            .inner
+            .slots
+            .iter()
+            .filter(|entry| &entry.key().tenant == tenant)
+            .filter_map(|entry| {
+                let handle = entry.value().handle.get()?;
+                Some(WarmGraph {
+                    graph_id: entry.key().graph.to_string(),
+                    writer_epoch: handle.shared.maintenance.writer.live(),
+                })
+            })
+            .collect();
+        graphs.sort_by(|a, b| a.graph_id.cmp(&b.graph_id));
+        graphs
+    }
+
     /// Maintenance state for a repo that is not warm here, resumed from what the last node
     /// that touched it recorded.
     pub(crate) async fn cold_maintenance(&self, key: &RepoKey) -> Arc<RepoMaintenance> {

@@ -11,6 +11,7 @@
 //! graphs; [`admin`] builds the maintenance report.
 
 mod admin;
+pub use admin::WarmGraph;
 mod lifecycle;
 mod warm;
 

@@ -44,7 +44,7 @@ use crate::state::AppState;
         schema::get, schema::apply, schema::catalog, schema::invoke,
         branches::list, branches::create, branches::delete, branches::merge,
         branches::commits, branches::commit,
-        admin::maintenance,
+        admin::maintenance, admin::cluster,
     ),
     components(schemas(crate::dto::ErrorOutput)),
     modifiers(&BearerAuth, &NameRules, &Unavailable),
@@ -61,7 +61,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/admin/repos/{tenant}/{graph_id}/maintenance",
             get(admin::maintenance),
-        );
+        )
+        .route("/admin/cluster", get(admin::cluster));
     let routes = if state.serves_data {
         let data = data_routes(limits)
             .layer(middleware::from_fn(crate::stamp::headers))

@@ -30,13 +30,13 @@ pub(crate) async fn healthz() -> axum::Json<HealthOutput> {
     (status = 503, body = ReadyOutput, description = "Starting or draining: send requests elsewhere"),
 ))]
 pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
-    let (code, status) = match state.readiness.status(&state.registry) {
-        NodeState::Ready => (axum::http::StatusCode::OK, "ready"),
-        NodeState::Starting => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "starting"),
-        NodeState::Draining => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "draining"),
+    let status = state.readiness.status(&state.registry);
+    let code = match status {
+        NodeState::Ready => axum::http::StatusCode::OK,
+        NodeState::Starting | NodeState::Draining => axum::http::StatusCode::SERVICE_UNAVAILABLE,
     };
     let body = ReadyOutput {
-        status: status.into(),
+        status: status.as_str().into(),
     };
     (code, axum::Json(body)).into_response()
 }

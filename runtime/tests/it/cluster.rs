@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::process::{Server, free_port};
-use crate::support::{Client, INSERT_PERSON, PERMIT_ALL};
+use crate::support::{Client, INSERT_PERSON, PERMIT_ALL, eventually};
 
 const TOKEN: &str = "cluster-test-token-acme";
 const SECRET: &str = "cluster-test-secret-0123456789abcdef";
@@ -37,9 +37,16 @@ impl Cluster {
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/_default.cedar"), PERMIT_ALL).unwrap();
         let mut nodes = Vec::new();
+        let seed = free_udp_port();
         for i in 0..count {
             let port = free_port();
-            let config = node_config(dir.path(), &format!("n{i}"), port, ttl_secs, extra);
+            let gossip = if i == 0 { seed } else { free_udp_port() };
+            let node = NodePorts {
+                http: port,
+                gossip,
+                seed,
+            };
+            let config = node_config(dir.path(), &format!("n{i}"), node, ttl_secs, extra);
             let server = Server::start(&config, port).await;
             let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN))
                 .with_metrics(server.client.metrics_base());
@@ -61,7 +68,28 @@ impl Cluster {
     }
 }
 
-fn node_config(dir: &Path, id: &str, port: u16, ttl_secs: u64, extra: &str) -> PathBuf {
+/// A node's HTTP and gossip ports, and the gossip port of the first node, every node's seed.
+#[derive(Clone, Copy)]
+struct NodePorts {
+    http: u16,
+    gossip: u16,
+    seed: u16,
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn node_config(dir: &Path, id: &str, ports: NodePorts, ttl_secs: u64, extra: &str) -> PathBuf {
+    let NodePorts {
+        http: port,
+        gossip,
+        seed,
+    } = ports;
     let path = dir.join(format!("{id}.toml"));
     let margin = (ttl_secs / 4).max(1);
     std::fs::write(
@@ -72,6 +100,8 @@ fn node_config(dir: &Path, id: &str, port: u16, ttl_secs: u64, extra: &str) -> P
              [storage]\nroot = \"file://{root}/data\"\n\
              [leases]\nttl = \"{ttl_secs}s\"\nsafety_margin = \"{margin}s\"\n\
              [cluster]\nsecret_file = \"{root}/secret\"\n\
+             gossip_bind = \"127.0.0.1:{gossip}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
+             gossip_interval = \"200ms\"\n\
              [auth]\npolicy_dir = \"{root}/policies\"\n\
              [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"alice\"\ntenant = \"acme\"\n",
             root = dir.display()
@@ -299,6 +329,91 @@ async fn writes_fail_over_when_the_holder_is_killed() {
         }
     }
     drop(holder);
+}
+
+/// The members find each other through one seed, each sees the others' addresses and
+/// roles, a draining member is seen draining, and a stopped one leaves every view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_see_each_other_and_a_drained_node_leaves() {
+    let mut cluster = Cluster::start_with(3, 30, "drain_delay = \"2s\"").await;
+    let members = |view: &serde_json::Value| view["members"].as_array().unwrap().len();
+    for node in 0..3 {
+        let joined = eventually(Duration::from_secs(5), || async {
+            members(&cluster.client(node).get("/admin/cluster").await.expect(200)) == 3
+        })
+        .await;
+        assert!(joined, "n{node} does not see all three members within 5 s");
+    }
+    cluster.client(0).create_graph("g").await;
+    cluster
+        .client(0)
+        .post("/graphs/g/mutate", insert("Ann"))
+        .await
+        .expect(200);
+    assert_eq!(cluster.client(1).count_people("g", "main").await, 1);
+    let view = cluster.client(1).get("/admin/cluster").await.expect(200);
+    assert!(view["node"].as_str().unwrap().starts_with("n1-"), "{view}");
+    assert_eq!(
+        view["address"],
+        format!("127.0.0.1:{}", cluster.nodes[1].port)
+    );
+    assert_eq!(view["state"], "ready");
+    let n0 = &view["members"][0];
+    assert_eq!(n0["node"], "n0");
+    assert_eq!(n0["http"], format!("127.0.0.1:{}", cluster.nodes[0].port));
+    assert_eq!(n0["roles"], json!(["serve"]));
+    assert_eq!(n0["state"], "active");
+    // n1 reads g, n0 writes it.
+    assert_eq!(
+        view["warm"],
+        json!([{"graph_id": "g", "writer_epoch": null}])
+    );
+    let writer = cluster.client(0).get("/admin/cluster").await.expect(200);
+    assert!(
+        writer["warm"][0]["writer_epoch"].as_u64().unwrap() >= 1,
+        "{writer}"
+    );
+    // The gauge is sampled every second.
+    let counted = eventually(Duration::from_secs(3), || async {
+        let sample = "omnigraph_cluster_members{state=\"active\"}";
+        cluster.client(1).metric_value(sample).await == Some(3.0)
+    })
+    .await;
+    assert!(
+        counted,
+        "omnigraph_cluster_members counts the three active members"
+    );
+
+    let leaving = cluster.nodes.remove(2);
+    leaving.server.signal("TERM");
+    let seen_draining = eventually(Duration::from_secs(3), || async {
+        let view = cluster.client(0).get("/admin/cluster").await.expect(200);
+        view["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["node"] == "n2" && m["state"] == "draining")
+    })
+    .await;
+    assert!(
+        seen_draining,
+        "the drain is announced before the node stops"
+    );
+    let stopped = tokio::task::spawn_blocking(move || leaving.server.wait_exit());
+    assert!(stopped.await.unwrap().success());
+    for node in 0..2 {
+        let left = eventually(Duration::from_secs(10), || async {
+            members(&cluster.client(node).get("/admin/cluster").await.expect(200)) == 2
+        })
+        .await;
+        assert!(left, "n{node} still lists the stopped node after 10 s");
+    }
+    // Another tenant's admin sees the members, not this tenant's graphs: the view of graphs
+    // is the caller's own (here the one tenant), and a caller without a token sees nothing.
+    let anonymous = reqwest::get(cluster.url(0, "/admin/cluster"))
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
 }
 
 /// SIGTERM of the holder under load: `/readyz` turns 503 first, every request it accepted

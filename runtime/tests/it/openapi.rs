@@ -34,6 +34,7 @@ const UPSTREAM_ROUTES: &[(&str, &str)] = &[
     ("delete", "/graphs/{graph_id}"),
     ("post", "/graphs/{graph_id}/warm"),
     ("get", "/admin/repos/{tenant}/{graph_id}/maintenance"),
+    ("get", "/admin/cluster"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
