@@ -546,3 +546,62 @@ fn sign(node: &str, path: &str) -> String {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// `deploy/local/cluster.sh` as a user runs it: three nodes on the documented ports start,
+/// serve one graph from every node, and stop on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_three_node_cluster_starts_serves_and_stops() {
+    let state = tempfile::tempdir().unwrap();
+    let script = crate::support::repository_root().join("deploy/local/cluster.sh");
+    let run = |command: &str| {
+        std::process::Command::new(&script)
+            .arg(command)
+            .env("OMNIGRAPH_NODE_BIN", crate::process::BIN)
+            .env("OMNIGRAPH_CLUSTER_DIR", state.path())
+            .output()
+            .unwrap()
+    };
+    let started = run("start");
+    // Stop what the script started, whatever happens below.
+    struct Stop<F: FnMut() -> std::process::Output>(F);
+    impl<F: FnMut() -> std::process::Output> Drop for Stop<F> {
+        fn drop(&mut self) {
+            (self.0)();
+        }
+    }
+    let _stop = Stop(|| run("stop"));
+    assert!(
+        started.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&started.stdout),
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let node = |port: u16| Client::new(&format!("http://127.0.0.1:{port}"), None);
+    node(8082).create_graph("team").await;
+    for (port, name) in [(8081, "Ann"), (8083, "Bob"), (8082, "Cid")] {
+        node(port).insert_person("team", name, 1).await.expect(200);
+    }
+    for port in [8081, 8082, 8083] {
+        assert_eq!(node(port).count_people("team", "main").await, 3);
+        let joined = eventually(Duration::from_secs(5), || async {
+            let view = node(port).get("/admin/cluster").await.expect(200);
+            view["members"].as_array().unwrap().len() == 3
+        })
+        .await;
+        assert!(joined, "node on {port} does not see three members");
+    }
+    let stopped = run("stop");
+    assert!(
+        stopped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stopped.stderr)
+    );
+    for i in 1..=3 {
+        assert!(!state.path().join(format!("node-{i}.pid")).exists());
+        assert!(
+            reqwest::get(format!("http://127.0.0.1:808{i}/healthz"))
+                .await
+                .is_err()
+        );
+    }
+}
