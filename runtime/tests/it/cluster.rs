@@ -605,3 +605,29 @@ async fn the_local_three_node_cluster_starts_serves_and_stops() {
         );
     }
 }
+
+/// Several nodes in one process (the embedded runtime): each with its own address, they
+/// forward to each other like separate processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_embedded_in_one_process_forward_to_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let config = |id: &str| {
+        format!(
+            "[node]\nid = \"{id}\"\n[cluster]\nsecret_file = {:?}\n",
+            secret.display().to_string()
+        )
+    };
+    let a = crate::support::TestNode::start_on(&root, &config("a")).await;
+    let b = crate::support::TestNode::start_on(&root, &config("b")).await;
+    assert_ne!(a.node().local_addr(), b.node().local_addr());
+    a.client().create_graph("g").await;
+    a.client().insert_person("g", "Ann", 1).await.expect(200);
+    let forwarded = b.client().insert_person("g", "Bob", 2).await;
+    assert!(forwarded_to(&forwarded).unwrap().starts_with("a-"));
+    forwarded.expect(200);
+    assert_eq!(b.client().count_people("g", "main").await, 2);
+}
