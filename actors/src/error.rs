@@ -67,6 +67,18 @@ pub enum RepoError {
         /// there.
         address: Option<String>,
     },
+    /// Nobody holds the repo's writer lease and placement gives it to another node; nothing
+    /// was written.
+    #[error(
+        "graph '{graph}' is placed on node '{node}', which takes its writes; nothing was \
+         written: send the write there"
+    )]
+    PlacedElsewhere {
+        graph: GraphId,
+        node: String,
+        /// `host:port` from the node's record in storage.
+        address: String,
+    },
     /// A broken invariant of our own; a bug, never the caller's fault.
     #[error("internal error: {message}")]
     Internal { message: String },
@@ -92,7 +104,7 @@ impl RepoError {
             RepoError::Invalid { .. } => ErrorKind::Invalid,
             RepoError::Unavailable { .. } => ErrorKind::Unavailable,
             RepoError::Overloaded { .. } => ErrorKind::Overloaded,
-            RepoError::NotWriter { .. } => ErrorKind::NotWriter,
+            RepoError::NotWriter { .. } | RepoError::PlacedElsewhere { .. } => ErrorKind::NotWriter,
             RepoError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
             RepoError::Storage(err) if crate::classify::is_store_unavailable(&err.to_string()) => {
                 ErrorKind::Unavailable

@@ -9,11 +9,13 @@
 //! This crate knows nothing of actors or HTTP: `actors` takes its leases and fences from it.
 
 mod clock;
+pub mod directory;
 mod key;
 pub mod lease;
 mod listing;
 pub mod membership;
 mod ops;
+pub mod owner;
 pub mod placement;
 mod process;
 

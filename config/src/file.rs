@@ -26,6 +26,7 @@ pub const DEFAULT_CONFIG_TOML: &str = r#"# omnigraph-cloud node configuration.
 [node]
 # "serve" answers the data API; "worker" runs maintenance (recovery, compaction, cleanup,
 # index builds) under leases. A worker-only node serves no data API. See docs/operations.md.
+# ["read"] alone: a read replica that never takes a writer lease and forwards every write.
 roles = ["serve", "worker"]
 # Holder id written into leases; "-<pid>-<random>" is appended. Default: the hostname.
 # When set, the graphs warm at eviction and shutdown are recorded and opened again at the

@@ -15,6 +15,9 @@ use crate::{ConfigError, TenantId};
 pub enum Role {
     /// Serves the data API (reads, and writes while it holds a repo's writer lease).
     Serve,
+    /// Serves the data API as a read replica: never takes a writer lease, forwards every
+    /// write (docs/cluster.md).
+    Read,
     /// Runs maintenance: recovery, compaction, cleanup and index builds.
     Worker,
 }
@@ -35,13 +38,20 @@ impl Role {
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Serve => "serve",
+            Role::Read => "read",
             Role::Worker => "worker",
         }
     }
 }
 
 impl NodeIdentity {
+    /// Whether the node serves the data API (as a writer or a read replica).
     pub fn serves(&self) -> bool {
+        self.roles.contains(&Role::Serve) || self.roles.contains(&Role::Read)
+    }
+
+    /// Whether the node may take writer leases to write graphs it is sent.
+    pub fn takes_writes(&self) -> bool {
         self.roles.contains(&Role::Serve)
     }
 
@@ -190,12 +200,13 @@ pub(crate) fn validate_node(section: NodeSection) -> Result<NodeIdentity, Config
     for role in &section.roles {
         let parsed = match role.as_str() {
             "serve" => Role::Serve,
+            "read" => Role::Read,
             "worker" => Role::Worker,
             other => {
                 return Err(ConfigError::invalid(
                     "node.roles",
                     other,
-                    "\"serve\" and/or \"worker\"",
+                    "\"serve\", \"read\" or \"worker\"",
                 ));
             }
         };
@@ -211,6 +222,15 @@ pub(crate) fn validate_node(section: NodeSection) -> Result<NodeIdentity, Config
         ));
     }
     roles.sort();
+    if roles.contains(&Role::Read) && roles.len() > 1 {
+        // A replica never writes: serving writes or running maintenance (which takes writer
+        // leases for cleanup) contradicts it.
+        return Err(ConfigError::invalid(
+            "node.roles",
+            &section.roles.join(","),
+            "\"read\" alone (a read replica neither writes nor maintains)",
+        ));
+    }
     if let Some(id) = &section.id {
         let valid = (1..=64).contains(&id.len())
             && id

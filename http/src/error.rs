@@ -167,6 +167,11 @@ impl From<RepoError> for ApiError {
                 {
                     api.retry_after_secs = Some(expires_in_ms.div_ceil(1000).max(1));
                     api.holder = address.map(|address| Box::new(WriterAt { holder, address }));
+                } else if let RepoError::PlacedElsewhere { node, address, .. } = err {
+                    api.holder = Some(Box::new(WriterAt {
+                        holder: node,
+                        address,
+                    }));
                 }
                 api
             }

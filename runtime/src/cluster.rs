@@ -1,15 +1,22 @@
-//! Joining the cluster's gossip, and the metric of its members by state.
+//! This node's part in a cluster: joining the gossip, publishing its node record (where it
+//! answers HTTP, read by the others before they forward to it), the placement that decides
+//! who takes a free writer lease, and the metric of the members by state.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use omnigraph_cloud_cluster::Clock;
+use omnigraph_cloud_cluster::directory::NodeDirectory;
+use omnigraph_cloud_cluster::lease::LeaseStore;
 use omnigraph_cloud_cluster::membership::{Card, MemberState, Membership};
+use omnigraph_cloud_cluster::owner::{GossipPlacement, Placement, ReadOnly};
 use omnigraph_cloud_config::NodeConfig;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use tokio::task::JoinHandle;
+use tracing::warn;
 
 use crate::{NodeError, node_name};
 
@@ -18,29 +25,107 @@ struct StateLabel {
     state: &'static str,
 }
 
-/// Joins the gossip when `[cluster] gossip_bind` is set, as this node's card: its name, the
-/// HTTP address it advertises and its roles. `None` when gossip is off.
+/// What a node runs of the cluster layer.
+#[derive(Default)]
+pub(crate) struct ClusterPart {
+    pub(crate) membership: Option<Arc<Membership>>,
+    /// Who takes a free writer lease; `None`: this node, whenever it is asked to write.
+    pub(crate) placement: Option<Arc<dyn Placement>>,
+    record: Option<RecordPublisher>,
+}
+
+/// Keeps this node's record in storage fresh while the node runs.
+struct RecordPublisher {
+    directory: Arc<NodeDirectory>,
+    node: String,
+    generation: u64,
+    address: String,
+    roles: Vec<String>,
+    task: JoinHandle<()>,
+}
+
+impl ClusterPart {
+    /// At shutdown: marks the record released (others stop forwarding here at once) and stops
+    /// gossiping.
+    pub(crate) async fn leave(&self) {
+        if let Some(record) = &self.record {
+            record.task.abort();
+            let published = record
+                .directory
+                .publish(
+                    &record.node,
+                    record.generation,
+                    &record.address,
+                    &record.roles,
+                    true,
+                )
+                .await;
+            if let Err(err) = published {
+                warn!(error = %err, "the node record could not be marked released; it expires");
+            }
+        }
+        if let Some(membership) = &self.membership {
+            membership.leave();
+        }
+    }
+}
+
+/// Joins the gossip when `[cluster] gossip_bind` is set, as this node's card (its name, the
+/// HTTP address it advertises, its roles); publishes its node record; and sets up placement.
+/// A read replica outside any gossip gets a placement that never takes a lease.
 pub(crate) async fn join(
     config: &NodeConfig,
     http: Option<String>,
+    leases: &LeaseStore,
     metrics: &mut Registry,
-) -> Result<Option<Arc<Membership>>, NodeError> {
+) -> Result<ClusterPart, NodeError> {
+    let read_only = config.node.serves() && !config.node.takes_writes();
     let Some(gossip) = &config.cluster.gossip else {
-        return Ok(None);
+        let placement: Option<Arc<dyn Placement>> = read_only.then(|| Arc::new(ReadOnly) as _);
+        return Ok(ClusterPart {
+            placement,
+            ..ClusterPart::default()
+        });
     };
+    let node = node_name(config.node.id.as_deref());
+    let roles: Vec<String> = config
+        .node
+        .roles
+        .iter()
+        .map(|role| role.as_str().to_string())
+        .collect();
     let card = Card {
-        node: node_name(config.node.id.as_deref()),
-        http,
-        roles: config
-            .node
-            .roles
-            .iter()
-            .map(|role| role.as_str().to_string())
-            .collect(),
+        node: node.clone(),
+        http: http.clone(),
+        roles: roles.clone(),
     };
     // A restart is a new generation: its start time comes after every earlier one.
     let generation = Clock::system().wall_ms();
     let membership = Arc::new(Membership::join(gossip, card, generation).await?);
+    let directory = Arc::new(NodeDirectory::new(leases));
+    let record = http.map(|address| {
+        let task = tokio::spawn(keep_record(
+            Arc::clone(&directory),
+            node.clone(),
+            generation,
+            address.clone(),
+            roles.clone(),
+        ));
+        RecordPublisher {
+            directory: Arc::clone(&directory),
+            node: node.clone(),
+            generation,
+            address,
+            roles,
+            task,
+        }
+    });
+    let placement = GossipPlacement::new(
+        Arc::clone(&membership),
+        directory,
+        node,
+        config.node.takes_writes(),
+    );
     let members = Family::<StateLabel, Gauge>::default();
     metrics.register(
         "omnigraph_cluster_members",
@@ -48,7 +133,31 @@ pub(crate) async fn join(
         members.clone(),
     );
     tokio::spawn(sample(Arc::downgrade(&membership), members));
-    Ok(Some(membership))
+    Ok(ClusterPart {
+        membership: Some(membership),
+        placement: Some(Arc::new(placement)),
+        record,
+    })
+}
+
+/// Writes the node record now and every third of the lease TTL.
+async fn keep_record(
+    directory: Arc<NodeDirectory>,
+    node: String,
+    generation: u64,
+    address: String,
+    roles: Vec<String>,
+) {
+    let mut every = tokio::time::interval(directory.renew_every());
+    loop {
+        every.tick().await;
+        if let Err(err) = directory
+            .publish(&node, generation, &address, &roles, false)
+            .await
+        {
+            warn!(error = %err, "the node record could not be renewed");
+        }
+    }
 }
 
 /// Refreshes the members gauge every second while the membership lives.

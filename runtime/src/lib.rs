@@ -16,7 +16,7 @@ use omnigraph_cloud_actors::{
     NodeMaintenance, ProbeError, Registry, RepoError, StoreMetrics,
 };
 use omnigraph_cloud_cluster::lease::LeaseTiming;
-use omnigraph_cloud_cluster::membership::{MemberState, Membership, MembershipError};
+use omnigraph_cloud_cluster::membership::{MemberState, MembershipError};
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{
     AppState, Auth, AuthTasks, BodyLimits, ForwardSetup, MIN_SECRET_BYTES, Readiness,
@@ -81,8 +81,8 @@ pub struct Node {
     _memory: memory::MemoryWatch,
     /// What `/readyz` answers; turned to draining first at shutdown.
     readiness: Arc<Readiness>,
-    /// The cluster's gossip, when configured; marked draining first at shutdown.
-    membership: Option<Arc<Membership>>,
+    /// The cluster layer: gossip (marked draining first at shutdown), node record, placement.
+    cluster: cluster::ClusterPart,
 }
 
 impl Node {
@@ -133,7 +133,8 @@ impl Node {
             leases = leases.with_address(address.as_str());
         }
         let holder = holder_id(config.node.id.as_deref());
-        let maintenance = NodeMaintenance::new(
+        let cluster = cluster::join(&config, advertise.clone(), &leases, &mut metrics).await?;
+        let mut maintenance = NodeMaintenance::new(
             leases,
             Arc::clone(&holder),
             MaintenanceSettings {
@@ -142,6 +143,9 @@ impl Node {
             },
             &mut metrics,
         );
+        if let Some(placement) = &cluster.placement {
+            maintenance = maintenance.with_placement(Arc::clone(placement));
+        }
         let registry = Registry::new(
             store,
             config.actors.clone(),
@@ -175,7 +179,6 @@ impl Node {
             default: config.server.body_limit_bytes,
             load: config.server.load_body_limit_bytes,
         };
-        let membership = cluster::join(&config, advertise.clone(), &mut metrics).await?;
         let mut state = AppState::new(
             registry.clone(),
             auth.verifier.clone(),
@@ -184,7 +187,7 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
-        state.membership = membership.clone();
+        state.membership = cluster.membership.clone();
         if let Some(path) = &config.cluster.secret_file {
             let setup = ForwardSetup {
                 secret: read_secret(path)?,
@@ -240,7 +243,7 @@ impl Node {
             _auth_tasks: auth.tasks,
             _memory: memory,
             readiness,
-            membership,
+            cluster,
         })
     }
 
@@ -259,12 +262,13 @@ impl Node {
     }
 
     /// Graceful shutdown: `/readyz` answers 503 at once, the node keeps serving for
-    /// `server.drain_delay` (so that load balancers stop sending), then stops accepting
-    /// connections, lets in-flight requests finish (up to `server.shutdown_grace`), and stops
-    /// every repo actor, waiting for writes in flight.
+    /// `server.drain_delay` (so that load balancers stop sending), records its warm set, stops
+    /// every repo actor (waiting for the requests and writes in flight, up to
+    /// `server.shutdown_grace`; their leases are released), then stops accepting connections
+    /// and lets what is left finish.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.readiness.drain();
-        if let Some(membership) = &self.membership {
+        if let Some(membership) = &self.cluster.membership {
             membership.set_state(MemberState::Draining).await;
         }
         let delay = self.config.server.drain_delay;
@@ -275,10 +279,21 @@ impl Node {
             );
             tokio::time::sleep(delay).await;
         }
+        // The graphs are handed over while the listener still accepts: a request that
+        // arrives meanwhile gets a real answer (a write this node no longer makes is 503 with
+        // Retry-After, nothing written, and a node that forwarded it runs it again, taking the
+        // released lease), never a connection reset after it was sent.
+        let grace = self.config.server.shutdown_grace;
+        if let Some(node) = &self.config.node.id {
+            match self.registry.save_warm_set(node).await {
+                Ok(graphs) => info!(graphs, "warm set recorded"),
+                Err(err) => warn!(error = %err, "the warm set could not be recorded"),
+            }
+        }
+        self.registry.shutdown(grace).await;
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let grace = self.config.server.shutdown_grace;
         let served = match tokio::time::timeout(grace, &mut self.server).await {
             Ok(Ok(result)) => result.map_err(NodeError::Serve),
             Ok(Err(join)) => Err(NodeError::Serve(std::io::Error::other(join))),
@@ -291,20 +306,11 @@ impl Node {
                 Ok(())
             }
         };
-        if let Some(node) = &self.config.node.id {
-            match self.registry.save_warm_set(node).await {
-                Ok(graphs) => info!(graphs, "warm set recorded"),
-                Err(err) => warn!(error = %err, "the warm set could not be recorded"),
-            }
-        }
-        self.registry.shutdown(grace).await;
         self.registry.store().cache().close().await;
         if let Some(metrics) = self.metrics_server.take() {
             metrics.abort();
         }
-        if let Some(membership) = &self.membership {
-            membership.leave();
-        }
+        self.cluster.leave().await;
         info!("omnigraph-cloud node stopped");
         served
     }

@@ -35,6 +35,10 @@ impl RepoMaintenance {
         if !self.settings.enabled || !self.cache.node.enabled() {
             return None;
         }
+        // A free writer lease placed on another node is left for it.
+        if !self.placed_here().await {
+            return None;
+        }
         // Both at once: one round trip to the store instead of two.
         let had_compaction = self.compaction.live().is_some();
         let (writer, compaction) = tokio::join!(self.writer.ensure(), self.compaction.ensure());

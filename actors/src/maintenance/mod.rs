@@ -26,6 +26,7 @@ mod cleanup;
 mod compaction;
 mod holder;
 mod inventory;
+mod placed;
 mod recovery;
 pub mod report;
 mod status;
@@ -36,11 +37,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{LeaseError, LeaseKind, LeaseStore, LeaseTiming};
+use omnigraph_cloud_cluster::owner::Placement;
 use omnigraph_cloud_config::{MaintenanceConfig, Retention};
 use tokio::sync::RwLock;
 use tracing::warn;
 
 pub(crate) use holder::{Fence, Held, LeaseHolder};
+pub(crate) use placed::{ForWrite, refusal};
 pub use report::{LeaseView, MaintenanceReport, RunRecord, TableInventory};
 pub(crate) use status::{Outcome, Progress};
 
@@ -64,6 +67,8 @@ pub struct NodeMaintenance {
     pub(crate) settings: MaintenanceSettings,
     pub(crate) lease_metrics: crate::metrics::LeaseMetrics,
     pub(crate) metrics: MaintenanceMetrics,
+    /// Who should take a free writer lease; `None`: this node, whenever it is asked to write.
+    pub(crate) placement: Option<Arc<dyn Placement>>,
 }
 
 impl NodeMaintenance {
@@ -81,7 +86,15 @@ impl NodeMaintenance {
             settings,
             lease_metrics: crate::metrics::LeaseMetrics::register(metrics),
             metrics: MaintenanceMetrics::register(metrics),
+            placement: None,
         }
+    }
+
+    /// The same maintenance, taking a free writer lease for a write or an activation only
+    /// where `placement` says (docs/cluster.md, "Placement").
+    pub fn with_placement(mut self, placement: Arc<dyn Placement>) -> NodeMaintenance {
+        self.placement = Some(placement);
+        self
     }
 
     pub(crate) fn for_repo(&self, key: &RepoKey, store: &GraphStore) -> Arc<RepoMaintenance> {
@@ -93,6 +106,7 @@ impl NodeMaintenance {
             self.settings.clone(),
             self.lease_metrics.clone(),
             self.metrics.clone(),
+            self.placement.clone(),
         )
     }
 }
@@ -137,6 +151,8 @@ pub(crate) struct RepoMaintenance {
     /// The compaction lease is kept between runs: the repo is authoritative here (see
     /// [`authority`]).
     pub(crate) keeps_compaction: std::sync::atomic::AtomicBool,
+    /// Who should take the free writer lease (see [`placed`]).
+    pub(crate) placement: Option<Arc<dyn Placement>>,
     state: StdMutex<Progress>,
 }
 
@@ -150,6 +166,7 @@ impl RepoMaintenance {
         settings: MaintenanceSettings,
         lease_metrics: crate::metrics::LeaseMetrics,
         metrics: MaintenanceMetrics,
+        placement: Option<Arc<dyn Placement>>,
     ) -> Arc<RepoMaintenance> {
         let holder = |kind| {
             LeaseHolder::new(
@@ -179,6 +196,7 @@ impl RepoMaintenance {
             actors: StdMutex::new(None),
             cache,
             keeps_compaction: std::sync::atomic::AtomicBool::new(false),
+            placement,
             state: StdMutex::new(Progress::default()),
         })
     }

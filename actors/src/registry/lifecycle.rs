@@ -9,6 +9,7 @@ use omnigraph_cloud_cluster::lease::{Acquired, Lease, LeaseKind};
 use tracing::{info, warn};
 
 use super::{Registry, stop_repo};
+use crate::maintenance::{ForWrite, refusal};
 use crate::{RepoError, RepoKey};
 
 impl Registry {
@@ -106,6 +107,11 @@ impl Registry {
     /// root cannot interleave them, nor either with the graph's writes. Another holder is
     /// named (421), as for a write.
     async fn lifecycle_lease(&self, key: &RepoKey) -> Result<Lease, RepoError> {
+        // A free lease placed on another node: the change is made there (forwarded).
+        let maintenance = self.inner.maintenance.for_repo(key, &self.inner.store);
+        if let Ok(Some(ForWrite::Placed(placed))) = maintenance.placed_elsewhere().await {
+            return Err(refusal(&key.graph, &placed));
+        }
         let acquired = self
             .lease_store()
             .acquire(key, LeaseKind::Writer, self.holder_id())

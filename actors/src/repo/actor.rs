@@ -14,7 +14,7 @@ use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
 use crate::RepoError;
 use crate::cache::{CachingStorage, prefetch};
-use crate::maintenance::Held;
+use crate::maintenance::{ForWrite, Held, refusal};
 
 pub(crate) struct RepoActor;
 
@@ -125,8 +125,8 @@ impl Actor for RepoActor {
                     };
                     // Shared with other publishes; a recovery sweep holds it exclusively.
                     let _gate = maintenance.sweep_exclusion.read().await;
-                    match maintenance.writer.ensure().await {
-                        Ok(Held::Ours(_)) if !clean => {
+                    match maintenance.ensure_writer_for_write().await {
+                        Ok(ForWrite::Held(Held::Ours(_))) if !clean => {
                             // The other writer's lease lapsed between the check and now: check
                             // again (next time, under our lease) before writing anything.
                             unit.refuse(|| {
@@ -135,7 +135,7 @@ impl Actor for RepoActor {
                                 )
                             });
                         }
-                        Ok(Held::Ours(epoch)) => {
+                        Ok(ForWrite::Held(Held::Ours(epoch))) => {
                             if check {
                                 maintenance.checked_before_writing(epoch);
                             }
@@ -173,7 +173,11 @@ impl Actor for RepoActor {
                                 tokio::time::Instant::now(),
                             );
                         }
-                        Ok(Held::Other(record)) => {
+                        Ok(ForWrite::Placed(placed)) => {
+                            let graph = &state.shared.key.graph;
+                            unit.refuse(|| refusal(graph, &placed));
+                        }
+                        Ok(ForWrite::Held(Held::Other(record))) => {
                             let graph = state.shared.key.graph.clone();
                             unit.refuse(|| RepoError::NotWriter {
                                 graph: graph.clone(),

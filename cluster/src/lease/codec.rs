@@ -52,15 +52,20 @@ pub(super) fn decode(path: &str, bytes: &[u8]) -> Result<LeaseRecord, LeaseError
     })
 }
 
-/// The nonce of a stored record: the version of a lease object where the store has no ETag.
+/// The nonce of a stored record (a lease, or any object written through a lease backend, such
+/// as a node record): its version where the store has no ETag.
 pub(super) fn decode_nonce(bytes: &[u8]) -> Option<String> {
-    serde_json::from_slice::<LeaseRecord>(bytes)
+    #[derive(serde::Deserialize)]
+    struct Nonce {
+        nonce: String,
+    }
+    serde_json::from_slice::<Nonce>(bytes)
         .ok()
         .map(|record| record.nonce)
 }
 
 /// 128 random bits, hex: unique per write (see the module docs).
-pub(super) fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 

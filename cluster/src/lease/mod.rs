@@ -41,6 +41,7 @@ mod store;
 
 pub use backend::{CasOutcome, LeaseBackend, Stored};
 pub use codec::ListedLease;
+pub(crate) use codec::nonce;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use object_backend::ObjectStoreBackend;

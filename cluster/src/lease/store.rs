@@ -44,6 +44,16 @@ impl LeaseStore {
         self
     }
 
+    /// The store the leases live on (the node directory writes beside them).
+    pub(crate) fn backend(&self) -> Arc<dyn LeaseBackend> {
+        Arc::clone(&self.backend)
+    }
+
+    /// What counts this store's requests.
+    pub(crate) fn counter(&self) -> Arc<dyn OpCounter> {
+        Arc::clone(&self.counter)
+    }
+
     /// The address written into the leases this store takes.
     pub fn address(&self) -> Option<&str> {
         self.address.as_deref()

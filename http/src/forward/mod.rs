@@ -10,10 +10,11 @@
 //! request again, and answers 421 itself when it does not hold the lease either.
 //!
 //! The request body is held in memory (within the route's body limit) while the local
-//! handler decides, so that it can be sent on; the answer is streamed. A holder that cannot
-//! be reached (nothing was sent) is tried again for a few seconds, the write run here again
-//! first: a draining holder releases its leases moments after it closes its listener, and
-//! this node, or the next holder, then takes the write.
+//! handler decides, so that it can be sent on; the answer is streamed. A write the holder
+//! certainly did not make (it could not be reached, or answered 421, or 503 with
+//! `Retry-After`) is tried again for a few seconds, run here again first: a draining holder
+//! answers so while it releases its leases, and this node, or the next holder, then takes
+//! the write. Each try is one hop; a forwarded request is never sent on by its receiver.
 
 mod metrics;
 mod signature;
@@ -45,9 +46,9 @@ pub(crate) const OPT_OUT_HEADER: &str = "x-omnigraph-forward";
 /// On a forwarded answer: the lease holder that produced it.
 pub(crate) const FORWARDED_TO_HEADER: &str = "x-omnigraph-forwarded-to";
 
-/// How long a write whose holder cannot be reached is tried again (here, then forwarded to
-/// whoever holds the lease then), and how long between tries: a draining holder releases its
-/// leases within moments of closing its listener; a dead one's lease has to lapse.
+/// How long a write the holder did not make (it could not be reached, or answered that it
+/// wrote nothing) is tried again, here and then wherever the lease is, and how long between
+/// tries: a draining holder releases its leases within moments; a dead one's has to lapse.
 const UNREACHABLE_RETRY_FOR: Duration = Duration::from_secs(5);
 const UNREACHABLE_PAUSE: Duration = Duration::from_millis(200);
 
@@ -221,10 +222,10 @@ pub(crate) async fn writes(
         forwarding
             .metrics
             .forwarded(answer.outcome, started.elapsed());
-        // A holder that stopped listening (a drain) releases its leases moments later: run
-        // the write here again, where it then takes the lease, or finds the next holder.
-        if matches!(answer.outcome, Outcome::Unreachable)
-            && arrived.elapsed() + UNREACHABLE_PAUSE < UNREACHABLE_RETRY_FOR
+        // A holder that is handing over (a drain) answers that it wrote nothing, then
+        // stops listening: run the write here again, where it then takes the released lease,
+        // or finds the next holder.
+        if answer.nothing_written() && arrived.elapsed() + UNREACHABLE_PAUSE < UNREACHABLE_RETRY_FOR
         {
             tokio::time::sleep(UNREACHABLE_PAUSE).await;
             continue;
@@ -247,6 +248,24 @@ pub(crate) enum Outcome {
 struct Answer {
     outcome: Outcome,
     response: Response,
+}
+
+impl Answer {
+    /// Whether the write was certainly not applied, so that running it again is safe: the
+    /// holder was unreachable, or it answered 421 (it no longer holds the lease) or 503 with
+    /// `Retry-After` (which this API sends only when nothing was written).
+    fn nothing_written(&self) -> bool {
+        match self.outcome {
+            Outcome::Unreachable => true,
+            Outcome::Failed => false,
+            Outcome::Answered => {
+                let status = self.response.status();
+                status == StatusCode::MISDIRECTED_REQUEST
+                    || (status == StatusCode::SERVICE_UNAVAILABLE
+                        && self.response.headers().contains_key(header::RETRY_AFTER))
+            }
+        }
+    }
 }
 
 impl Outgoing {

@@ -11,11 +11,13 @@
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
 //! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]
-//! [--no-cache] [--cold] [--miss] [--soak MINUTES]`:
+//! [--no-cache] [--cold] [--miss] [--soak MINUTES] [--cluster]`:
 //! - `--no-cache`: the local-disk run without the cache tier;
 //! - `--cold`: only the cold first requests;
 //! - `--miss`: only the cost of a cache miss, on S3;
-//! - `--soak`: only the soak, on S3 (`soak.rs`).
+//! - `--soak`: only the soak, on S3 (`soak.rs`);
+//! - `--cluster`: only the cluster benchmark, on local disk (`cluster.rs`; its failover part
+//!   runs the `omnigraph-cloud` binary, so build it first).
 //!
 //! `RUST_LOG` turns on the node's logs (and, with `og_s3_proxy=debug`, one line per request
 //! the proxy sees).
@@ -33,6 +35,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 mod client;
+mod cluster;
 mod cold;
 mod miss;
 mod soak;
@@ -123,6 +126,7 @@ fn main() {
         .build()
         .unwrap();
     let writes_only = args.iter().any(|arg| arg == "--writes");
+    let cluster_only = args.iter().any(|arg| arg == "--cluster");
     let soak_minutes: Option<u64> = args.iter().position(|arg| arg == "--soak").map(|at| {
         args.get(at + 1)
             .and_then(|minutes| minutes.parse().ok())
@@ -132,6 +136,10 @@ fn main() {
         println!("omnigraph-cloud single-node benchmark ({})", profile());
         println!();
         let local = Backend::Local(tempfile::tempdir().unwrap());
+        if cluster_only {
+            cluster::cluster_bench(quick).await;
+            return;
+        }
         if soak_minutes.is_some() || only_miss {
             // Only the soak, or the miss cost, on S3 below.
         } else if writes_only {

@@ -16,6 +16,12 @@ const SECRET: &str = "cluster-test-secret-0123456789abcdef";
 struct Cluster {
     dir: tempfile::TempDir,
     nodes: Vec<Member>,
+    ttl_secs: u64,
+    /// Extra TOML for every node's `[server]` section.
+    extra: String,
+    /// The first node's gossip port, every node's seed; `None`: no gossip (and so no
+    /// placement: the first node asked to write a free graph takes it).
+    seed: Option<u16>,
 }
 
 struct Member {
@@ -25,38 +31,74 @@ struct Member {
 }
 
 impl Cluster {
-    /// `count` nodes named `n0`, `n1`, ..., leases lasting `ttl_secs`.
+    /// `count` nodes named `n0`, `n1`, ..., leases lasting `ttl_secs`, without gossip.
     async fn start(count: usize, ttl_secs: u64) -> Cluster {
         Cluster::start_with(count, ttl_secs, "").await
     }
 
     /// [`Cluster::start`], with `extra` TOML in every node's `[server]` section.
     async fn start_with(count: usize, ttl_secs: u64, extra: &str) -> Cluster {
+        Cluster::launch(count, ttl_secs, extra, None).await
+    }
+
+    /// [`Cluster::start_with`], the nodes gossiping (membership and placement on).
+    async fn start_gossiping(count: usize, ttl_secs: u64, extra: &str) -> Cluster {
+        Cluster::launch(count, ttl_secs, extra, Some(free_udp_port())).await
+    }
+
+    async fn launch(count: usize, ttl_secs: u64, extra: &str, seed: Option<u16>) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
         std::fs::write(dir.path().join("policies/_default.cedar"), PERMIT_ALL).unwrap();
-        let mut nodes = Vec::new();
-        let seed = free_udp_port();
-        for i in 0..count {
-            let port = free_port();
-            let gossip = if i == 0 { seed } else { free_udp_port() };
-            let node = NodePorts {
-                http: port,
-                gossip,
-                seed,
-            };
-            let config = node_config(dir.path(), &format!("n{i}"), node, ttl_secs, extra);
-            let server = Server::start(&config, port).await;
-            let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN))
-                .with_metrics(server.client.metrics_base());
-            nodes.push(Member {
-                server,
-                port,
-                client,
-            });
+        let mut cluster = Cluster {
+            dir,
+            nodes: Vec::new(),
+            ttl_secs,
+            extra: extra.to_string(),
+            seed,
+        };
+        for _ in 0..count {
+            cluster.add("serve").await;
         }
-        Cluster { dir, nodes }
+        cluster
+    }
+
+    /// Starts node `n{len}` with `roles` (e.g. `serve`, `read`).
+    async fn add(&mut self, roles: &str) {
+        let i = self.nodes.len();
+        let port = free_port();
+        let gossip = self.seed.map(|seed| {
+            let own = if i == 0 { seed } else { free_udp_port() };
+            (own, seed)
+        });
+        let node = NodeSpec {
+            id: format!("n{i}"),
+            roles: roles.to_string(),
+            http: port,
+            gossip,
+        };
+        let config = node_config(self.dir.path(), &node, self.ttl_secs, &self.extra);
+        let server = Server::start(&config, port).await;
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN))
+            .with_metrics(server.client.metrics_base());
+        self.nodes.push(Member {
+            server,
+            port,
+            client,
+        });
+    }
+
+    /// Waits until every node's gossip lists every node.
+    async fn converged(&self) {
+        for node in 0..self.nodes.len() {
+            let joined = eventually(Duration::from_secs(5), || async {
+                let view = self.client(node).get("/admin/cluster").await.expect(200);
+                view["members"].as_array().unwrap().len() == self.nodes.len()
+            })
+            .await;
+            assert!(joined, "n{node} does not see every member within 5 s");
+        }
     }
 
     fn client(&self, node: usize) -> &Client {
@@ -66,14 +108,33 @@ impl Cluster {
     fn url(&self, node: usize, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.nodes[node].port)
     }
+
+    /// An insert of `name` posted to `node` with one extra header, and a token or none.
+    async fn post_with(
+        &self,
+        node: usize,
+        path: &str,
+        token: Option<&str>,
+        (name, value): (&str, &str),
+        person: &str,
+    ) -> reqwest::Response {
+        let mut request = reqwest::Client::new()
+            .post(self.url(node, path))
+            .header(name, value)
+            .json(&insert(person));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
 }
 
-/// A node's HTTP and gossip ports, and the gossip port of the first node, every node's seed.
-#[derive(Clone, Copy)]
-struct NodePorts {
+/// One node's id, roles, HTTP port, and gossip port with its seed's (`None`: no gossip).
+struct NodeSpec {
+    id: String,
+    roles: String,
     http: u16,
-    gossip: u16,
-    seed: u16,
+    gossip: Option<(u16, u16)>,
 }
 
 fn free_udp_port() -> u16 {
@@ -84,24 +145,30 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn node_config(dir: &Path, id: &str, ports: NodePorts, ttl_secs: u64, extra: &str) -> PathBuf {
-    let NodePorts {
+fn node_config(dir: &Path, node: &NodeSpec, ttl_secs: u64, extra: &str) -> PathBuf {
+    let NodeSpec {
+        id,
+        roles,
         http: port,
         gossip,
-        seed,
-    } = ports;
+    } = node;
     let path = dir.join(format!("{id}.toml"));
     let margin = (ttl_secs / 4).max(1);
+    let gossip = match gossip {
+        Some((own, seed)) => format!(
+            "gossip_bind = \"127.0.0.1:{own}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
+             gossip_interval = \"200ms\"\n"
+        ),
+        None => String::new(),
+    };
     std::fs::write(
         &path,
         format!(
-            "[node]\nid = \"{id}\"\nroles = [\"serve\"]\n\
+            "[node]\nid = \"{id}\"\nroles = [\"{roles}\"]\n\
              [server]\nbind = \"127.0.0.1:{port}\"\n{extra}\n\
              [storage]\nroot = \"file://{root}/data\"\n\
              [leases]\nttl = \"{ttl_secs}s\"\nsafety_margin = \"{margin}s\"\n\
-             [cluster]\nsecret_file = \"{root}/secret\"\n\
-             gossip_bind = \"127.0.0.1:{gossip}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
-             gossip_interval = \"200ms\"\n\
+             [cluster]\nsecret_file = \"{root}/secret\"\n{gossip}\
              [auth]\npolicy_dir = \"{root}/policies\"\n\
              [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"alice\"\ntenant = \"acme\"\n",
             root = dir.display()
@@ -188,14 +255,15 @@ async fn writes_sent_to_any_node_land_through_the_lease_holder() {
     );
 
     // A client that asks for the 421 gets it, naming the holder.
-    let direct = reqwest::Client::new()
-        .post(cluster.url(1, "/graphs/g/mutate"))
-        .bearer_auth(TOKEN)
-        .header("x-omnigraph-forward", "never")
-        .json(&insert("Fay"))
-        .send()
-        .await
-        .unwrap();
+    let direct = cluster
+        .post_with(
+            1,
+            "/graphs/g/mutate",
+            Some(TOKEN),
+            ("x-omnigraph-forward", "never"),
+            "Fay",
+        )
+        .await;
     assert_eq!(direct.status(), 421);
     let body: serde_json::Value = direct.json().await.unwrap();
     assert_eq!(body["code"], "not_writer");
@@ -203,25 +271,24 @@ async fn writes_sent_to_any_node_land_through_the_lease_holder() {
 
     // The caller's credential is verified again by the holder: a bad token is refused at
     // the node it reaches, and a forwarded header does not stand in for one.
-    let forged = reqwest::Client::new()
-        .post(cluster.url(0, "/graphs/g/mutate"))
-        .header("x-omnigraph-forwarded", "v1 n1-1-000000 0 00")
-        .json(&insert("Gus"))
-        .send()
-        .await
-        .unwrap();
+    let forged = ("x-omnigraph-forwarded", "v1 n1-1-000000 0 00");
+    let forged = cluster
+        .post_with(0, "/graphs/g/mutate", None, forged, "Gus")
+        .await;
     assert_eq!(forged.status(), 403);
     // A correctly signed forward to a node without the lease is answered 421 there, never
     // sent on again.
     let path = "/graphs/g/mutate";
-    let signed = reqwest::Client::new()
-        .post(cluster.url(2, path))
-        .bearer_auth(TOKEN)
-        .header("x-omnigraph-forwarded", sign("n1-1-000000", path))
-        .json(&insert("Hal"))
-        .send()
-        .await
-        .unwrap();
+    let mark = sign("n1-1-000000", path);
+    let signed = cluster
+        .post_with(
+            2,
+            path,
+            Some(TOKEN),
+            ("x-omnigraph-forwarded", &mark),
+            "Hal",
+        )
+        .await;
     assert_eq!(signed.status(), 421);
     assert_eq!(
         cluster
@@ -335,22 +402,19 @@ async fn writes_fail_over_when_the_holder_is_killed() {
 /// roles, a draining member is seen draining, and a stopped one leaves every view.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn members_see_each_other_and_a_drained_node_leaves() {
-    let mut cluster = Cluster::start_with(3, 30, "drain_delay = \"2s\"").await;
+    let mut cluster = Cluster::start_gossiping(3, 30, "drain_delay = \"2s\"").await;
     let members = |view: &serde_json::Value| view["members"].as_array().unwrap().len();
-    for node in 0..3 {
-        let joined = eventually(Duration::from_secs(5), || async {
-            members(&cluster.client(node).get("/admin/cluster").await.expect(200)) == 3
-        })
-        .await;
-        assert!(joined, "n{node} does not see all three members within 5 s");
-    }
+    cluster.converged().await;
     cluster.client(0).create_graph("g").await;
     cluster
         .client(0)
         .post("/graphs/g/mutate", insert("Ann"))
         .await
         .expect(200);
-    assert_eq!(cluster.client(1).count_people("g", "main").await, 1);
+    let owner = placed_on("g", 3);
+    for node in 0..3 {
+        assert_eq!(cluster.client(node).count_people("g", "main").await, 1);
+    }
     let view = cluster.client(1).get("/admin/cluster").await.expect(200);
     assert!(view["node"].as_str().unwrap().starts_with("n1-"), "{view}");
     assert_eq!(
@@ -363,16 +427,12 @@ async fn members_see_each_other_and_a_drained_node_leaves() {
     assert_eq!(n0["http"], format!("127.0.0.1:{}", cluster.nodes[0].port));
     assert_eq!(n0["roles"], json!(["serve"]));
     assert_eq!(n0["state"], "active");
-    // n1 reads g, n0 writes it.
-    assert_eq!(
-        view["warm"],
-        json!([{"graph_id": "g", "writer_epoch": null}])
-    );
-    let writer = cluster.client(0).get("/admin/cluster").await.expect(200);
-    assert!(
-        writer["warm"][0]["writer_epoch"].as_u64().unwrap() >= 1,
-        "{writer}"
-    );
+    // The placement owner writes g; the others only read it.
+    for node in 0..3 {
+        let view = cluster.client(node).get("/admin/cluster").await.expect(200);
+        let epoch = &view["warm"][0]["writer_epoch"];
+        assert_eq!(epoch.is_u64(), node == owner, "n{node}: {view}");
+    }
     // The gauge is sampled every second.
     let counted = eventually(Duration::from_secs(3), || async {
         let sample = "omnigraph_cluster_members{state=\"active\"}";
@@ -414,6 +474,74 @@ async fn members_see_each_other_and_a_drained_node_leaves() {
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+}
+
+/// With gossip, a free graph's writer lease goes to its placement owner wherever its first
+/// write arrives, at the address the owner's node record in storage names; a read replica
+/// never takes a lease and forwards every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_graphs_go_to_their_placement_owner_and_replicas_forward() {
+    let mut cluster = Cluster::start_gossiping(3, 30, "").await;
+    cluster.add("read").await;
+    cluster.converged().await;
+    for node in 0..3 {
+        let record = cluster
+            .dir
+            .path()
+            .join(format!("data/_system/nodes/n{node}.json"));
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(record).unwrap()).unwrap();
+        assert_eq!(
+            record["address"],
+            format!("127.0.0.1:{}", cluster.nodes[node].port)
+        );
+    }
+    let graphs: Vec<String> = (0..9).map(|g| format!("p{g}")).collect();
+    let mut owners = std::collections::BTreeSet::new();
+    for (i, graph) in graphs.iter().enumerate() {
+        let owner = placed_on(graph, 3);
+        owners.insert(owner);
+        // Created and first written through any node, the replica included.
+        let entry = i % 4;
+        cluster.client(entry).create_graph(graph).await;
+        let path = format!("/graphs/{graph}/mutate");
+        let first = cluster.client(entry).post(&path, insert("Ann")).await;
+        let landed_on = forwarded_to(&first).unwrap_or_else(|| format!("n{entry}"));
+        assert!(
+            landed_on.starts_with(&format!("n{owner}")),
+            "{graph}: {landed_on}"
+        );
+        first.expect(200);
+        // Later writes through any node go to the holder, which is the owner.
+        let second = cluster
+            .client((entry + 1) % 4)
+            .post(&path, insert("Bob"))
+            .await;
+        second.expect(200);
+        for node in 0..4 {
+            assert_eq!(cluster.client(node).count_people(graph, "main").await, 2);
+        }
+    }
+    assert!(
+        owners.len() > 1,
+        "nine graphs spread over more than one node"
+    );
+    // The replica took no lease: it only reads.
+    let replica = cluster.client(3).get("/admin/cluster").await.expect(200);
+    let warm = replica["warm"].as_array().unwrap();
+    assert_eq!(warm.len(), graphs.len());
+    assert!(
+        warm.iter().all(|graph| graph["writer_epoch"].is_null()),
+        "{replica}"
+    );
+    for record in walk(&cluster.dir.path().join("data/_system/leases")) {
+        let text = std::fs::read_to_string(&record).unwrap();
+        assert!(
+            !text.contains("\"holder\":\"n3-"),
+            "{}: {text}",
+            record.display()
+        );
+    }
 }
 
 /// SIGTERM of the holder under load: `/readyz` turns 503 first, every request it accepted
@@ -511,6 +639,17 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
+}
+
+/// The index of the node that placement gives graph `graph` of tenant `acme` to, among
+/// `n0`..`n{count-1}`, computed as every node computes it.
+fn placed_on(graph: &str, count: usize) -> usize {
+    use omnigraph_cloud_cluster::RepoKey;
+    use omnigraph_cloud_config::{GraphId, TenantId};
+    let names: Vec<String> = (0..count).map(|i| format!("n{i}")).collect();
+    let key = RepoKey::new(TenantId::new("acme").unwrap(), GraphId::new(graph).unwrap());
+    let owner = omnigraph_cloud_cluster::placement::owner(&names, &key).unwrap();
+    names.iter().position(|name| name == owner).unwrap()
 }
 
 /// The names of every person on `main`.

@@ -1,0 +1,87 @@
+//! Taking a repo's free writer lease only where placement says (docs/cluster.md,
+//! "Placement"): for a write on the request path, and for an activation's authority claim.
+//! Maintenance (recovery, cleanup) takes the lease as before: it runs where the work is.
+
+use omnigraph_cloud_cluster::lease::{LeaseError, LeaseKind};
+use omnigraph_cloud_cluster::owner::Placed;
+
+use super::{Held, RepoMaintenance};
+use crate::RepoError;
+
+/// What a write found of the writer lease.
+pub(crate) enum ForWrite {
+    /// Ours, or another live holder's: as [`super::LeaseHolder::ensure`] says.
+    Held(Held),
+    /// Nobody holds it, and this node should not take it: [`refusal`] answers the write.
+    Placed(Placed),
+}
+
+/// The answer to a write of `graph` that placement sends elsewhere.
+pub(crate) fn refusal(graph: &omnigraph_cloud_config::GraphId, placed: &Placed) -> RepoError {
+    match placed {
+        Placed::Elsewhere { node, address } => RepoError::PlacedElsewhere {
+            graph: graph.clone(),
+            node: node.clone(),
+            address: address.clone(),
+        },
+        Placed::Here | Placed::Nowhere(_) => {
+            let why = match placed {
+                Placed::Nowhere(why) => why.as_str(),
+                _ => "placement gave it to no node",
+            };
+            RepoError::unavailable(format!(
+                "nobody writes graph '{graph}' now and {why}; nothing was written"
+            ))
+        }
+    }
+}
+
+impl RepoMaintenance {
+    /// The writer lease for a write: held, or taken if free and placed here.
+    pub(crate) async fn ensure_writer_for_write(&self) -> Result<ForWrite, LeaseError> {
+        if let Some(refusal) = self.placed_elsewhere().await? {
+            return Ok(refusal);
+        }
+        Ok(ForWrite::Held(self.writer.ensure().await?))
+    }
+
+    /// Whether an activation may claim the repo's leases: its writer lease is ours or free and
+    /// placed here (a failed lookup counts as no).
+    pub(crate) async fn placed_here(&self) -> bool {
+        matches!(self.placed_elsewhere().await, Ok(None))
+    }
+
+    /// `None` when this node may go on to take (or keep) the writer lease; else what the
+    /// write is answered with. Only asks placement when this node holds no live lease.
+    pub(crate) async fn placed_elsewhere(&self) -> Result<Option<ForWrite>, LeaseError> {
+        let Some(placement) = &self.placement else {
+            return Ok(None);
+        };
+        if self.writer.live().is_some() {
+            return Ok(None);
+        }
+        let placed = placement.place(&self.key).await;
+        if placed == Placed::Here {
+            return Ok(None);
+        }
+        // A held lease is honoured whatever placement says: the holder writes. A record of
+        // this process (or of its dead predecessor) is taken back as usual.
+        if let Some(record) = self
+            .writer
+            .store()
+            .get(&self.key, LeaseKind::Writer)
+            .await?
+        {
+            let now = self.clock().wall_ms();
+            let ours = record.holder == *self.holder_id
+                || record.held_by_dead_predecessor_of(&self.holder_id);
+            if ours {
+                return Ok(None);
+            }
+            if !record.is_free_at(now) {
+                return Ok(Some(ForWrite::Held(Held::Other(record))));
+            }
+        }
+        Ok(Some(ForWrite::Placed(placed)))
+    }
+}
