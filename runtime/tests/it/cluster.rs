@@ -468,12 +468,20 @@ async fn members_see_each_other_and_a_drained_node_leaves() {
         .await;
         assert!(left, "n{node} still lists the stopped node after 10 s");
     }
-    // Another tenant's admin sees the members, not this tenant's graphs: the view of graphs
-    // is the caller's own (here the one tenant), and a caller without a token sees nothing.
+    // A caller without a token sees nothing.
     let anonymous = reqwest::get(cluster.url(0, "/admin/cluster"))
         .await
         .unwrap();
     assert_eq!(anonymous.status(), 401);
+    // A member killed outright (no goodbye) leaves the view too, by the failure detector.
+    let killed = cluster.nodes.remove(1);
+    killed.server.signal("KILL");
+    let gone = eventually(Duration::from_secs(10), || async {
+        members(&cluster.client(0).get("/admin/cluster").await.expect(200)) == 1
+    })
+    .await;
+    assert!(gone, "n0 still lists a killed node after 10 s");
+    drop(killed);
 }
 
 /// With gossip, a free graph's writer lease goes to its placement owner wherever its first
