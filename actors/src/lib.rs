@@ -29,7 +29,7 @@ pub use metrics::{
 };
 pub use omnigraph_cloud_cluster::{Clock, RepoKey};
 pub use probe::{ProbeError, ProbeReport};
-pub use registry::{Registry, WarmGraph};
+pub use registry::{Rebalanced, Registry, WarmGraph};
 pub use repo::{
     ActiveRepo, ExportStream, RepoHandle, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
 };

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::ConfigError;
 
 /// How this node takes part in a cluster of nodes sharing one storage root.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterConfig {
     /// The `host:port` other nodes reach this node's HTTP API at, written into the writer
     /// leases it takes. Default: `server.bind` (its actual port when that is 0); required
@@ -22,6 +22,10 @@ pub struct ClusterConfig {
     pub secret_file: Option<PathBuf>,
     /// Membership by gossip; `None` (the default) for a node that gossips with nobody.
     pub gossip: Option<GossipConfig>,
+    /// How often a gossiping node hands over graphs placement moved elsewhere. Default 10s.
+    pub rebalance_interval: Duration,
+    /// The largest share of its warm graphs a node hands over per interval. Default 0.1.
+    pub rebalance_max_share: f64,
 }
 
 /// How a node finds the others: UDP gossip (chitchat) seeded from a list of addresses or DNS
@@ -52,6 +56,15 @@ pub struct ClusterSection {
     pub seeds: Vec<String>,
     pub name: String,
     pub gossip_interval: String,
+    pub rebalance_interval: String,
+    pub rebalance_max_share: f64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        validate_cluster(ClusterSection::default(), ([127, 0, 0, 1], 8080).into())
+            .expect("the default [cluster] section is valid")
+    }
 }
 
 impl Default for ClusterSection {
@@ -64,6 +77,8 @@ impl Default for ClusterSection {
             seeds: Vec::new(),
             name: "omnigraph".into(),
             gossip_interval: "500ms".into(),
+            rebalance_interval: "10s".into(),
+            rebalance_max_share: 0.1,
         }
     }
 }
@@ -91,10 +106,24 @@ pub(crate) fn validate_cluster(
         ));
     }
     let gossip = validate_gossip(&section)?;
+    let share = section.rebalance_max_share;
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(ConfigError::invalid(
+            "cluster.rebalance_max_share",
+            &share.to_string(),
+            "a share greater than 0 and at most 1, such as 0.1",
+        ));
+    }
     Ok(ClusterConfig {
         advertise,
         secret_file,
         gossip,
+        rebalance_interval: crate::parse::duration(
+            "cluster.rebalance_interval",
+            &section.rebalance_interval,
+            true,
+        )?,
+        rebalance_max_share: share,
     })
 }
 

@@ -140,6 +140,10 @@ disk_bytes = 4294967296
 # seeds = ["10.0.0.6:7946", "omnigraph-gossip.omnigraph.svc:7946"]
 name = "omnigraph"
 gossip_interval = "500ms"
+# A gossiping node hands graphs whose placement moved (a node joined) over to their owner
+# once idle: at most this share of its warm graphs per interval.
+rebalance_interval = "10s"
+rebalance_max_share = 0.1
 
 [auth]
 # "static" (bearer tokens), "oidc" (JWTs verified offline against cached JWKS), "hybrid"

@@ -12,8 +12,10 @@ use omnigraph_cloud_cluster::membership::{Card, MemberState, Membership};
 use omnigraph_cloud_cluster::owner::{GossipPlacement, Placement, ReadOnly};
 use omnigraph_cloud_config::NodeConfig;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::task::JoinHandle;
 use tracing::warn;
@@ -32,6 +34,42 @@ pub(crate) struct ClusterPart {
     /// Who takes a free writer lease; `None`: this node, whenever it is asked to write.
     pub(crate) placement: Option<Arc<dyn Placement>>,
     record: Option<RecordPublisher>,
+    /// Registered with the membership; fed by the rebalancing task.
+    rebalance: Option<RebalanceMetrics>,
+}
+
+#[derive(Clone)]
+struct RebalanceMetrics {
+    handoffs: Counter,
+    misplaced: Gauge,
+    duration: Histogram,
+}
+
+impl RebalanceMetrics {
+    fn register(metrics: &mut Registry) -> RebalanceMetrics {
+        let rebalance = RebalanceMetrics {
+            handoffs: Counter::default(),
+            misplaced: Gauge::default(),
+            duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+        };
+        metrics.register(
+            "omnigraph_cluster_handoffs",
+            "Graphs this node handed over to their placement owner",
+            rebalance.handoffs.clone(),
+        );
+        metrics.register(
+            "omnigraph_cluster_misplaced_graphs",
+            "Warm graphs this node writes that placement gives to another node, at the last \
+             rebalancing round",
+            rebalance.misplaced.clone(),
+        );
+        metrics.register(
+            "omnigraph_cluster_handoff_duration_seconds",
+            "The longest hand-over of each rebalancing round that handed one over",
+            rebalance.duration.clone(),
+        );
+        rebalance
+    }
 }
 
 /// Keeps this node's record in storage fresh while the node runs.
@@ -45,6 +83,36 @@ struct RecordPublisher {
 }
 
 impl ClusterPart {
+    /// Every `interval`, hands over at most `max_share` of the warm graphs placement moved
+    /// elsewhere (only with gossip). The task ends with the registry's shutdown.
+    pub(crate) fn start_rebalancing(
+        &self,
+        registry: &omnigraph_cloud_actors::Registry,
+        interval: Duration,
+        max_share: f64,
+    ) {
+        let Some(metrics) = self.rebalance.clone() else {
+            return;
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(interval);
+            every.tick().await; // the first round one interval after the start
+            loop {
+                every.tick().await;
+                if registry.is_shutting_down() {
+                    return;
+                }
+                let round = registry.hand_over_misplaced(max_share).await;
+                metrics.misplaced.set(round.misplaced as i64);
+                if round.handed_over > 0 {
+                    metrics.handoffs.inc_by(round.handed_over as u64);
+                    metrics.duration.observe(round.longest.as_secs_f64());
+                }
+            }
+        });
+    }
+
     /// At shutdown: marks the record released (others stop forwarding here at once) and stops
     /// gossiping.
     pub(crate) async fn leave(&self) {
@@ -137,6 +205,7 @@ pub(crate) async fn join(
         membership: Some(membership),
         placement: Some(Arc::new(placement)),
         record,
+        rebalance: Some(RebalanceMetrics::register(metrics)),
     })
 }
 

@@ -154,6 +154,11 @@ impl Node {
             maintenance,
         );
         omnigraph_cloud_actors::start_maintenance(&registry);
+        cluster.start_rebalancing(
+            &registry,
+            config.cluster.rebalance_interval,
+            config.cluster.rebalance_max_share,
+        );
         if let (Some(node), true) = (config.node.id.clone(), config.node.serves()) {
             // The graphs warm at this node's last eviction or shutdown, opened again before
             // they are asked for (docs/cache.md).

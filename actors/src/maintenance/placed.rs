@@ -64,8 +64,9 @@ impl RepoMaintenance {
         if placed == Placed::Here {
             return Ok(None);
         }
-        // A held lease is honoured whatever placement says: the holder writes. A record of
-        // this process (or of its dead predecessor) is taken back as usual.
+        // A held lease is honoured whatever placement says: the holder writes. A live record
+        // of this process (a renewal whose answer was lost) or of its dead predecessor is
+        // taken back as usual; a free one, ours or not, goes where placement says.
         if let Some(record) = self
             .writer
             .store()
@@ -73,12 +74,12 @@ impl RepoMaintenance {
             .await?
         {
             let now = self.clock().wall_ms();
-            let ours = record.holder == *self.holder_id
-                || record.held_by_dead_predecessor_of(&self.holder_id);
-            if ours {
-                return Ok(None);
-            }
             if !record.is_free_at(now) {
+                let ours = record.holder == *self.holder_id
+                    || record.held_by_dead_predecessor_of(&self.holder_id);
+                if ours {
+                    return Ok(None);
+                }
                 return Ok(Some(ForWrite::Held(Held::Other(record))));
             }
         }

@@ -12,7 +12,9 @@
 
 mod admin;
 pub use admin::WarmGraph;
+pub use rebalance::Rebalanced;
 mod lifecycle;
+mod rebalance;
 mod warm;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,7 +115,8 @@ impl Registry {
         &self.inner.maintenance.settings
     }
 
-    pub(crate) fn is_shutting_down(&self) -> bool {
+    /// Whether [`Registry::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::SeqCst)
     }
 

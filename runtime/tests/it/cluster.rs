@@ -157,7 +157,7 @@ fn node_config(dir: &Path, node: &NodeSpec, ttl_secs: u64, extra: &str) -> PathB
     let gossip = match gossip {
         Some((own, seed)) => format!(
             "gossip_bind = \"127.0.0.1:{own}\"\nseeds = [\"127.0.0.1:{seed}\"]\n\
-             gossip_interval = \"200ms\"\n"
+             gossip_interval = \"200ms\"\nrebalance_interval = \"1s\"\n"
         ),
         None => String::new(),
     };
@@ -550,6 +550,85 @@ async fn free_graphs_go_to_their_placement_owner_and_replicas_forward() {
             record.display()
         );
     }
+}
+
+/// A node joins: the graphs placement now gives it are handed over by their holders once
+/// idle, a few per round, and their next writes land on it; the others stay where they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_takes_over_the_graphs_placed_on_it() {
+    let mut cluster = Cluster::start_gossiping(2, 30, "").await;
+    cluster.converged().await;
+    let graphs: Vec<String> = (0..12).map(|g| format!("r{g}")).collect();
+    // The node that answered: a forwarded answer names the holder (`n1-<pid>-<random>`) or,
+    // for a free lease, the placement owner (`n1`).
+    let landed = |resp: &crate::support::Resp, entry: usize| {
+        let by = forwarded_to(resp).unwrap_or_else(|| format!("n{entry}"));
+        format!("{}-", by.split('-').next().unwrap())
+    };
+    for graph in &graphs {
+        cluster.client(0).create_graph(graph).await;
+        let first = cluster
+            .client(0)
+            .post(&format!("/graphs/{graph}/mutate"), insert("Ann"))
+            .await;
+        let on = landed(&first, 0);
+        assert!(
+            on.starts_with(&format!("n{}-", placed_on(graph, 2))),
+            "{graph}: {on}"
+        );
+        first.expect(200);
+    }
+    cluster.add("serve").await;
+    cluster.converged().await;
+    let movers: Vec<&String> = graphs.iter().filter(|g| placed_on(g, 3) == 2).collect();
+    assert!(
+        !movers.is_empty(),
+        "some of twelve graphs move to the third node"
+    );
+    let mut i = 0;
+    for graph in &graphs {
+        let owner = placed_on(graph, 3);
+        let moved = eventually(Duration::from_secs(15), || {
+            i += 1;
+            let name = format!("w{i}");
+            let client = cluster.client(0).clone();
+            let path = format!("/graphs/{graph}/mutate");
+            async move {
+                let resp = client.post(&path, insert(&name)).await;
+                assert_eq!(resp.status, 200, "{}", resp.text);
+                landed(&resp, 0).starts_with(&format!("n{owner}-"))
+            }
+        })
+        .await;
+        if !moved {
+            let mut views = String::new();
+            for node in 0..3 {
+                let view = cluster.client(node).get("/admin/cluster").await.json;
+                let misplaced = cluster
+                    .client(node)
+                    .metric_value("omnigraph_cluster_misplaced_graphs")
+                    .await;
+                views.push_str(&format!(
+                    "n{node}: misplaced {misplaced:?} warm {}\n",
+                    view["warm"]
+                ));
+            }
+            panic!("{graph} did not reach its owner n{owner}\n{views}");
+        }
+    }
+    let handoffs = cluster
+        .client(0)
+        .metric("omnigraph_cluster_handoffs_total")
+        .await
+        + cluster
+            .client(1)
+            .metric("omnigraph_cluster_handoffs_total")
+            .await;
+    assert_eq!(
+        handoffs as usize,
+        movers.len(),
+        "only the moved graphs changed hands"
+    );
 }
 
 /// SIGTERM of the holder under load: `/readyz` turns 503 first, every request it accepted
