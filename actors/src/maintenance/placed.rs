@@ -37,6 +37,23 @@ pub(crate) fn refusal(graph: &omnigraph_cloud_config::GraphId, placed: &Placed) 
 }
 
 impl RepoMaintenance {
+    /// The answer to a write this node may not make, for a lease placed or held elsewhere;
+    /// `None` for a lease this node holds.
+    pub(crate) fn refusal_for(&self, found: &ForWrite) -> Option<RepoError> {
+        let graph = &self.key.graph;
+        match found {
+            ForWrite::Placed(placed) => Some(refusal(graph, placed)),
+            ForWrite::Held(Held::Other(record)) => Some(RepoError::NotWriter {
+                graph: graph.clone(),
+                holder: record.holder.clone(),
+                epoch: record.epoch,
+                expires_in_ms: record.expires_at_ms.saturating_sub(self.clock().wall_ms()),
+                address: record.address.clone(),
+            }),
+            ForWrite::Held(Held::Ours(_)) => None,
+        }
+    }
+
     /// The writer lease for a write: held, or taken if free and placed here.
     pub(crate) async fn ensure_writer_for_write(&self) -> Result<ForWrite, LeaseError> {
         if let Some(refusal) = self.placed_elsewhere().await? {

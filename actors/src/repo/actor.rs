@@ -14,7 +14,7 @@ use super::messages::RepoMsg;
 use super::{Incarnation, Life, RepoShared};
 use crate::RepoError;
 use crate::cache::{CachingStorage, prefetch};
-use crate::maintenance::{ForWrite, Held, refusal};
+use crate::maintenance::{ForWrite, Held};
 
 pub(crate) struct RepoActor;
 
@@ -108,6 +108,13 @@ impl Actor for RepoActor {
                     state.count_queued();
                     let (writes, started) = (unit.len(), tokio::time::Instant::now());
                     let maintenance = Arc::clone(&state.shared.maintenance);
+                    // A graph another node writes, or that placement gives to another node,
+                    // is refused before any recovery check here: that node checks it.
+                    if let Ok(Some(elsewhere)) = maintenance.placed_elsewhere().await {
+                        unit.refuse(|| maintenance.refusal_for(&elsewhere).expect("elsewhere"));
+                        schedule_flush(&myself, state);
+                        return Ok(());
+                    }
                     // Taking the writer lease over: first sweep what a dead writer left, so
                     // that no write lands on top of residue the sweep would roll back.
                     let check = maintenance.must_check_before_writing();
@@ -173,21 +180,8 @@ impl Actor for RepoActor {
                                 tokio::time::Instant::now(),
                             );
                         }
-                        Ok(ForWrite::Placed(placed)) => {
-                            let graph = &state.shared.key.graph;
-                            unit.refuse(|| refusal(graph, &placed));
-                        }
-                        Ok(ForWrite::Held(Held::Other(record))) => {
-                            let graph = state.shared.key.graph.clone();
-                            unit.refuse(|| RepoError::NotWriter {
-                                graph: graph.clone(),
-                                holder: record.holder.clone(),
-                                epoch: record.epoch,
-                                expires_in_ms: record
-                                    .expires_at_ms
-                                    .saturating_sub(maintenance.clock().wall_ms()),
-                                address: record.address.clone(),
-                            });
+                        Ok(elsewhere @ (ForWrite::Placed(_) | ForWrite::Held(Held::Other(_)))) => {
+                            unit.refuse(|| maintenance.refusal_for(&elsewhere).expect("elsewhere"));
                         }
                         Err(err) => {
                             unit.refuse(|| {

@@ -12,6 +12,7 @@ mod input;
 mod isolation;
 mod leases;
 mod openapi;
+mod partition;
 mod process;
 mod routes;
 mod storage;
