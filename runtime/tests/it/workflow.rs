@@ -206,6 +206,54 @@ async fn upstream_cli_request_shapes() {
     .await;
     let cli = node.client_with_token("s3cret");
     cli.create_graph("knowledge").await;
+    replay_cli_workflow(&cli).await;
+}
+
+/// The same requests sent to a node that does not write the graph: every write is
+/// forwarded to the node that does, and the CLI sees the same answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_cli_request_shapes_through_a_node_that_forwards() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a-cluster-secret-of-at-least-32-bytes").unwrap();
+    let toml = format!(
+        "[[auth.tokens]]\ntoken = \"s3cret\"\nactor = \"act-andrew\"\ntenant = \"acme\"\n\
+         [cluster]\nsecret_file = {:?}\n",
+        secret.display().to_string()
+    );
+    let policies = crate::support::policy_dir(&[("_default.cedar", crate::support::PERMIT_ALL)]);
+    let toml = format!(
+        "auth.policy_dir = {:?}\n{toml}",
+        policies.path().display().to_string()
+    );
+    let root = dir.path().join("data");
+    std::fs::create_dir(&root).unwrap();
+    let writer = TestNode::start_on(&root, &toml).await;
+    let other = TestNode::start_on(&root, &toml).await;
+    let holder = writer.client_with_token("s3cret");
+    holder.create_graph("knowledge").await;
+    // The writer takes the graph's lease with a first write.
+    holder
+        .post(
+            "/graphs/knowledge/branches",
+            json!({"from": "main", "name": "warm-up"}),
+        )
+        .await
+        .expect(200);
+    replay_cli_workflow(&other.client_with_token("s3cret")).await;
+    assert!(
+        other
+            .client()
+            .with_metrics(&other.metrics_base)
+            .metric("omnigraph_forwards_total{outcome=\"answered\"}")
+            .await
+            >= 4.0,
+        "the writes went through the writer"
+    );
+}
+
+/// The CLI 0.8's requests after `graph create knowledge`, with their answers checked.
+async fn replay_cli_workflow(cli: &crate::support::Client) {
     // omnigraph branch create --from main feature
     let created = cli
         .post(
