@@ -26,6 +26,9 @@ pub struct ClusterConfig {
     pub rebalance_interval: Duration,
     /// The largest share of its warm graphs a node hands over per interval. Default 0.1.
     pub rebalance_max_share: f64,
+    /// Whether reads go to the graph's placement owner (for its warm caches), falling back to
+    /// this node when the owner cannot answer. Default false: reads are answered here.
+    pub reads_to_owner: bool,
 }
 
 /// How a node finds the others: UDP gossip (chitchat) seeded from a list of addresses or DNS
@@ -58,6 +61,7 @@ pub struct ClusterSection {
     pub gossip_interval: String,
     pub rebalance_interval: String,
     pub rebalance_max_share: f64,
+    pub reads: String,
 }
 
 impl Default for ClusterConfig {
@@ -79,6 +83,7 @@ impl Default for ClusterSection {
             gossip_interval: "500ms".into(),
             rebalance_interval: "10s".into(),
             rebalance_max_share: 0.1,
+            reads: "local".into(),
         }
     }
 }
@@ -124,6 +129,18 @@ pub(crate) fn validate_cluster(
             true,
         )?,
         rebalance_max_share: share,
+        reads_to_owner: match section.reads.as_str() {
+            "local" => false,
+            "owner" => true,
+            other => {
+                return Err(ConfigError::invalid(
+                    "cluster.reads",
+                    other,
+                    "\"local\" (answer reads here) or \"owner\" (send them to the graph's \
+                     placement owner, falling back to here)",
+                ));
+            }
+        },
     })
 }
 

@@ -144,6 +144,9 @@ gossip_interval = "500ms"
 # once idle: at most this share of its warm graphs per interval.
 rebalance_interval = "10s"
 rebalance_max_share = 0.1
+# "local": every node answers reads itself. "owner": reads go to the graph's placement owner,
+# whose caches are warm for it, and are answered here when the owner cannot answer.
+reads = "local"
 
 [auth]
 # "static" (bearer tokens), "oidc" (JWTs verified offline against cached JWKS), "hybrid"

@@ -24,13 +24,16 @@ pub struct ApiError {
     holder: Option<Box<WriterAt>>,
 }
 
-/// The node that holds a graph's writer lease, as its lease record names it: a 421's
-/// response extension, read by [`crate::forward`].
+/// Where a request should go instead: the node that holds a graph's writer lease (or its
+/// placement owner), as a record in storage names it. A 421's response extension, read by
+/// [`crate::forward`].
 #[derive(Debug, Clone)]
 pub(crate) struct WriterAt {
     pub(crate) holder: String,
     /// `host:port` of the holder's HTTP API.
     pub(crate) address: String,
+    /// A read sent to the placement owner for cache affinity, answered here if it cannot be.
+    pub(crate) read: bool,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +68,22 @@ impl ApiError {
 
     pub fn not_found(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A read this node sends to the graph's placement owner `node` at `address` (the
+    /// forwarding middleware sends it, or answers it here after all).
+    pub(crate) fn read_elsewhere(node: String, address: String) -> ApiError {
+        let mut api = ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "not_owner",
+            format!("reads of this graph are answered by node '{node}'"),
+        );
+        api.holder = Some(Box::new(WriterAt {
+            holder: node,
+            address,
+            read: true,
+        }));
+        api
     }
 
     /// Answers with `Retry-After: seconds`.
@@ -166,11 +185,18 @@ impl From<RepoError> for ApiError {
                 } = err
                 {
                     api.retry_after_secs = Some(expires_in_ms.div_ceil(1000).max(1));
-                    api.holder = address.map(|address| Box::new(WriterAt { holder, address }));
+                    api.holder = address.map(|address| {
+                        Box::new(WriterAt {
+                            holder,
+                            address,
+                            read: false,
+                        })
+                    });
                 } else if let RepoError::PlacedElsewhere { node, address, .. } = err {
                     api.holder = Some(Box::new(WriterAt {
                         holder: node,
                         address,
+                        read: false,
                     }));
                 }
                 api

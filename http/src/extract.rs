@@ -12,6 +12,7 @@ use omnigraph_cloud_config::{BranchName, CommitId, GraphId};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::forward::{ForwardedIn, ServeLocally};
 use crate::principal::Principal;
 use crate::state::AppState;
 
@@ -85,8 +86,27 @@ impl FromRequestParts<AppState> for Repo {
             .ok_or_else(|| ApiError::bad_request("missing graph id in path"))?;
         let graph = parse_graph_id(raw)?;
         let key = RepoKey::new(principal.tenant.clone(), graph);
+        if is_routed_read(parts, state)
+            && let Some((node, address)) = state.registry.read_owner(&key).await
+        {
+            return Err(ApiError::read_elsewhere(node, address));
+        }
         Ok(Repo { principal, key })
     }
+}
+
+/// Whether this request is a read that follows placement (`cluster.reads = "owner"`): not
+/// forwarded here, not already sent back here by the forwarding middleware, and a read route
+/// (a GET, or a query, read or export).
+fn is_routed_read(parts: &Parts, state: &AppState) -> bool {
+    let read_route = parts.method == axum::http::Method::GET
+        || ["/query", "/read", "/export"]
+            .iter()
+            .any(|suffix| parts.uri.path().ends_with(suffix));
+    read_route
+        && state.forwarding.reads_to_owner()
+        && parts.extensions.get::<ForwardedIn>().is_none()
+        && parts.extensions.get::<ServeLocally>().is_none()
 }
 
 pub(crate) fn parse_graph_id(raw: &str) -> Result<GraphId, ApiError> {

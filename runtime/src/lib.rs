@@ -201,6 +201,7 @@ impl Node {
                 address: advertise.clone().unwrap_or_default(),
                 // The holder bounds a write by actors.call_timeout; the hop gets a little more.
                 timeout: config.actors.call_timeout + Duration::from_secs(30),
+                reads_to_owner: config.cluster.reads_to_owner,
             };
             state
                 .enable_forwarding(setup)

@@ -2,7 +2,7 @@
 //! one that left comes back): a warm graph this node writes but placement now gives to
 //! another node is stopped once its write queue is idle, which flushes it and releases its
 //! leases; its next write, wherever it arrives, goes to the owner (docs/cluster.md,
-//! "Rebalancing").
+//! "Rebalancing"). Also where reads go when they follow placement.
 
 use omnigraph_cloud_cluster::owner::Placed;
 use tokio::time::Instant;
@@ -23,6 +23,25 @@ pub struct Rebalanced {
 }
 
 impl Registry {
+    /// Where reads of `key` should go for cache affinity: its placement owner, `(node,
+    /// address)`, unless that is this node or this node writes the graph. `None` without
+    /// placement.
+    pub async fn read_owner(&self, key: &crate::RepoKey) -> Option<(String, String)> {
+        let placement = self.inner.maintenance.placement.as_ref()?;
+        let warm = self
+            .inner
+            .slots
+            .get(key)
+            .and_then(|slot| slot.handle.get().cloned());
+        if warm.is_some_and(|handle| handle.shared.maintenance.writer.live().is_some()) {
+            return None;
+        }
+        match placement.place(key).await {
+            Placed::Elsewhere { node, address } => Some((node, address)),
+            Placed::Here | Placed::Nowhere(_) => None,
+        }
+    }
+
     /// One round: hands over at most `max_share` of this node's warm graphs (at least one)
     /// among those it writes but placement gives to another node and that have no write
     /// queued. Nothing happens without placement.

@@ -62,6 +62,8 @@ pub struct ForwardSetup {
     pub address: String,
     /// The longest a forwarded request may take.
     pub timeout: Duration,
+    /// Send reads to the graph's placement owner (`cluster.reads = "owner"`).
+    pub reads_to_owner: bool,
 }
 
 /// How this node forwards writes, and checks the ones forwarded to it.
@@ -79,7 +81,17 @@ struct Outgoing {
     address: String,
     timeout: Duration,
     client: reqwest::Client,
+    reads_to_owner: bool,
 }
+
+/// A request extension: this request was forwarded here by another node (verified), so it
+/// is answered here, never sent on.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ForwardedIn;
+
+/// A request extension: answer this read here (its owner could not).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServeLocally;
 
 impl Forwarding {
     pub(crate) fn disabled(metrics: ForwardMetrics, limits: BodyLimits) -> Forwarding {
@@ -119,10 +131,18 @@ impl Forwarding {
                 address: setup.address,
                 timeout: setup.timeout,
                 client,
+                reads_to_owner: setup.reads_to_owner,
             }),
             metrics,
             limits,
         })
+    }
+
+    /// Whether reads should go to the graph's placement owner.
+    pub(crate) fn reads_to_owner(&self) -> bool {
+        self.outgoing
+            .as_ref()
+            .is_some_and(|outgoing| outgoing.reads_to_owner)
     }
 
     /// The node a valid forwarded header names, `None` without the header.
@@ -173,6 +193,8 @@ pub(crate) async fn writes(
     };
     if let Some(from) = from {
         forwarding.metrics.received();
+        let mut request = request;
+        request.extensions_mut().insert(ForwardedIn);
         let response = next.run(request).await;
         if response.status() == StatusCode::MISDIRECTED_REQUEST {
             debug!(%from, "a forwarded write reached a node without the lease: answered 421, not forwarded again");
@@ -187,7 +209,8 @@ pub(crate) async fn writes(
         .headers()
         .get(OPT_OUT_HEADER)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"never"));
-    if opted_out || matches!(*request.method(), Method::GET | Method::HEAD) {
+    let read = matches!(*request.method(), Method::GET | Method::HEAD);
+    if opted_out || (read && !outgoing.reads_to_owner) {
         return next.run(request).await;
     }
     let limit = if is_bulk(request.uri()) {
@@ -207,6 +230,22 @@ pub(crate) async fn writes(
         let Some(holder) = local.extensions().get::<WriterAt>().cloned() else {
             return local;
         };
+        if holder.read {
+            // A read sent to the graph's placement owner for its warm caches; answered here
+            // when the owner does not answer.
+            drop(local);
+            let started = Instant::now();
+            let answer = outgoing.send(&parts, body.clone(), &holder, 1).await;
+            forwarding
+                .metrics
+                .forwarded(answer.outcome, started.elapsed());
+            if matches!(answer.outcome, Outcome::Answered) {
+                return answer.response;
+            }
+            let mut request = Request::from_parts(parts.clone(), Body::from(body.clone()));
+            request.extensions_mut().insert(ServeLocally);
+            return next.clone().run(request).await;
+        }
         if holder.address == outgoing.address {
             // A lease of this node's own address (an earlier process of it): nowhere better
             // to go.

@@ -22,6 +22,8 @@ struct Cluster {
     /// The first node's gossip port, every node's seed; `None`: no gossip (and so no
     /// placement: the first node asked to write a free graph takes it).
     seed: Option<u16>,
+    /// Extra TOML for every node's `[cluster]` section.
+    cluster_extra: String,
 }
 
 struct Member {
@@ -38,15 +40,26 @@ impl Cluster {
 
     /// [`Cluster::start`], with `extra` TOML in every node's `[server]` section.
     async fn start_with(count: usize, ttl_secs: u64, extra: &str) -> Cluster {
-        Cluster::launch(count, ttl_secs, extra, None).await
+        Cluster::launch(count, ttl_secs, extra, None, "").await
     }
 
     /// [`Cluster::start_with`], the nodes gossiping (membership and placement on).
     async fn start_gossiping(count: usize, ttl_secs: u64, extra: &str) -> Cluster {
-        Cluster::launch(count, ttl_secs, extra, Some(free_udp_port())).await
+        Cluster::launch(count, ttl_secs, extra, Some(free_udp_port()), "").await
     }
 
-    async fn launch(count: usize, ttl_secs: u64, extra: &str, seed: Option<u16>) -> Cluster {
+    /// [`Cluster::start_gossiping`], with `cluster_extra` TOML in every `[cluster]` section.
+    async fn start_gossiping_with(count: usize, cluster_extra: &str) -> Cluster {
+        Cluster::launch(count, 30, "", Some(free_udp_port()), cluster_extra).await
+    }
+
+    async fn launch(
+        count: usize,
+        ttl_secs: u64,
+        extra: &str,
+        seed: Option<u16>,
+        cluster_extra: &str,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("secret"), SECRET).unwrap();
         std::fs::create_dir(dir.path().join("policies")).unwrap();
@@ -57,6 +70,7 @@ impl Cluster {
             ttl_secs,
             extra: extra.to_string(),
             seed,
+            cluster_extra: cluster_extra.to_string(),
         };
         for _ in 0..count {
             cluster.add("serve").await;
@@ -78,7 +92,13 @@ impl Cluster {
             http: port,
             gossip,
         };
-        let config = node_config(self.dir.path(), &node, self.ttl_secs, &self.extra);
+        let config = node_config(
+            self.dir.path(),
+            &node,
+            self.ttl_secs,
+            &self.extra,
+            &self.cluster_extra,
+        );
         let server = Server::start(&config, port).await;
         let client = Client::new(&format!("http://127.0.0.1:{port}"), Some(TOKEN))
             .with_metrics(server.client.metrics_base());
@@ -145,7 +165,13 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn node_config(dir: &Path, node: &NodeSpec, ttl_secs: u64, extra: &str) -> PathBuf {
+fn node_config(
+    dir: &Path,
+    node: &NodeSpec,
+    ttl_secs: u64,
+    extra: &str,
+    cluster_extra: &str,
+) -> PathBuf {
     let NodeSpec {
         id,
         roles,
@@ -168,7 +194,7 @@ fn node_config(dir: &Path, node: &NodeSpec, ttl_secs: u64, extra: &str) -> PathB
              [server]\nbind = \"127.0.0.1:{port}\"\n{extra}\n\
              [storage]\nroot = \"file://{root}/data\"\n\
              [leases]\nttl = \"{ttl_secs}s\"\nsafety_margin = \"{margin}s\"\n\
-             [cluster]\nsecret_file = \"{root}/secret\"\n{gossip}\
+             [cluster]\nsecret_file = \"{root}/secret\"\n{gossip}{cluster_extra}\n\
              [auth]\npolicy_dir = \"{root}/policies\"\n\
              [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"alice\"\ntenant = \"acme\"\n",
             root = dir.display()
@@ -629,6 +655,53 @@ async fn a_joining_node_takes_over_the_graphs_placed_on_it() {
         movers.len(),
         "only the moved graphs changed hands"
     );
+}
+
+/// With `cluster.reads = "owner"`, a read sent to a node that does not own the graph is
+/// answered by the owner, and by the node itself when the owner is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_follow_placement_and_fall_back_when_the_owner_is_gone() {
+    let mut cluster = Cluster::start_gossiping_with(2, "reads = \"owner\"").await;
+    cluster.converged().await;
+    // A graph placed on n1, written there.
+    let graph = (0..)
+        .map(|g| format!("o{g}"))
+        .find(|graph| placed_on(graph, 2) == 1)
+        .unwrap();
+    cluster.client(1).create_graph(&graph).await;
+    cluster
+        .client(1)
+        .post(&format!("/graphs/{graph}/mutate"), insert("Ann"))
+        .await
+        .expect(200);
+    let query =
+        json!({"query": "query total() { match { $p: Person } return { count($p) as total } }"});
+    let path = format!("/graphs/{graph}/query");
+    let routed = cluster.client(0).post(&path, query.clone()).await;
+    assert_eq!(
+        forwarded_to(&routed).as_deref(),
+        Some("n1"),
+        "{}",
+        routed.text
+    );
+    assert_eq!(routed.expect(200)["rows"][0]["total"], 1);
+    let snapshot = cluster
+        .client(0)
+        .get(&format!("/graphs/{graph}/snapshot"))
+        .await;
+    assert_eq!(forwarded_to(&snapshot).as_deref(), Some("n1"));
+    snapshot.expect(200);
+    // The owner answers its own reads.
+    let own = cluster.client(1).post(&path, query.clone()).await;
+    assert_eq!(forwarded_to(&own), None);
+    own.expect(200);
+    // The owner killed: n0 answers from its own handle.
+    let owner = cluster.nodes.remove(1);
+    owner.server.signal("KILL");
+    let local = cluster.client(0).post(&path, query).await;
+    assert_eq!(forwarded_to(&local), None);
+    assert_eq!(local.expect(200)["rows"][0]["total"], 1);
+    drop(owner);
 }
 
 /// SIGTERM of the holder under load: `/readyz` turns 503 first, every request it accepted
