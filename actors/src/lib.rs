@@ -12,6 +12,7 @@ mod classify;
 mod error;
 mod maintenance;
 mod metrics;
+pub mod origin;
 mod probe;
 mod registry;
 mod repo;

@@ -32,6 +32,9 @@ pub enum Placed {
 #[async_trait]
 pub trait Placement: Send + Sync + 'static {
     async fn place(&self, key: &RepoKey) -> Placed;
+
+    /// Whether this node may take writer leases at all (not a read replica).
+    fn takes_writes(&self) -> bool;
 }
 
 /// A read replica outside any gossip: it never takes a writer lease, and knows no node that
@@ -40,6 +43,10 @@ pub struct ReadOnly;
 
 #[async_trait]
 impl Placement for ReadOnly {
+    fn takes_writes(&self) -> bool {
+        false
+    }
+
     async fn place(&self, _key: &RepoKey) -> Placed {
         Placed::Nowhere(
             "this node is a read replica and takes no writes, and it gossips with no cluster \
@@ -86,6 +93,10 @@ impl GossipPlacement {
 
 #[async_trait]
 impl Placement for GossipPlacement {
+    fn takes_writes(&self) -> bool {
+        self.takes_writes
+    }
+
     async fn place(&self, key: &RepoKey) -> Placed {
         let view = self.membership.view();
         let writers: Vec<_> = view
@@ -100,10 +111,14 @@ impl Placement for GossipPlacement {
         if *owner == self.me {
             return Placed::Here;
         }
-        let member = writers
+        // A restarted node can show twice for a moment: its newest generation counts.
+        let Some(member) = writers
             .iter()
-            .find(|m| m.node == *owner)
-            .expect("the owner is a member");
+            .filter(|m| m.node == *owner)
+            .max_by_key(|m| m.generation)
+        else {
+            return self.fallback(format!("the placement owner '{owner}' left the view"));
+        };
         // The address comes from storage, and only for the generation gossip shows live.
         match self.directory.lookup(owner).await {
             Ok(Some(record))

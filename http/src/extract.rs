@@ -99,11 +99,7 @@ impl FromRequestParts<AppState> for Repo {
 /// forwarded here, not already sent back here by the forwarding middleware, and a read route
 /// (a GET, or a query, read or export).
 fn is_routed_read(parts: &Parts, state: &AppState) -> bool {
-    let read_route = parts.method == axum::http::Method::GET
-        || ["/query", "/read", "/export"]
-            .iter()
-            .any(|suffix| parts.uri.path().ends_with(suffix));
-    read_route
+    crate::forward::is_read_route(&parts.method, parts.uri.path())
         && state.forwarding.reads_to_owner()
         && parts.extensions.get::<ForwardedIn>().is_none()
         && parts.extensions.get::<ServeLocally>().is_none()

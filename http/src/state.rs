@@ -105,8 +105,7 @@ impl AppState {
         limits: BodyLimits,
     ) -> AppState {
         let metrics = HttpMetrics::register(&mut metrics_registry);
-        let forwarding =
-            Forwarding::disabled(ForwardMetrics::register(&mut metrics_registry), limits);
+        let forwarding = Forwarding::disabled(ForwardMetrics::register(&mut metrics_registry));
         AppState {
             registry,
             auth,
@@ -125,7 +124,11 @@ impl AppState {
     /// docs/cluster.md). An error says what is wrong with `setup`.
     pub fn enable_forwarding(&mut self, setup: ForwardSetup) -> Result<(), String> {
         let metrics = self.forwarding.metrics.clone();
-        self.forwarding = Arc::new(Forwarding::new(setup, metrics, self.limits)?);
+        let reads = crate::forward::ReadRouting {
+            verifier: Arc::clone(&self.auth),
+            body_limit: self.limits.default,
+        };
+        self.forwarding = Arc::new(Forwarding::new(setup, metrics, reads)?);
         Ok(())
     }
 }

@@ -36,6 +36,27 @@ pub(crate) struct ClusterPart {
     record: Option<RecordPublisher>,
     /// Registered with the membership; fed by the rebalancing task.
     rebalance: Option<RebalanceMetrics>,
+    rebalancing: Option<JoinHandle<()>>,
+    /// Set once the node has left (at shutdown, or when dropped).
+    left: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for ClusterPart {
+    /// A node that failed to start, or is dropped without a shutdown, stops gossiping and
+    /// renewing its record (which then expires) rather than announcing a node that is gone.
+    fn drop(&mut self) {
+        if let Some(record) = &self.record {
+            record.task.abort();
+        }
+        if let Some(task) = &self.rebalancing {
+            task.abort();
+        }
+        if let Some(membership) = &self.membership
+            && !self.left.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            membership.leave();
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -86,7 +107,7 @@ impl ClusterPart {
     /// Every `interval`, hands over at most `max_share` of the warm graphs placement moved
     /// elsewhere (only with gossip). The task ends with the registry's shutdown.
     pub(crate) fn start_rebalancing(
-        &self,
+        &mut self,
         registry: &omnigraph_cloud_actors::Registry,
         interval: Duration,
         max_share: f64,
@@ -95,7 +116,7 @@ impl ClusterPart {
             return;
         };
         let registry = registry.clone();
-        tokio::spawn(async move {
+        self.rebalancing = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(interval);
             every.tick().await; // the first round one interval after the start
             loop {
@@ -110,7 +131,7 @@ impl ClusterPart {
                     metrics.duration.observe(round.longest.as_secs_f64());
                 }
             }
-        });
+        }));
     }
 
     /// At shutdown: marks the record released (others stop forwarding here at once) and stops
@@ -132,7 +153,9 @@ impl ClusterPart {
                 warn!(error = %err, "the node record could not be marked released; it expires");
             }
         }
-        if let Some(membership) = &self.membership {
+        if let Some(membership) = &self.membership
+            && !self.left.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             membership.leave();
         }
     }
@@ -150,10 +173,9 @@ pub(crate) async fn join(
     let read_only = config.node.serves() && !config.node.takes_writes();
     let Some(gossip) = &config.cluster.gossip else {
         let placement: Option<Arc<dyn Placement>> = read_only.then(|| Arc::new(ReadOnly) as _);
-        return Ok(ClusterPart {
-            placement,
-            ..ClusterPart::default()
-        });
+        let mut part = ClusterPart::default();
+        part.placement = placement;
+        return Ok(part);
     };
     let node = node_name(config.node.id.as_deref());
     let roles: Vec<String> = config
@@ -201,12 +223,12 @@ pub(crate) async fn join(
         members.clone(),
     );
     tokio::spawn(sample(Arc::downgrade(&membership), members));
-    Ok(ClusterPart {
-        membership: Some(membership),
-        placement: Some(Arc::new(placement)),
-        record,
-        rebalance: Some(RebalanceMetrics::register(metrics)),
-    })
+    let mut part = ClusterPart::default();
+    part.membership = Some(membership);
+    part.placement = Some(Arc::new(placement));
+    part.record = record;
+    part.rebalance = Some(RebalanceMetrics::register(metrics));
+    Ok(part)
 }
 
 /// Writes the node record now and every third of the lease TTL.

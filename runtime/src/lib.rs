@@ -133,7 +133,7 @@ impl Node {
             leases = leases.with_address(address.as_str());
         }
         let holder = holder_id(config.node.id.as_deref());
-        let cluster = cluster::join(&config, advertise.clone(), &leases, &mut metrics).await?;
+        let mut cluster = cluster::join(&config, advertise.clone(), &leases, &mut metrics).await?;
         let mut maintenance = NodeMaintenance::new(
             leases,
             Arc::clone(&holder),

@@ -43,6 +43,14 @@ impl RepoMaintenance {
         let graph = &self.key.graph;
         match found {
             ForWrite::Placed(placed) => Some(refusal(graph, placed)),
+            // This process's own live record, held by a handle of the graph that is closing
+            // (a hand-over or an eviction under way): a moment's wait, not another node.
+            ForWrite::Held(Held::Other(record)) if record.holder == *self.holder_id => {
+                Some(RepoError::unavailable(format!(
+                    "graph '{graph}' is being handed over or unloaded on this node; nothing was \
+                     written, retry"
+                )))
+            }
             ForWrite::Held(Held::Other(record)) => Some(RepoError::NotWriter {
                 graph: graph.clone(),
                 holder: record.holder.clone(),
@@ -54,9 +62,13 @@ impl RepoMaintenance {
         }
     }
 
-    /// The writer lease for a write: held, or taken if free and placed here.
-    pub(crate) async fn ensure_writer_for_write(&self) -> Result<ForWrite, LeaseError> {
-        if let Some(refusal) = self.placed_elsewhere().await? {
+    /// The writer lease for a write: held, or taken if free and placed here (or the write was
+    /// forwarded here).
+    pub(crate) async fn ensure_writer_for_write(
+        &self,
+        forwarded: bool,
+    ) -> Result<ForWrite, LeaseError> {
+        if let Some(refusal) = self.placed_elsewhere(forwarded).await? {
             return Ok(refusal);
         }
         Ok(ForWrite::Held(self.writer.ensure().await?))
@@ -65,16 +77,20 @@ impl RepoMaintenance {
     /// Whether an activation may claim the repo's leases: its writer lease is ours or free and
     /// placed here (a failed lookup counts as no).
     pub(crate) async fn placed_here(&self) -> bool {
-        matches!(self.placed_elsewhere().await, Ok(None))
+        matches!(self.placed_elsewhere(false).await, Ok(None))
     }
 
     /// `None` when this node may go on to take (or keep) the writer lease; else what the
-    /// write is answered with. Only asks placement when this node holds no live lease.
-    pub(crate) async fn placed_elsewhere(&self) -> Result<Option<ForWrite>, LeaseError> {
+    /// write is answered with. Only asks placement when this node holds no live lease, and
+    /// not for a write another node `forwarded` here if this node takes writes (`origin`).
+    pub(crate) async fn placed_elsewhere(
+        &self,
+        forwarded: bool,
+    ) -> Result<Option<ForWrite>, LeaseError> {
         let Some(placement) = &self.placement else {
             return Ok(None);
         };
-        if self.writer.live().is_some() {
+        if self.writer.live().is_some() || (forwarded && placement.takes_writes()) {
             return Ok(None);
         }
         let placed = placement.place(&self.key).await;

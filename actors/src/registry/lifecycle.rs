@@ -109,8 +109,19 @@ impl Registry {
     async fn lifecycle_lease(&self, key: &RepoKey) -> Result<Lease, RepoError> {
         // A free lease placed on another node: the change is made there (forwarded).
         let maintenance = self.inner.maintenance.for_repo(key, &self.inner.store);
-        if let Ok(Some(ForWrite::Placed(placed))) = maintenance.placed_elsewhere().await {
-            return Err(refusal(&key.graph, &placed));
+        match maintenance
+            .placed_elsewhere(crate::origin::is_forwarded())
+            .await
+        {
+            Ok(Some(ForWrite::Placed(placed))) => return Err(refusal(&key.graph, &placed)),
+            Ok(_) => {}
+            Err(err) => {
+                return Err(RepoError::unavailable(format!(
+                    "where graph '{}' is written could not be checked ({err}); nothing was \
+                     changed, retry",
+                    key.graph
+                )));
+            }
         }
         let acquired = self
             .lease_store()

@@ -88,9 +88,9 @@ impl Actor for RepoActor {
         state: &mut RepoActorState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            RepoMsg::Write(op, reply, sent) => {
+            RepoMsg::Write(op, reply, sent, forwarded) => {
                 let catalog = state.engine.catalog();
-                state.coalescer.push(op, reply, &catalog);
+                state.coalescer.push_from(op, reply, &catalog, forwarded);
                 state.count_queued();
                 if let Some(gather) = state.gather.as_mut() {
                     gather.arrived(sent);
@@ -110,7 +110,8 @@ impl Actor for RepoActor {
                     let maintenance = Arc::clone(&state.shared.maintenance);
                     // A graph another node writes, or that placement gives to another node,
                     // is refused before any recovery check here: that node checks it.
-                    if let Ok(Some(elsewhere)) = maintenance.placed_elsewhere().await {
+                    let forwarded = unit.forwarded();
+                    if let Ok(Some(elsewhere)) = maintenance.placed_elsewhere(forwarded).await {
                         unit.refuse(|| maintenance.refusal_for(&elsewhere).expect("elsewhere"));
                         schedule_flush(&myself, state);
                         return Ok(());
@@ -132,7 +133,7 @@ impl Actor for RepoActor {
                     };
                     // Shared with other publishes; a recovery sweep holds it exclusively.
                     let _gate = maintenance.sweep_exclusion.read().await;
-                    match maintenance.ensure_writer_for_write().await {
+                    match maintenance.ensure_writer_for_write(forwarded).await {
                         Ok(ForWrite::Held(Held::Ours(_))) if !clean => {
                             // The other writer's lease lapsed between the check and now: check
                             // again (next time, under our lease) before writing anything.

@@ -394,6 +394,7 @@ impl RepoHandle {
     /// restarted actor; a write whose actor died after receiving it is answered
     /// `OutcomeUnknown`, because whether it was applied is unknown.
     async fn write(&self, mut op: WriteOp) -> Result<WriteOutcome, RepoError> {
+        let forwarded = crate::origin::is_forwarded();
         let kind = op.kind();
         let graph = &self.shared.key.graph;
         for _ in 0..2 {
@@ -401,7 +402,7 @@ impl RepoHandle {
             let call = incarnation
                 .mailbox
                 .call(
-                    |reply| RepoMsg::Write(op, reply, tokio::time::Instant::now()),
+                    |reply| RepoMsg::Write(op, reply, tokio::time::Instant::now(), forwarded),
                     Some(self.shared.call_timeout),
                 )
                 .await;
@@ -428,7 +429,7 @@ impl RepoHandle {
                         ),
                     });
                 }
-                Err(MessagingErr::SendErr(RepoMsg::Write(returned, _, _))) => op = returned,
+                Err(MessagingErr::SendErr(RepoMsg::Write(returned, _, _, _))) => op = returned,
                 Err(_) => break,
             }
         }

@@ -11,11 +11,13 @@ use crate::stamp::Stamp;
 
 pub enum RepoMsg {
     /// Applies one write and answers once it is durable and visible in `__manifest`. The
-    /// instant is when it was sent (the coalescer tells waiting writes from returning ones).
+    /// instant is when it was sent (the coalescer tells waiting writes from returning ones);
+    /// the flag, whether another node forwarded it here (`crate::origin`).
     Write(
         WriteOp,
         RpcReplyPort<Result<Written, RepoError>>,
         tokio::time::Instant,
+        bool,
     ),
     /// Publishes the next unit of queued writes. Sent by the actor to itself, either at once,
     /// landing behind every write that arrived during the previous publish so that they all

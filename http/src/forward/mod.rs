@@ -9,8 +9,8 @@
 //! the cluster secret ([`signature`]) that marks it as forwarded: a node never forwards such a
 //! request again, and answers 421 itself when it does not hold the lease either.
 //!
-//! The request body is held in memory (within the route's body limit) while the local
-//! handler decides, so that it can be sent on; the answer is streamed. A write the holder
+//! The request body is recorded as the local handler reads it (after authentication, within
+//! the route's body limit), so that it can be sent on; the answer is streamed. A write the holder
 //! certainly did not make (it could not be reached, or answered 421, or 503 with
 //! `Retry-After`) is tried again for a few seconds, run here again first: a draining holder
 //! answers so while it releases its leases, and this node, or the next holder, then takes
@@ -19,7 +19,7 @@
 mod metrics;
 mod signature;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,13 +28,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, he
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use bytes::BytesMut;
 use http_body_util::{BodyExt, Limited};
 use omnigraph_cloud_actors::Clock;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::error::{ApiError, WriterAt};
-use crate::limits::BodyLimits;
 
 pub(crate) use metrics::ForwardMetrics;
 pub use signature::MIN_SECRET_BYTES;
@@ -71,8 +71,6 @@ pub struct Forwarding {
     /// `None`: forwarding is off, and a forwarded request is refused.
     outgoing: Option<Outgoing>,
     pub(crate) metrics: ForwardMetrics,
-    /// A request body is held up to its route's limit.
-    limits: BodyLimits,
 }
 
 struct Outgoing {
@@ -82,6 +80,15 @@ struct Outgoing {
     timeout: Duration,
     client: reqwest::Client,
     reads_to_owner: bool,
+    reads: ReadRouting,
+}
+
+/// What routing a read with a body (`/query`, `/read`, `/export`) needs: its body is read
+/// before the handler decides where it goes, so the caller is authenticated first, and the
+/// body bounded by the route's limit.
+pub(crate) struct ReadRouting {
+    pub(crate) verifier: Arc<crate::auth::TokenVerifier>,
+    pub(crate) body_limit: usize,
 }
 
 /// A request extension: this request was forwarded here by another node (verified), so it
@@ -94,11 +101,10 @@ pub(crate) struct ForwardedIn;
 pub(crate) struct ServeLocally;
 
 impl Forwarding {
-    pub(crate) fn disabled(metrics: ForwardMetrics, limits: BodyLimits) -> Forwarding {
+    pub(crate) fn disabled(metrics: ForwardMetrics) -> Forwarding {
         Forwarding {
             outgoing: None,
             metrics,
-            limits,
         }
     }
 
@@ -106,7 +112,7 @@ impl Forwarding {
     pub(crate) fn new(
         setup: ForwardSetup,
         metrics: ForwardMetrics,
-        limits: BodyLimits,
+        reads: ReadRouting,
     ) -> Result<Forwarding, String> {
         let key = ClusterKey::new(&setup.secret).ok_or_else(|| {
             format!(
@@ -121,6 +127,8 @@ impl Forwarding {
             // (a crash) fails only once the request is written, when it is unknown whether
             // the write was applied; a refused connection proves it was not.
             .pool_max_idle_per_host(0)
+            // A node answers; it never redirects a forwarded request elsewhere.
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|err| format!("the forwarding client could not be built: {err}"))?;
@@ -132,9 +140,9 @@ impl Forwarding {
                 timeout: setup.timeout,
                 client,
                 reads_to_owner: setup.reads_to_owner,
+                reads,
             }),
             metrics,
-            limits,
         })
     }
 
@@ -195,7 +203,7 @@ pub(crate) async fn writes(
         forwarding.metrics.received();
         let mut request = request;
         request.extensions_mut().insert(ForwardedIn);
-        let response = next.run(request).await;
+        let response = omnigraph_cloud_actors::origin::forwarded(next.run(request)).await;
         if response.status() == StatusCode::MISDIRECTED_REQUEST {
             debug!(%from, "a forwarded write reached a node without the lease: answered 421, not forwarded again");
             forwarding.metrics.not_forwarded_again();
@@ -213,23 +221,62 @@ pub(crate) async fn writes(
     if opted_out || (read && !outgoing.reads_to_owner) {
         return next.run(request).await;
     }
-    let limit = if is_bulk(request.uri()) {
-        forwarding.limits.load
-    } else {
-        forwarding.limits.default
-    };
+    // The body is recorded as the local handler reads it: after it has authenticated the
+    // caller, and within its route's limit. A write it refuses to make is then sent on whole.
+    // A read that may go to its owner is decided before its body is read, so that body is
+    // read here first, once the caller is authenticated.
     let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) => return body_error(err.as_ref(), limit),
+    let recorded = Arc::new(Mutex::new(BytesMut::new()));
+    let (mut unread, mut body) = if outgoing.reads_to_owner && is_read_with_body(&parts) {
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .map(|value| value.to_str().unwrap_or_default());
+        if let Err(err) = outgoing.reads.verifier.verify(authorization) {
+            return err.into_response();
+        }
+        let limit = outgoing.reads.body_limit;
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => (None, Some(collected.to_bytes())),
+            Err(_) => {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!("the request body is larger than this route's limit of {limit} bytes"),
+                )
+                .into_response();
+            }
+        }
+    } else {
+        let recorded = Arc::clone(&recorded);
+        let tee = body.map_frame(move |frame| {
+            if let Some(data) = frame.data_ref() {
+                recorded
+                    .lock()
+                    .expect("body record")
+                    .extend_from_slice(data);
+            }
+            frame
+        });
+        (Some(Body::new(tee)), None)
     };
     let arrived = Instant::now();
     loop {
-        let request = Request::from_parts(parts.clone(), Body::from(body.clone()));
+        let request = match unread.take() {
+            Some(first) => Request::from_parts(parts.clone(), first),
+            None => {
+                Request::from_parts(parts.clone(), Body::from(body.clone().unwrap_or_default()))
+            }
+        };
         let local = next.clone().run(request).await;
         let Some(holder) = local.extensions().get::<WriterAt>().cloned() else {
             return local;
         };
+        let body = body
+            .get_or_insert_with(|| {
+                std::mem::take(&mut *recorded.lock().expect("body record")).freeze()
+            })
+            .clone();
         if holder.read {
             // A read sent to the graph's placement owner for its warm caches; answered here
             // when the owner does not answer.
@@ -271,6 +318,22 @@ pub(crate) async fn writes(
         }
         return answer.response;
     }
+}
+
+/// A read route with a body: `POST /graphs/{graph_id}/query`, `/read` or `/export`.
+fn is_read_with_body(parts: &axum::http::request::Parts) -> bool {
+    parts.method == Method::POST && is_read_route(&parts.method, parts.uri.path())
+}
+
+/// A per-graph read: any GET, or a POST to `/graphs/{graph_id}/query`, `/read` or `/export`.
+pub(crate) fn is_read_route(method: &Method, path: &str) -> bool {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let per_graph = segments.len() >= 2 && segments[0] == "graphs";
+    per_graph
+        && (*method == Method::GET
+            || (*method == Method::POST
+                && segments.len() == 3
+                && matches!(segments[2], "query" | "read" | "export")))
 }
 
 /// How a forward ended.
@@ -332,9 +395,19 @@ impl Outgoing {
                 .map(HeaderValue::as_bytes),
         };
         let mark = self.key.sign(&self.node, now_ms(), &signed);
-        if let Ok(mark) = HeaderValue::from_str(&mark) {
-            headers.insert(HEADER, mark);
-        }
+        let Ok(mark) = HeaderValue::from_str(&mark) else {
+            // Never sent unsigned: the receiver could send it on again.
+            let refusal = ApiError::unavailable(format!(
+                "this node's id '{}' cannot be sent in a header, so the write was not forwarded; \
+                 nothing was written",
+                self.node
+            ));
+            return Answer {
+                outcome: Outcome::Unreachable,
+                response: refusal.into_response(),
+            };
+        };
+        headers.insert(HEADER, mark);
         let sent = self
             .client
             .request(request.method.clone(), url)
@@ -411,25 +484,6 @@ fn retry_after(response: &Response) -> Option<u64> {
         .ok()
 }
 
-fn body_error(err: &(dyn std::error::Error + Send + Sync + 'static), limit: usize) -> Response {
-    if err.is::<http_body_util::LengthLimitError>() {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("the request body is larger than this route's limit of {limit} bytes"),
-        )
-        .into_response()
-    } else {
-        ApiError::bad_request(format!("the request body could not be read: {err}")).into_response()
-    }
-}
-
-/// `/load` and `/ingest` take the larger body limit.
-fn is_bulk(uri: &Uri) -> bool {
-    let path = uri.path();
-    path.ends_with("/load") || path.ends_with("/ingest")
-}
-
 fn path_and_query(uri: &Uri) -> &str {
     uri.path_and_query().map_or("/", |target| target.as_str())
 }
@@ -452,4 +506,31 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
 
 fn now_ms() -> u64 {
     Clock::system().wall_ms()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_gets_and_the_three_read_posts_of_a_graph() {
+        for (method, path) in [
+            (Method::GET, "/graphs/g/snapshot"),
+            (Method::GET, "/graphs/g/commits/abc"),
+            (Method::POST, "/graphs/g/query"),
+            (Method::POST, "/graphs/g/read"),
+            (Method::POST, "/graphs/g/export"),
+        ] {
+            assert!(is_read_route(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::POST, "/graphs/g/mutate"),
+            (Method::POST, "/graphs/g/queries/query"),
+            (Method::POST, "/graphs/query"),
+            (Method::DELETE, "/graphs/g"),
+            (Method::GET, "/admin/cluster"),
+        ] {
+            assert!(!is_read_route(&method, path), "{method} {path}");
+        }
+    }
 }

@@ -691,6 +691,12 @@ async fn reads_follow_placement_and_fall_back_when_the_owner_is_gone() {
         .await;
     assert_eq!(forwarded_to(&snapshot).as_deref(), Some("n1"));
     snapshot.expect(200);
+    // A routed read is authenticated before its body is read.
+    let anonymous = Client::new(&format!("http://127.0.0.1:{}", cluster.nodes[0].port), None);
+    anonymous
+        .post(&path, query.clone())
+        .await
+        .expect_error(401, "unauthorized", "bearer");
     // The owner answers its own reads.
     let own = cluster.client(1).post(&path, query.clone()).await;
     assert_eq!(forwarded_to(&own), None);

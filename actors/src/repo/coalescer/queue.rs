@@ -24,6 +24,8 @@ pub(crate) struct Pending {
     /// Set when the write is a load that can share a publish with other loads.
     pub(super) load: Option<LoadPlan>,
     pub(super) bytes: usize,
+    /// Forwarded here by another node (`crate::origin`).
+    pub(super) forwarded: bool,
 }
 
 impl Pending {
@@ -48,6 +50,14 @@ impl Unit {
             Unit::Batch(batch) => batch
                 .iter()
                 .all(|pending| matches!(pending.op, WriteOp::Mutate { .. })),
+        }
+    }
+
+    /// Whether another node forwarded any of the unit's writes here.
+    pub(crate) fn forwarded(&self) -> bool {
+        match self {
+            Unit::Alone(pending) => pending.forwarded,
+            Unit::Batch(batch) => batch.iter().any(|pending| pending.forwarded),
         }
     }
 
@@ -119,7 +129,20 @@ impl Coalescer {
     }
 
     /// Queues a write, or refuses it (429) when the queue is full.
+    /// Queues a write made on this node (the tests' shorthand).
+    #[cfg(test)]
     pub(crate) fn push(&mut self, op: WriteOp, reply: Reply, catalog: &Catalog) {
+        self.push_from(op, reply, catalog, false);
+    }
+
+    /// Queues a write; `forwarded` when another node forwarded it here.
+    pub(crate) fn push_from(
+        &mut self,
+        op: WriteOp,
+        reply: Reply,
+        catalog: &Catalog,
+        forwarded: bool,
+    ) {
         if self.queue.len() >= self.settings.max_queue {
             self.drop_abandoned();
         }
@@ -144,6 +167,7 @@ impl Coalescer {
             plan,
             load,
             bytes,
+            forwarded,
         });
         self.metrics.queue_depth.inc();
     }
