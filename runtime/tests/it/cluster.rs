@@ -109,6 +109,15 @@ impl Cluster {
         });
     }
 
+    /// Creates `graph` through `node` and writes its first person there.
+    async fn seed(&self, node: usize, graph: &str) {
+        self.client(node).create_graph(graph).await;
+        self.client(node)
+            .post(&format!("/graphs/{graph}/mutate"), insert("Ann"))
+            .await
+            .expect(200);
+    }
+
     /// Waits until every node's gossip lists every node.
     async fn converged(&self) {
         for node in 0..self.nodes.len() {
@@ -347,12 +356,7 @@ async fn writes_sent_to_any_node_land_through_the_lease_holder() {
 async fn writes_fail_over_when_the_holder_is_killed() {
     let ttl = 4;
     let mut cluster = Cluster::start(3, ttl).await;
-    cluster.client(0).create_graph("g").await;
-    cluster
-        .client(0)
-        .post("/graphs/g/mutate", insert("Ann"))
-        .await
-        .expect(200);
+    cluster.seed(0, "g").await;
     let forwarded = cluster
         .client(1)
         .post("/graphs/g/mutate", insert("Bob"))
@@ -431,12 +435,7 @@ async fn members_see_each_other_and_a_drained_node_leaves() {
     let mut cluster = Cluster::start_gossiping(3, 30, "drain_delay = \"2s\"").await;
     let members = |view: &serde_json::Value| view["members"].as_array().unwrap().len();
     cluster.converged().await;
-    cluster.client(0).create_graph("g").await;
-    cluster
-        .client(0)
-        .post("/graphs/g/mutate", insert("Ann"))
-        .await
-        .expect(200);
+    cluster.seed(0, "g").await;
     let owner = placed_on("g", 3);
     for node in 0..3 {
         assert_eq!(cluster.client(node).count_people("g", "main").await, 1);
@@ -668,12 +667,7 @@ async fn reads_follow_placement_and_fall_back_when_the_owner_is_gone() {
         .map(|g| format!("o{g}"))
         .find(|graph| placed_on(graph, 2) == 1)
         .unwrap();
-    cluster.client(1).create_graph(&graph).await;
-    cluster
-        .client(1)
-        .post(&format!("/graphs/{graph}/mutate"), insert("Ann"))
-        .await
-        .expect(200);
+    cluster.seed(1, &graph).await;
     let query =
         json!({"query": "query total() { match { $p: Person } return { count($p) as total } }"});
     let path = format!("/graphs/{graph}/query");
@@ -717,12 +711,7 @@ async fn reads_follow_placement_and_fall_back_when_the_owner_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_holder_hands_over_without_an_error() {
     let mut cluster = Cluster::start_with(3, 30, "drain_delay = \"1s\"").await;
-    cluster.client(0).create_graph("g").await;
-    cluster
-        .client(0)
-        .post("/graphs/g/mutate", insert("Ann"))
-        .await
-        .expect(200);
+    cluster.seed(0, "g").await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = [1usize, 2, 1, 2]
         .into_iter()
