@@ -20,7 +20,7 @@ binary() {
     echo "$OMNIGRAPH_NODE_BIN"
     return
   fi
-  # shellcheck source=../../scripts/env.sh
+  # shellcheck source=/dev/null  # scripts/env.sh of this repository
   source "$repo/scripts/env.sh" >&2
   cargo build --locked --manifest-path "$repo/Cargo.toml" -p omnigraph-cloud >&2
   echo "$CARGO_TARGET_DIR/debug/omnigraph-cloud"
