@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing (protoc and mold via scripts/env.sh, curl and jq for the README
-# walkthrough, moto and schemathesis in virtual environments), then runs
+# walkthrough, iproute2 for the partition test, moto and schemathesis in virtual
+# environments), then runs
 # the dependency guards and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 source scripts/env.sh
 
-# The README walkthrough's tools: a test runs it as written.
-install_missing curl:curl jq:jq
+# The README walkthrough's tools: a test runs it as written. `ip` (iproute2) makes the
+# network namespaces of the partition test (as root; skipped elsewhere unless CI=true).
+install_missing curl:curl jq:jq ip:iproute2
 
 # A real S3-compatible server for the S3 tests: moto in a virtual environment outside the
 # clone. The tests start it themselves (serially serving, see scripts/moto_serial.py).

@@ -309,6 +309,9 @@ mod tests {
         )
         .unwrap();
         assert!(!worker.node.serves() && worker.node.works());
+        let replica =
+            NodeConfig::load(Some("[node]\nroles = [\"read\"]"), std::iter::empty()).unwrap();
+        assert!(replica.node.serves() && !replica.node.takes_writes() && !replica.node.works());
         let acme = worker
             .maintenance
             .retention_for(&TenantId::new("acme").unwrap());
@@ -322,6 +325,9 @@ mod tests {
         );
         let cases = [
             ("[node]\nroles = [\"reader\"]", "node.roles"),
+            ("[node]\nroles = [\"read\", \"serve\"]", "node.roles"),
+            ("[node]\nroles = [\"read\", \"worker\"]", "node.roles"),
+            ("[node]\nroles = [\"control\"]", "node.roles"),
             ("[node]\nroles = []", "node.roles"),
             ("[node]\nid = \"a b\"", "node.id"),
             ("[node]\nmemory_budget = 1048576", "node.memory_budget"),

@@ -202,6 +202,14 @@ pub(crate) fn validate_node(section: NodeSection) -> Result<NodeIdentity, Config
             "serve" => Role::Serve,
             "read" => Role::Read,
             "worker" => Role::Worker,
+            "control" => {
+                return Err(ConfigError::invalid(
+                    "node.roles",
+                    "control",
+                    "a role this release has: \"control\" is reserved for the control plane, \
+                     which is not built yet; use \"serve\", \"read\" or \"worker\"",
+                ));
+            }
             other => {
                 return Err(ConfigError::invalid(
                     "node.roles",
