@@ -1,21 +1,30 @@
 //! The node directory: one small object per node at `{root}/_system/nodes/{node}.json`,
-//! written by the node itself while it runs, saying where it answers HTTP.
+//! written by the node itself while it runs, saying where it answers HTTP. It is also the
+//! node's **lease**: repo leases taken while it is held hang off it ([`NodeTie`]) and are
+//! never renewed themselves, so renewal costs one write per node, not one per graph.
 //!
 //! Gossip tells who is in the cluster, but it is unauthenticated; an address a caller's
 //! credential may be sent to is only ever read from storage, which only nodes of the cluster
 //! can write. A record is written with the store's conditional writes (create-if-absent,
-//! update-if-match) like a lease, renewed every third of its TTL, and marked released when the
-//! node stops; a record past its expiry names a node that is gone.
+//! update-if-match) like a lease, renewed every third of what the node may act on it, and
+//! marked released when the node stops; a record past its expiry names a node that is gone.
+//!
+//! As a lease: the node acts under it until its deadline (its last successful write's send
+//! time plus the TTL minus the safety margin), and a write after a lapse moves its epoch on,
+//! which frees every repo lease tied to the earlier epoch (its holder stopped at that
+//! deadline, and must take each lease again). A process of another generation takes the
+//! record over only once it is free, or its writer provably no longer runs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::lease::{CasOutcome, LeaseBackend, LeaseError, LeaseStore};
-use crate::{Clock, OpCounter, StoreOp};
+use crate::lease::{CasOutcome, LeaseBackend, LeaseError, LeaseStore, LeaseTiming, NodeTie};
+use crate::{Clock, OpCounter, ProcessStamp, StoreOp};
 
 const DIR: &str = "_system/nodes";
 
@@ -36,6 +45,12 @@ pub struct NodeRecord {
     /// Fresh on every write: the record's version on stores without ETags, and different
     /// bytes (so a different ETag) on those with them.
     pub nonce: String,
+    /// The node lease's epoch: moves on whenever the node let it lapse.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The writing process, to prove a crashed predecessor gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessStamp>,
 }
 
 impl NodeRecord {
@@ -44,13 +59,32 @@ impl NodeRecord {
     }
 }
 
-/// Reads and writes node records; lookups are cached briefly.
+/// The node lease this process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldNode {
+    pub generation: u64,
+    pub epoch: u64,
+    /// Until when this process may act under it (monotonic).
+    pub deadline: Instant,
+}
+
+/// This process's own record, as it last wrote it.
+struct Own {
+    node: String,
+    version: Option<String>,
+    epoch: u64,
+    deadline: Option<Instant>,
+}
+
+/// Reads and writes node records; lookups for display and placement are cached briefly.
 pub struct NodeDirectory {
     backend: Arc<dyn LeaseBackend>,
     counter: Arc<dyn OpCounter>,
     clock: Clock,
-    ttl: Duration,
+    timing: LeaseTiming,
     cache: Mutex<HashMap<String, (Instant, Option<NodeRecord>)>>,
+    own: tokio::sync::Mutex<Option<Own>>,
+    held: watch::Sender<Option<(String, HeldNode)>>,
 }
 
 impl NodeDirectory {
@@ -60,17 +94,35 @@ impl NodeDirectory {
             backend: leases.backend(),
             counter: leases.counter(),
             clock: leases.clock(),
-            ttl: leases.timing().ttl,
+            timing: leases.timing(),
             cache: Mutex::new(HashMap::new()),
+            own: tokio::sync::Mutex::new(None),
+            held: watch::Sender::new(None),
         }
     }
 
-    /// How often a running node rewrites its record.
+    /// How often a running node rewrites its record: a third of what it may act on it, so
+    /// two writes can fail before it must stop.
     pub fn renew_every(&self) -> Duration {
-        self.ttl / 3
+        self.timing.renew_every()
     }
 
-    /// Writes this node's record (`released` at shutdown).
+    /// The node lease this process holds now, and the tie a repo lease taken now hangs off.
+    pub fn held(&self) -> Option<(NodeTie, HeldNode)> {
+        let held = self.held.borrow();
+        let (node, lease) = held.as_ref()?;
+        (self.clock.now() < lease.deadline).then(|| {
+            let tie = NodeTie {
+                node: node.clone(),
+                generation: lease.generation,
+                epoch: lease.epoch,
+            };
+            (tie, *lease)
+        })
+    }
+
+    /// Writes this node's record, taking or renewing its node lease (`released` at shutdown,
+    /// which gives it up). Fails while another live process of this node id holds it.
     pub async fn publish(
         &self,
         node: &str,
@@ -80,31 +132,82 @@ impl NodeDirectory {
         released: bool,
     ) -> Result<(), LeaseError> {
         let path = record_path(node).ok_or(LeaseError::Invariant("node id unfit for a path"))?;
+        let mut own = self.own.lock().await;
+        let state = own.get_or_insert_with(|| Own {
+            node: node.to_string(),
+            version: None,
+            epoch: 0,
+            deadline: None,
+        });
+        let sent = self.clock.now();
+        let now = self.clock.wall_ms();
+        let expected = match &state.version {
+            Some(version) => Some(version.clone()),
+            None => match read_record(&*self.backend, &*self.counter, node).await? {
+                None => None,
+                Some((record, version)) => {
+                    if record.generation == generation {
+                        state.epoch = state.epoch.max(record.epoch);
+                    } else if record.is_live_at(now)
+                        && !record
+                            .process
+                            .as_ref()
+                            .is_some_and(ProcessStamp::is_provably_gone)
+                    {
+                        return Err(LeaseError::Storage(format!(
+                            "node id '{node}' is held by another live process (generation {}) \
+                             until its record expires; give every node its own node.id",
+                            record.generation
+                        )));
+                    }
+                    Some(version)
+                }
+            },
+        };
+        let lapsed = state.deadline.is_none_or(|deadline| sent >= deadline);
+        let epoch = if lapsed { state.epoch + 1 } else { state.epoch };
         let record = NodeRecord {
             node: node.to_string(),
             generation,
             address: address.to_string(),
             roles: roles.to_vec(),
-            expires_at_ms: self.clock.wall_ms() + self.ttl.as_millis() as u64,
+            expires_at_ms: now + self.timing.ttl.as_millis() as u64,
             released,
             nonce: crate::lease::nonce(),
+            epoch,
+            process: ProcessStamp::current().cloned(),
         };
         let bytes = serde_json::to_vec(&record).expect("a node record serializes");
-        // Only this node writes its record; a conflict is a racing earlier write of its own
-        // (or a restart of the same id), so read the version again and write once more.
-        for _ in 0..2 {
-            self.counter.count(StoreOp::Get, None);
-            let expected = self.backend.read(&path).await?.map(|stored| stored.version);
-            self.counter.count(StoreOp::Put, None);
-            if let CasOutcome::Written(_) =
-                self.backend.write(&path, bytes.clone(), expected).await?
-            {
-                return Ok(());
+        self.counter.count(StoreOp::Put, None);
+        match self.backend.write(&path, bytes, expected).await? {
+            CasOutcome::Written(version) => {
+                state.version = Some(version);
+                state.epoch = epoch;
+                if released {
+                    state.deadline = None;
+                    self.held.send_replace(None);
+                } else {
+                    let deadline = sent + self.timing.ttl.saturating_sub(self.timing.safety_margin);
+                    state.deadline = Some(deadline);
+                    let lease = HeldNode {
+                        generation,
+                        epoch,
+                        deadline,
+                    };
+                    self.held.send_replace(Some((state.node.clone(), lease)));
+                }
+                Ok(())
+            }
+            CasOutcome::Conflict => {
+                // Our own earlier write landed although its answer was lost, or the record
+                // was taken over: read it again at the next renewal.
+                state.version = None;
+                Err(LeaseError::Storage(format!(
+                    "the node record {path} changed under this node; it is read again at the \
+                     next renewal"
+                )))
             }
         }
-        Err(LeaseError::Storage(format!(
-            "the node record {path} kept changing while it was written"
-        )))
     }
 
     /// `node`'s record, if it has one; read again at most every second.
@@ -115,19 +218,9 @@ impl NodeDirectory {
         {
             return Ok(record.clone());
         }
-        let Some(path) = record_path(node) else {
-            return Ok(None);
-        };
-        self.counter.count(StoreOp::Get, None);
-        let record = match self.backend.read(&path).await? {
-            None => None,
-            Some(stored) => Some(serde_json::from_slice::<NodeRecord>(&stored.bytes).map_err(
-                |err| LeaseError::Corrupt {
-                    path: path.clone(),
-                    message: err.to_string(),
-                },
-            )?),
-        };
+        let record = read_record(&*self.backend, &*self.counter, node)
+            .await?
+            .map(|(record, _)| record);
         self.cache
             .lock()
             .expect("directory cache")
@@ -138,6 +231,31 @@ impl NodeDirectory {
     /// Wall-clock milliseconds now, on the directory's clock.
     pub fn now_ms(&self) -> u64 {
         self.clock.wall_ms()
+    }
+}
+
+/// `node`'s record as stored, with its version; `None` when it has none (or the id is not a
+/// plain file name). Read fresh: the lease store decides takeovers on it.
+pub(crate) async fn read_record(
+    backend: &dyn LeaseBackend,
+    counter: &dyn OpCounter,
+    node: &str,
+) -> Result<Option<(NodeRecord, String)>, LeaseError> {
+    let Some(path) = record_path(node) else {
+        return Ok(None);
+    };
+    counter.count(StoreOp::Get, None);
+    match backend.read(&path).await? {
+        None => Ok(None),
+        Some(stored) => {
+            let record = serde_json::from_slice::<NodeRecord>(&stored.bytes).map_err(|err| {
+                LeaseError::Corrupt {
+                    path: path.clone(),
+                    message: err.to_string(),
+                }
+            })?;
+            Ok(Some((record, stored.version)))
+        }
     }
 }
 

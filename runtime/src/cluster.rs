@@ -33,6 +33,8 @@ pub(crate) struct ClusterPart {
     pub(crate) membership: Option<Arc<Membership>>,
     /// Who takes a free writer lease; `None`: this node, whenever it is asked to write.
     pub(crate) placement: Option<Arc<dyn Placement>>,
+    /// This node's record and lease, which its repo leases hang off.
+    pub(crate) directory: Option<Arc<NodeDirectory>>,
     record: Option<RecordPublisher>,
     /// Registered with the membership; fed by the rebalancing task.
     rebalance: Option<RebalanceMetrics>,
@@ -193,6 +195,15 @@ pub(crate) async fn join(
     let generation = Clock::system().wall_ms();
     let membership = Arc::new(Membership::join(gossip, card, generation).await?);
     let directory = Arc::new(NodeDirectory::new(leases));
+    if let Some(address) = &http {
+        // Held before the first repo lease is taken, so that those hang off it.
+        if let Err(err) = directory
+            .publish(&node, generation, address, &roles, false)
+            .await
+        {
+            warn!(error = %err, "the node record could not be written; leases are renewed one by one until it can");
+        }
+    }
     let record = http.map(|address| {
         let task = tokio::spawn(keep_record(
             Arc::clone(&directory),
@@ -212,7 +223,7 @@ pub(crate) async fn join(
     });
     let placement = GossipPlacement::new(
         Arc::clone(&membership),
-        directory,
+        Arc::clone(&directory),
         node,
         config.node.takes_writes(),
     );
@@ -226,6 +237,7 @@ pub(crate) async fn join(
     let mut part = ClusterPart::default();
     part.membership = Some(membership);
     part.placement = Some(Arc::new(placement));
+    part.directory = Some(Arc::clone(&directory));
     part.record = record;
     part.rebalance = Some(RebalanceMetrics::register(metrics));
     Ok(part)

@@ -134,6 +134,10 @@ impl Node {
         }
         let holder = holder_id(config.node.id.as_deref());
         let mut cluster = cluster::join(&config, advertise.clone(), &leases, &mut metrics).await?;
+        if let Some(directory) = &cluster.directory {
+            // Repo leases hang off this node's lease: one write renews them all.
+            leases = leases.with_node_leases(Arc::clone(directory));
+        }
         let mut maintenance = NodeMaintenance::new(
             leases,
             Arc::clone(&holder),

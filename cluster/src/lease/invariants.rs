@@ -67,6 +67,7 @@ mod tests {
             nonce: "n".into(),
             process: None,
             address: None,
+            node: None,
         }
     }
 

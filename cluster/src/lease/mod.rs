@@ -45,7 +45,9 @@ pub(crate) use codec::nonce;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use object_backend::ObjectStoreBackend;
-pub use record::{Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming};
+pub use record::{
+    Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming, NodeTie,
+};
 pub use store::LeaseStore;
 
 #[cfg(test)]

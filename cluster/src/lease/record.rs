@@ -74,6 +74,19 @@ pub struct LeaseRecord {
     /// credential only ever travels to a node that could write to the store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub address: Option<String>,
+    /// Set when the lease hangs off its holder's node lease (`crate::directory`): it is never
+    /// renewed itself, and lasts while that node lease lasts at this generation and epoch.
+    /// Its `expires_at_ms` is then the node lease's, as [`super::LeaseStore`] reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<NodeTie>,
+}
+
+/// The node lease a repo lease hangs off.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeTie {
+    pub node: String,
+    pub generation: u64,
+    pub epoch: u64,
 }
 
 impl LeaseRecord {

@@ -7,7 +7,10 @@ use tokio::time::Instant;
 use super::backend::{CasOutcome, LeaseBackend};
 use super::codec::{self, LEASE_DIR, ListedLease};
 use super::invariants::{self, Transition};
-use super::record::{Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming};
+use super::record::{
+    Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming, NodeTie,
+};
+use crate::directory::{NodeDirectory, read_record};
 use crate::{Clock, OpCounter, ProcessStamp, RepoKey, StoreOp};
 
 /// Reads and writes lease objects under a storage root.
@@ -19,6 +22,8 @@ pub struct LeaseStore {
     clock: Clock,
     /// Written into every lease this store takes (see [`LeaseRecord::address`]).
     address: Option<Arc<str>>,
+    /// This node's lease: leases taken while it is held hang off it (`crate::directory`).
+    node: Option<Arc<NodeDirectory>>,
 }
 
 impl LeaseStore {
@@ -34,7 +39,16 @@ impl LeaseStore {
             timing,
             clock: Clock::system(),
             address: None,
+            node: None,
         }
+    }
+
+    /// The same store, tying the leases it takes to this node's lease in `directory` while
+    /// the node holds it: they are then never renewed themselves (one write per node renews
+    /// them all), and last while the node lease lasts.
+    pub fn with_node_leases(mut self, directory: Arc<NodeDirectory>) -> LeaseStore {
+        self.node = Some(directory);
+        self
     }
 
     /// The same store, writing `address` (`host:port` of this node's HTTP API) into the
@@ -113,6 +127,13 @@ impl LeaseStore {
             ),
         };
         let previous = current.as_ref().map(|(record, _)| record);
+        let tied = self.node.as_ref().and_then(|directory| directory.held());
+        let mut record = record;
+        record.node = tied.as_ref().map(|(tie, _)| tie.clone());
+        let deadline = match &tied {
+            Some((_, node)) => node.deadline,
+            None => self.deadline_from(sent),
+        };
         match self
             .write(key, kind, Transition::Acquire, previous, &record, expected)
             .await?
@@ -122,7 +143,7 @@ impl LeaseStore {
                 kind,
                 record,
                 version,
-                deadline: self.deadline_from(sent),
+                deadline,
             })),
             CasOutcome::Conflict => {
                 // Lost the race: report whoever won.
@@ -138,6 +159,16 @@ impl LeaseStore {
     pub async fn renew(&self, lease: &mut Lease) -> Result<(), LeaseError> {
         if !lease.is_live() {
             return Err(LeaseLost::Expired.into());
+        }
+        if let Some(tie) = &lease.record.node {
+            // Renewed by the node lease it hangs off: no write, only its deadline followed.
+            return match self.node_deadline(tie) {
+                Some(deadline) => {
+                    lease.deadline = deadline;
+                    Ok(())
+                }
+                None => Err(LeaseLost::Expired.into()),
+            };
         }
         let sent = self.clock.now();
         let now = self.clock.wall_ms();
@@ -198,6 +229,11 @@ impl LeaseStore {
         if !lease.is_live() {
             return Err(LeaseLost::Expired.into());
         }
+        if let Some(tie) = &lease.record.node
+            && self.node_deadline(tie).is_none()
+        {
+            return Err(LeaseLost::Expired.into());
+        }
         match self.read(&lease.key, lease.kind).await? {
             Some((_, version)) if version == lease.version => {
                 if lease.is_live() {
@@ -248,6 +284,7 @@ impl LeaseStore {
             nonce: codec::nonce(),
             process: ProcessStamp::current().cloned(),
             address: self.address.as_deref().map(str::to_string),
+            node: None,
         }
     }
 
@@ -290,8 +327,43 @@ impl LeaseStore {
         let path = codec::lease_path(key, kind);
         match self.backend.read(&path).await? {
             None => Ok(None),
-            Some(stored) => Ok(Some((codec::decode(&path, &stored.bytes)?, stored.version))),
+            Some(stored) => {
+                let mut record = codec::decode(&path, &stored.bytes)?;
+                self.resolve_tie(&mut record).await?;
+                Ok(Some((record, stored.version)))
+            }
         }
+    }
+
+    /// A lease tied to a node lease expires when that node lease does: its expiry is read
+    /// from the node's record, fresh (takeovers are decided on it), and is in the past once
+    /// that record is released, expired, or at another generation or epoch.
+    async fn resolve_tie(&self, record: &mut LeaseRecord) -> Result<(), LeaseError> {
+        let Some(tie) = &record.node else {
+            return Ok(());
+        };
+        if record.released {
+            return Ok(());
+        }
+        let node = read_record(&*self.backend, &*self.counter, &tie.node).await?;
+        record.expires_at_ms = match node {
+            Some((node, _))
+                if node.generation == tie.generation
+                    && node.epoch == tie.epoch
+                    && !node.released =>
+            {
+                node.expires_at_ms
+            }
+            _ => 0,
+        };
+        Ok(())
+    }
+
+    /// Until when this process may act under a lease tied to `tie`: its node lease's
+    /// deadline, while it holds that node lease at the tie's generation and epoch.
+    fn node_deadline(&self, tie: &NodeTie) -> Option<Instant> {
+        let (held, node) = self.node.as_ref()?.held()?;
+        (held == *tie).then_some(node.deadline)
     }
 
     /// Writes `record` over `previous` (create-if-absent when `expected` is `None`, else

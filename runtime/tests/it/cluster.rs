@@ -807,6 +807,65 @@ fn placed_on(graph: &str, count: usize) -> usize {
     names.iter().position(|name| name == owner).unwrap()
 }
 
+/// With gossip, writer leases hang off their holder's node lease (one write per node renews
+/// them all). After kill -9 of the holder, its graphs move on once its node record expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_graphs_move_on_when_its_node_lease_lapses() {
+    let ttl = 4;
+    let mut cluster = Cluster::launch(3, ttl, "", Some(free_udp_port()), "").await;
+    cluster.converged().await;
+    let graph = (0..)
+        .map(|g| format!("f{g}"))
+        .find(|graph| placed_on(graph, 3) == 0)
+        .unwrap();
+    // Written through n1, made by n0, the owner.
+    cluster.seed(1, &graph).await;
+    let lease = cluster
+        .dir
+        .path()
+        .join(format!("data/_system/leases/acme/{graph}/writer.json"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&lease).unwrap()).unwrap();
+    assert_eq!(
+        record["node"]["node"], "n0",
+        "the lease hangs off n0's node lease: {record}"
+    );
+    let first_epoch = record["epoch"].as_u64().unwrap();
+
+    let holder = cluster.nodes.remove(0);
+    holder.server.signal("KILL");
+    let killed = tokio::time::Instant::now();
+    let mut moved = None;
+    for attempt in 0.. {
+        if killed.elapsed() > Duration::from_secs(3 * ttl + 10) {
+            break;
+        }
+        let resp = cluster
+            .client(attempt % 2)
+            .post(
+                &format!("/graphs/{graph}/mutate"),
+                insert(&format!("a{attempt}")),
+            )
+            .await;
+        match resp.status.as_u16() {
+            200 => {
+                moved = Some((killed.elapsed(), landed(&resp, EPOCH)));
+                break;
+            }
+            503 => {}
+            other => panic!("unexpected {other}: {}", resp.text),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (took, epoch) = moved.expect("writes did not move on after the holder died");
+    assert!(epoch > first_epoch);
+    assert!(
+        took <= Duration::from_secs(ttl + 6),
+        "took {took:?} with a {ttl}s node lease"
+    );
+    drop(holder);
+}
+
 /// The names of every person on `main`.
 async fn people(client: &Client) -> Vec<String> {
     let query = "query names() { match { $p: Person } return { $p.name as name } }";
