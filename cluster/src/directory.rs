@@ -19,45 +19,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::lease::{CasOutcome, LeaseBackend, LeaseError, LeaseStore, LeaseTiming, NodeTie};
+pub use crate::lease::NodeRecord;
+use crate::lease::{
+    CasOutcome, LeaseBackend, LeaseError, LeaseStore, LeaseTiming, NodeLeases, NodeTie,
+    read_node_record as read_record, record_path,
+};
 use crate::{Clock, OpCounter, ProcessStamp, StoreOp};
-
-const DIR: &str = "_system/nodes";
-
-/// What a node says about itself in storage.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NodeRecord {
-    pub node: String,
-    /// The node's gossip generation (its start time): a restart is a new record.
-    pub generation: u64,
-    /// `host:port` of its HTTP API.
-    pub address: String,
-    pub roles: Vec<String>,
-    /// Wall-clock milliseconds after which the record names a node that is gone.
-    pub expires_at_ms: u64,
-    /// Set when the node stopped cleanly.
-    #[serde(default)]
-    pub released: bool,
-    /// Fresh on every write: the record's version on stores without ETags, and different
-    /// bytes (so a different ETag) on those with them.
-    pub nonce: String,
-    /// The node lease's epoch: moves on whenever the node let it lapse.
-    #[serde(default)]
-    pub epoch: u64,
-    /// The writing process, to prove a crashed predecessor gone.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub process: Option<ProcessStamp>,
-}
-
-impl NodeRecord {
-    pub fn is_live_at(&self, now_ms: u64) -> bool {
-        !self.released && now_ms <= self.expires_at_ms
-    }
-}
 
 /// The node lease this process holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +79,10 @@ impl NodeDirectory {
 
     /// The node lease this process holds now, and the tie a repo lease taken now hangs off.
     pub fn held(&self) -> Option<(NodeTie, HeldNode)> {
+        self.held_lease()
+    }
+
+    fn held_lease(&self) -> Option<(NodeTie, HeldNode)> {
         let held = self.held.borrow();
         let (node, lease) = held.as_ref()?;
         (self.clock.now() < lease.deadline).then(|| {
@@ -234,39 +208,10 @@ impl NodeDirectory {
     }
 }
 
-/// `node`'s record as stored, with its version; `None` when it has none (or the id is not a
-/// plain file name). Read fresh: the lease store decides takeovers on it.
-pub(crate) async fn read_record(
-    backend: &dyn LeaseBackend,
-    counter: &dyn OpCounter,
-    node: &str,
-) -> Result<Option<(NodeRecord, String)>, LeaseError> {
-    let Some(path) = record_path(node) else {
-        return Ok(None);
-    };
-    counter.count(StoreOp::Get, None);
-    match backend.read(&path).await? {
-        None => Ok(None),
-        Some(stored) => {
-            let record = serde_json::from_slice::<NodeRecord>(&stored.bytes).map_err(|err| {
-                LeaseError::Corrupt {
-                    path: path.clone(),
-                    message: err.to_string(),
-                }
-            })?;
-            Ok(Some((record, stored.version)))
-        }
+impl NodeLeases for NodeDirectory {
+    fn held(&self) -> Option<(NodeTie, Instant)> {
+        self.held_lease().map(|(tie, lease)| (tie, lease.deadline))
     }
-}
-
-/// The record's path, or `None` for an id that is not a plain file name.
-fn record_path(node: &str) -> Option<String> {
-    let fit = (1..=64).contains(&node.len())
-        && !node.starts_with('.')
-        && node
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
-    fit.then(|| format!("{DIR}/{node}.json"))
 }
 
 #[cfg(test)]

@@ -136,7 +136,7 @@ impl Node {
         let mut cluster = cluster::join(&config, advertise.clone(), &leases, &mut metrics).await?;
         if let Some(directory) = &cluster.directory {
             // Repo leases hang off this node's lease: one write renews them all.
-            leases = leases.with_node_leases(Arc::clone(directory));
+            leases = leases.with_node_leases(Arc::clone(directory) as _);
         }
         let mut maintenance = NodeMaintenance::new(
             leases,

@@ -35,6 +35,7 @@ mod codec;
 mod invariants;
 mod local;
 mod memory;
+mod node;
 mod object_backend;
 mod record;
 mod store;
@@ -44,6 +45,8 @@ pub use codec::ListedLease;
 pub(crate) use codec::nonce;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub use node::{NodeLeases, NodeRecord};
+pub(crate) use node::{read_node_record, record_path};
 pub use object_backend::ObjectStoreBackend;
 pub use record::{
     Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming, NodeTie,

@@ -7,10 +7,10 @@ use tokio::time::Instant;
 use super::backend::{CasOutcome, LeaseBackend};
 use super::codec::{self, LEASE_DIR, ListedLease};
 use super::invariants::{self, Transition};
+use super::node::{NodeLeases, read_node_record};
 use super::record::{
     Acquired, Lease, LeaseError, LeaseKind, LeaseLost, LeaseRecord, LeaseTiming, NodeTie,
 };
-use crate::directory::{NodeDirectory, read_record};
 use crate::{Clock, OpCounter, ProcessStamp, RepoKey, StoreOp};
 
 /// Reads and writes lease objects under a storage root.
@@ -23,7 +23,7 @@ pub struct LeaseStore {
     /// Written into every lease this store takes (see [`LeaseRecord::address`]).
     address: Option<Arc<str>>,
     /// This node's lease: leases taken while it is held hang off it (`crate::directory`).
-    node: Option<Arc<NodeDirectory>>,
+    node: Option<Arc<dyn NodeLeases>>,
 }
 
 impl LeaseStore {
@@ -46,8 +46,8 @@ impl LeaseStore {
     /// The same store, tying the leases it takes to this node's lease in `directory` while
     /// the node holds it: they are then never renewed themselves (one write per node renews
     /// them all), and last while the node lease lasts.
-    pub fn with_node_leases(mut self, directory: Arc<NodeDirectory>) -> LeaseStore {
-        self.node = Some(directory);
+    pub fn with_node_leases(mut self, node: Arc<dyn NodeLeases>) -> LeaseStore {
+        self.node = Some(node);
         self
     }
 
@@ -131,7 +131,7 @@ impl LeaseStore {
         let mut record = record;
         record.node = tied.as_ref().map(|(tie, _)| tie.clone());
         let deadline = match &tied {
-            Some((_, node)) => node.deadline,
+            Some((_, deadline)) => *deadline,
             None => self.deadline_from(sent),
         };
         match self
@@ -345,7 +345,7 @@ impl LeaseStore {
         if record.released {
             return Ok(());
         }
-        let node = read_record(&*self.backend, &*self.counter, &tie.node).await?;
+        let node = read_node_record(&*self.backend, &*self.counter, &tie.node).await?;
         record.expires_at_ms = match node {
             Some((node, _))
                 if node.generation == tie.generation
@@ -362,8 +362,8 @@ impl LeaseStore {
     /// Until when this process may act under a lease tied to `tie`: its node lease's
     /// deadline, while it holds that node lease at the tie's generation and epoch.
     fn node_deadline(&self, tie: &NodeTie) -> Option<Instant> {
-        let (held, node) = self.node.as_ref()?.held()?;
-        (held == *tie).then_some(node.deadline)
+        let (held, deadline) = self.node.as_ref()?.held()?;
+        (held == *tie).then_some(deadline)
     }
 
     /// Writes `record` over `previous` (create-if-absent when `expected` is `None`, else
