@@ -264,4 +264,130 @@ mod tests {
         );
         assert_eq!(other.lookup("../x").await.unwrap(), None);
     }
+
+    use std::time::Duration;
+
+    use crate::RepoKey;
+    use crate::lease::{Acquired, Lease, LeaseKind, MemoryBackend};
+    use omnigraph_cloud_config::{GraphId, TenantId};
+
+    fn key() -> RepoKey {
+        RepoKey::new(TenantId::new("acme").unwrap(), GraphId::new("g").unwrap())
+    }
+
+    fn timing(ttl_ms: u64) -> LeaseTiming {
+        LeaseTiming {
+            ttl: Duration::from_millis(ttl_ms),
+            safety_margin: Duration::from_millis(ttl_ms / 5),
+        }
+    }
+
+    async fn acquired(store: &LeaseStore, kind: LeaseKind, holder: &str) -> Lease {
+        match store.acquire(&key(), kind, holder).await.unwrap() {
+            Acquired::Acquired(lease) => lease,
+            Acquired::Held(record) => panic!("{holder} must win; held by {record:?}"),
+        }
+    }
+
+    /// Counts the PUTs a store sends.
+    #[derive(Default)]
+    struct Puts(std::sync::atomic::AtomicUsize);
+
+    impl crate::OpCounter for Puts {
+        fn count(&self, op: crate::StoreOp, _key: Option<&RepoKey>) {
+            if op == crate::StoreOp::Put {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Leases taken while the node lease is held hang off it: renewing them writes nothing,
+    /// others see them held while the node lease is renewed, and once it lapses the holder stops
+    /// before anyone else may take them; a node lease that lapsed comes back at a new epoch, and
+    /// the leases tied to the old one are free.
+    #[tokio::test(start_paused = true)]
+    async fn leases_tied_to_the_node_lease_are_renewed_with_it() {
+        let backend = Arc::new(MemoryBackend::new());
+        let puts = Arc::new(Puts::default());
+        let base = LeaseStore::new(backend.clone(), puts.clone(), timing(9_000))
+            .with_clock(Clock::following_tokio());
+        let directory = Arc::new(NodeDirectory::new(&base));
+        directory
+            .publish("n1", 7, "10.0.0.1:8080", &[], false)
+            .await
+            .unwrap();
+        let tied = base.clone().with_node_leases(directory.clone());
+        let other = LeaseStore::new(backend.clone(), Arc::new(()), timing(9_000))
+            .with_clock(Clock::following_tokio());
+        let mut lease = acquired(&tied, LeaseKind::Writer, "n1-1-a").await;
+        let tie = lease.record.node.clone().expect("tied to the node lease");
+        assert_eq!((tie.node.as_str(), tie.generation, tie.epoch), ("n1", 7, 1));
+
+        let before = puts.0.load(std::sync::atomic::Ordering::SeqCst);
+        let every = directory.renew_every();
+        for _ in 0..10 {
+            tokio::time::advance(every).await;
+            directory
+                .publish("n1", 7, "10.0.0.1:8080", &[], false)
+                .await
+                .unwrap();
+            tied.renew(&mut lease).await.unwrap();
+            assert!(lease.is_live());
+        }
+        let written = puts.0.load(std::sync::atomic::Ordering::SeqCst) - before;
+        assert_eq!(
+            written, 10,
+            "only the node record is written, never the repo lease"
+        );
+        assert!(matches!(
+            other
+                .acquire(&key(), LeaseKind::Writer, "n2")
+                .await
+                .unwrap(),
+            Acquired::Held(_)
+        ));
+
+        // The node stops renewing: its holder stops at the node lease's deadline...
+        let timing = base.timing();
+        tokio::time::advance(timing.ttl - timing.safety_margin).await;
+        assert!(!lease.is_live());
+        assert!(tied.renew(&mut lease).await.is_err());
+        // ...while the lease is still held for others, until the node record expires.
+        assert!(matches!(
+            other
+                .acquire(&key(), LeaseKind::Writer, "n2")
+                .await
+                .unwrap(),
+            Acquired::Held(_)
+        ));
+        tokio::time::advance(timing.safety_margin + Duration::from_millis(10)).await;
+        // The node comes back: its lease moves to epoch 2, and the tied lease is free.
+        directory
+            .publish("n1", 7, "10.0.0.1:8080", &[], false)
+            .await
+            .unwrap();
+        assert_eq!(directory.held().unwrap().0.epoch, 2);
+        let taken = acquired(&other, LeaseKind::Writer, "n2").await;
+        assert_eq!(taken.epoch(), 2);
+        assert!(
+            taken.record.node.is_none(),
+            "a store without a node lease takes untied leases"
+        );
+    }
+
+    /// A released node record frees every lease tied to it at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_released_node_lease_frees_its_leases_at_once() {
+        let backend = Arc::new(MemoryBackend::new());
+        let base = LeaseStore::new(backend.clone(), Arc::new(()), timing(9_000))
+            .with_clock(Clock::following_tokio());
+        let directory = Arc::new(NodeDirectory::new(&base));
+        directory.publish("n1", 7, "a:1", &[], false).await.unwrap();
+        let tied = base.clone().with_node_leases(directory.clone());
+        acquired(&tied, LeaseKind::Writer, "n1-1-a").await;
+        directory.publish("n1", 7, "a:1", &[], true).await.unwrap();
+        assert!(directory.held().is_none());
+        let taken = acquired(&base, LeaseKind::Writer, "n2").await;
+        assert_eq!(taken.epoch(), 2);
+    }
 }
