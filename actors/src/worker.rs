@@ -38,6 +38,9 @@ struct Seen {
     version: String,
     /// For a writer lease: its expiry, if it was neither released nor already handled.
     dead_after_ms: Option<u64>,
+    /// For a writer lease: whether it hangs off a node lease (its expiry moves without the
+    /// object changing).
+    tied: bool,
 }
 
 /// Runs until the registry shuts down.
@@ -73,10 +76,15 @@ async fn scan(
             continue;
         }
         let seen = leases.entry(listed.key.clone()).or_default();
-        if seen.version != listed.version {
+        // A lease tied to a node lease lasts while that does, without its own object ever
+        // changing: its expiry is read again on every scan.
+        if seen.version != listed.version || seen.tied {
             seen.version = listed.version.clone();
             seen.dead_after_ms = match lease_store.get(&listed.key, LeaseKind::Writer).await {
-                Ok(Some(record)) if !record.released => Some(record.expires_at_ms),
+                Ok(Some(record)) if !record.released => {
+                    seen.tied = record.node.is_some();
+                    Some(record.expires_at_ms)
+                }
                 Ok(_) => None,
                 Err(err) => {
                     warn!(repo = %listed.key, error = %err, "could not read writer lease");

@@ -71,6 +71,15 @@ impl NodeDirectory {
         }
     }
 
+    /// Whether a dead writer's requests have had the safety margin to land since its last
+    /// write of `record` (as a dead predecessor's lease is taken over).
+    fn settled(&self, record: &NodeRecord, now_ms: u64) -> bool {
+        let written = record
+            .expires_at_ms
+            .saturating_sub(self.timing.ttl.as_millis() as u64);
+        now_ms >= written.saturating_add(self.timing.safety_margin.as_millis() as u64)
+    }
+
     /// How often a running node rewrites its record: a third of what it may act on it, so
     /// two writes can fail before it must stop.
     pub fn renew_every(&self) -> Duration {
@@ -123,10 +132,11 @@ impl NodeDirectory {
                     if record.generation == generation {
                         state.epoch = state.epoch.max(record.epoch);
                     } else if record.is_live_at(now)
-                        && !record
+                        && !(record
                             .process
                             .as_ref()
                             .is_some_and(ProcessStamp::is_provably_gone)
+                            && self.settled(&record, now))
                     {
                         return Err(LeaseError::Storage(format!(
                             "node id '{node}' is held by another live process (generation {}) \
@@ -157,7 +167,14 @@ impl NodeDirectory {
             CasOutcome::Written(version) => {
                 state.version = Some(version);
                 state.epoch = epoch;
-                if released {
+                // A write sent before the deadline but answered after it: others may have
+                // seen the record expire meanwhile, so this epoch is not renewed; the next
+                // write moves it on.
+                let landed_late = !lapsed
+                    && state
+                        .deadline
+                        .is_some_and(|deadline| self.clock.now() >= deadline);
+                if released || landed_late {
                     state.deadline = None;
                     self.held.send_replace(None);
                 } else {

@@ -24,6 +24,10 @@ pub struct LeaseStore {
     address: Option<Arc<str>>,
     /// This node's lease: leases taken while it is held hang off it (`crate::directory`).
     node: Option<Arc<dyn NodeLeases>>,
+    /// Tied leases of this process whose release failed: nothing holds them here any more,
+    /// but their node lease keeps them held for everyone else, so this process may take them
+    /// back (as a lost epoch of its own).
+    abandoned: Arc<std::sync::Mutex<std::collections::HashSet<(RepoKey, LeaseKind, u64)>>>,
 }
 
 impl LeaseStore {
@@ -40,6 +44,7 @@ impl LeaseStore {
             clock: Clock::system(),
             address: None,
             node: None,
+            abandoned: Arc::default(),
         }
     }
 
@@ -111,7 +116,16 @@ impl LeaseStore {
         let sent = self.clock.now();
         let now = self.clock.wall_ms();
         let current = self.read(key, kind).await?;
-        let own_lost = |record: &LeaseRecord| record.holder == holder && lost == Some(record.epoch);
+        let abandoned = |record: &LeaseRecord| {
+            self.abandoned.lock().expect("abandoned leases").contains(&(
+                key.clone(),
+                kind,
+                record.epoch,
+            ))
+        };
+        let own_lost = |record: &LeaseRecord| {
+            record.holder == holder && (lost == Some(record.epoch) || abandoned(record))
+        };
         let (record, expected) = match &current {
             None => (self.fresh_record(holder, 1, now), None),
             Some((record, _))
@@ -130,6 +144,12 @@ impl LeaseStore {
         let tied = self.node.as_ref().and_then(|directory| directory.held());
         let mut record = record;
         record.node = tied.as_ref().map(|(tie, _)| tie.clone());
+        if record.node.is_some() {
+            // Never expires by itself: only its node lease ends it. A reader that does not
+            // know ties (an older release) then waits for a release instead of taking over
+            // a live lease after one TTL.
+            record.expires_at_ms = u64::MAX;
+        }
         let deadline = match &tied {
             Some((_, deadline)) => *deadline,
             None => self.deadline_from(sent),
@@ -203,6 +223,16 @@ impl LeaseStore {
     /// Gives the lease up so the next acquirer need not wait for its expiry. A lease already
     /// lost is left alone.
     pub async fn release(&self, lease: Lease) -> Result<(), LeaseError> {
+        let tied = lease.record.node.is_some();
+        let id = (lease.key.clone(), lease.kind, lease.record.epoch);
+        let released = self.write_release(lease).await;
+        if tied && released.is_err() {
+            self.abandoned.lock().expect("abandoned leases").insert(id);
+        }
+        released
+    }
+
+    async fn write_release(&self, lease: Lease) -> Result<(), LeaseError> {
         let now = self.clock.wall_ms().max(lease.record.renewed_at_ms);
         let record = LeaseRecord {
             renewed_at_ms: now,
