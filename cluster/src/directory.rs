@@ -233,8 +233,12 @@ impl NodeLeases for NodeDirectory {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
-    use crate::lease::{LeaseTiming, LocalBackend};
+    use crate::RepoKey;
+    use crate::lease::tests::{acquired, key, timing};
+    use crate::lease::{Acquired, LeaseKind, LeaseTiming, LocalBackend, MemoryBackend};
 
     #[tokio::test]
     async fn a_node_publishes_renews_and_releases_its_record() {
@@ -280,30 +284,6 @@ mod tests {
                 .is_err()
         );
         assert_eq!(other.lookup("../x").await.unwrap(), None);
-    }
-
-    use std::time::Duration;
-
-    use crate::RepoKey;
-    use crate::lease::{Acquired, Lease, LeaseKind, MemoryBackend};
-    use omnigraph_cloud_config::{GraphId, TenantId};
-
-    fn key() -> RepoKey {
-        RepoKey::new(TenantId::new("acme").unwrap(), GraphId::new("g").unwrap())
-    }
-
-    fn timing(ttl_ms: u64) -> LeaseTiming {
-        LeaseTiming {
-            ttl: Duration::from_millis(ttl_ms),
-            safety_margin: Duration::from_millis(ttl_ms / 5),
-        }
-    }
-
-    async fn acquired(store: &LeaseStore, kind: LeaseKind, holder: &str) -> Lease {
-        match store.acquire(&key(), kind, holder).await.unwrap() {
-            Acquired::Acquired(lease) => lease,
-            Acquired::Held(record) => panic!("{holder} must win; held by {record:?}"),
-        }
     }
 
     /// Counts the PUTs a store sends.

@@ -54,4 +54,4 @@ pub use record::{
 pub use store::LeaseStore;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

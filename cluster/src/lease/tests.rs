@@ -9,11 +9,11 @@ use omnigraph_cloud_config::{GraphId, TenantId};
 use super::*;
 use crate::{Clock, RepoKey};
 
-fn key() -> RepoKey {
+pub(crate) fn key() -> RepoKey {
     RepoKey::new(TenantId::new("acme").unwrap(), GraphId::new("g").unwrap())
 }
 
-fn timing(ttl_ms: u64) -> LeaseTiming {
+pub(crate) fn timing(ttl_ms: u64) -> LeaseTiming {
     LeaseTiming {
         ttl: Duration::from_millis(ttl_ms),
         safety_margin: Duration::from_millis(ttl_ms / 5),
@@ -34,7 +34,7 @@ fn in_memory(ttl_ms: u64) -> LeaseStore {
         .with_clock(Clock::following_tokio())
 }
 
-async fn acquired(store: &LeaseStore, kind: LeaseKind, holder: &str) -> Lease {
+pub(crate) async fn acquired(store: &LeaseStore, kind: LeaseKind, holder: &str) -> Lease {
     match store.acquire(&key(), kind, holder).await.unwrap() {
         Acquired::Acquired(lease) => lease,
         Acquired::Held(record) => panic!("{holder} must win; held by {record:?}"),
