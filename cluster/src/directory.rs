@@ -286,6 +286,15 @@ mod tests {
         assert_eq!(other.lookup("../x").await.unwrap(), None);
     }
 
+    /// Whether `store`, asked for the lease as another node, finds it held.
+    async fn held_for(store: &LeaseStore) -> bool {
+        let acquired = store
+            .acquire(&key(), LeaseKind::Writer, "n2")
+            .await
+            .unwrap();
+        matches!(acquired, Acquired::Held(_))
+    }
+
     /// Counts the PUTs a store sends.
     #[derive(Default)]
     struct Puts(std::sync::atomic::AtomicUsize);
@@ -336,13 +345,7 @@ mod tests {
             written, 10,
             "only the node record is written, never the repo lease"
         );
-        assert!(matches!(
-            other
-                .acquire(&key(), LeaseKind::Writer, "n2")
-                .await
-                .unwrap(),
-            Acquired::Held(_)
-        ));
+        assert!(held_for(&other).await);
 
         // The node stops renewing: its holder stops at the node lease's deadline...
         let timing = base.timing();
@@ -350,13 +353,7 @@ mod tests {
         assert!(!lease.is_live());
         assert!(tied.renew(&mut lease).await.is_err());
         // ...while the lease is still held for others, until the node record expires.
-        assert!(matches!(
-            other
-                .acquire(&key(), LeaseKind::Writer, "n2")
-                .await
-                .unwrap(),
-            Acquired::Held(_)
-        ));
+        assert!(held_for(&other).await);
         tokio::time::advance(timing.safety_margin + Duration::from_millis(10)).await;
         // The node comes back: its lease moves to epoch 2, and the tied lease is free.
         directory

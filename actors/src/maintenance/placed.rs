@@ -62,18 +62,6 @@ impl RepoMaintenance {
         }
     }
 
-    /// The writer lease for a write: held, or taken if free and placed here (or the write was
-    /// forwarded here).
-    pub(crate) async fn ensure_writer_for_write(
-        &self,
-        forwarded: bool,
-    ) -> Result<ForWrite, LeaseError> {
-        if let Some(refusal) = self.placed_elsewhere(forwarded).await? {
-            return Ok(refusal);
-        }
-        Ok(ForWrite::Held(self.writer.ensure().await?))
-    }
-
     /// Whether an activation may claim the repo's leases: its writer lease is ours or free and
     /// placed here (a failed lookup counts as no).
     pub(crate) async fn placed_here(&self) -> bool {

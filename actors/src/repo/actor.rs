@@ -133,8 +133,9 @@ impl Actor for RepoActor {
                     };
                     // Shared with other publishes; a recovery sweep holds it exclusively.
                     let _gate = maintenance.sweep_exclusion.read().await;
-                    match maintenance.ensure_writer_for_write(forwarded).await {
-                        Ok(ForWrite::Held(Held::Ours(_))) if !clean => {
+                    // Placement was asked above: only the lease itself now.
+                    match maintenance.writer.ensure().await {
+                        Ok(Held::Ours(_)) if !clean => {
                             // The other writer's lease lapsed between the check and now: check
                             // again (next time, under our lease) before writing anything.
                             unit.refuse(|| {
@@ -143,7 +144,7 @@ impl Actor for RepoActor {
                                 )
                             });
                         }
-                        Ok(ForWrite::Held(Held::Ours(epoch))) => {
+                        Ok(Held::Ours(epoch)) => {
                             if check {
                                 maintenance.checked_before_writing(epoch);
                             }
@@ -181,7 +182,8 @@ impl Actor for RepoActor {
                                 tokio::time::Instant::now(),
                             );
                         }
-                        Ok(elsewhere @ (ForWrite::Placed(_) | ForWrite::Held(Held::Other(_)))) => {
+                        Ok(other) => {
+                            let elsewhere = ForWrite::Held(other);
                             unit.refuse(|| maintenance.refusal_for(&elsewhere).expect("elsewhere"));
                         }
                         Err(err) => {
