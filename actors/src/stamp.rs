@@ -9,6 +9,10 @@
 use std::cell::Cell;
 use std::future::Future;
 
+use omnigraph::db::{Omnigraph, ReadTarget};
+
+use crate::cache::RepoCache;
+
 /// Where a read or a write landed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stamp {
@@ -18,24 +22,85 @@ pub struct Stamp {
     pub lease_epoch: Option<u64>,
 }
 
+/// What a request asked of its stamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReadVersions {
+    /// A read says its version when that costs no request to the store: on the graph's
+    /// cache authority, or for a snapshot already read.
+    #[default]
+    WhenFree,
+    /// A read confirms its version even where that costs one more request to the store.
+    Confirm,
+}
+
+struct Current {
+    stamp: Cell<Stamp>,
+    reads: ReadVersions,
+}
+
 tokio::task_local! {
-    static CURRENT: Cell<Stamp>;
+    static CURRENT: Current;
 }
 
 /// Runs `request` and returns, with its output, the stamp of the last read or write it made
 /// (default when it made none).
-pub async fn collect<F: Future>(request: F) -> (F::Output, Stamp) {
+pub async fn collect<F: Future>(reads: ReadVersions, request: F) -> (F::Output, Stamp) {
+    let current = Current {
+        stamp: Cell::new(Stamp::default()),
+        reads,
+    };
     CURRENT
-        .scope(Cell::new(Stamp::default()), async move {
+        .scope(current, async move {
             let output = request.await;
-            (output, CURRENT.with(Cell::get))
+            (output, CURRENT.with(|current| current.stamp.get()))
         })
         .await
 }
 
 /// Records `stamp` as the request's; nothing outside [`collect`].
 pub(crate) fn record(stamp: Stamp) {
-    let _ = CURRENT.try_with(|current| current.set(stamp));
+    let _ = CURRENT.try_with(|current| current.stamp.set(stamp));
+}
+
+/// Whether the request asked for read versions even at a cost; false outside [`collect`].
+fn confirm_asked() -> bool {
+    CURRENT
+        .try_with(|current| current.reads == ReadVersions::Confirm)
+        .unwrap_or(false)
+}
+
+/// Records, as the request's stamp, the version a read of `target` is about to see: for a
+/// branch, its latest `__manifest` version, confirmed now, before the read. The engine does
+/// not say which version a query resolved; it confirms the latest again itself, so the read
+/// sees exactly this version unless a write lands in between, and never an older one. A
+/// snapshot (a commit) is immutable: its version is the commit's.
+///
+/// On the cache authority the confirmation is answered from memory. Elsewhere it costs the
+/// store requests of one more probe (a listing of `__manifest` and the schema files' HEADs,
+/// about as much as a warm read), so it is made only when the request asked for it. A
+/// failure records nothing: the read that follows fails the same way and explains why.
+pub(crate) async fn read(cache: &RepoCache, engine: &Omnigraph, target: &ReadTarget) {
+    if !cache.authoritative() && !confirm_asked() {
+        return;
+    }
+    let version = match target {
+        ReadTarget::Branch(_) => cache.scope(engine.version_of(target.clone())).await,
+        ReadTarget::Snapshot(id) => cache
+            .scope(engine.get_commit(id.as_str()))
+            .await
+            .map(|commit| commit.manifest_version),
+    };
+    if let Ok(version) = version {
+        record_read(version);
+    }
+}
+
+/// Records `version` as the version the request read.
+pub(crate) fn record_read(version: u64) {
+    record(Stamp {
+        manifest_version: Some(version),
+        lease_epoch: None,
+    });
 }
 
 #[cfg(test)]
@@ -48,7 +113,7 @@ mod tests {
             manifest_version: Some(1),
             lease_epoch: None,
         }); // outside any scope: dropped
-        let ((), stamp) = collect(async {
+        let ((), stamp) = collect(ReadVersions::WhenFree, async {
             record(Stamp {
                 manifest_version: Some(3),
                 lease_epoch: Some(2),
@@ -62,7 +127,11 @@ mod tests {
         .await;
         assert_eq!(stamp.manifest_version, Some(4));
         assert_eq!(stamp.lease_epoch, Some(2));
-        let ((), none) = collect(async {}).await;
+        let ((), none) = collect(ReadVersions::Confirm, async {
+            assert!(confirm_asked());
+        })
+        .await;
         assert_eq!(none, Stamp::default());
+        assert!(!confirm_asked());
     }
 }

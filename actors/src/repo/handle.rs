@@ -71,6 +71,7 @@ impl ActiveRepo {
     ) -> Result<ExportStream, RepoError> {
         let engine = self.handle.incarnation().await?.engine.clone();
         let cache = Arc::clone(&self.handle.shared.maintenance.cache);
+        crate::stamp::read(&cache, &engine, &ReadTarget::branch(branch.as_str())).await;
         export::start(
             engine,
             cache,
@@ -161,10 +162,7 @@ impl RepoHandle {
             })
             .collect();
         tables.sort_by(|a, b| a.table_key.cmp(&b.table_key));
-        crate::stamp::record(crate::stamp::Stamp {
-            manifest_version: Some(snapshot.version()),
-            lease_epoch: None,
-        });
+        crate::stamp::record_read(snapshot.version());
         Ok(SnapshotInfo {
             manifest_version: snapshot.version(),
             internal_schema_version,
@@ -201,6 +199,7 @@ impl RepoHandle {
     ) -> Result<QueryResult, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
         let cache = &self.shared.maintenance.cache;
+        crate::stamp::read(cache, &engine, &target).await;
         match cache
             .scope(engine.query(target.clone(), source, name, params))
             .await
@@ -254,7 +253,13 @@ impl RepoHandle {
             .scope(engine.list_commits(branch))
             .await
         {
-            Ok(commits) => Ok(commits),
+            Ok(commits) => {
+                // The head, the last, is the version the listing read.
+                if let Some(head) = commits.last() {
+                    crate::stamp::record_read(head.manifest_version);
+                }
+                Ok(commits)
+            }
             Err(err) => {
                 let err =
                     branches::explain_error(&engine, branch.unwrap_or(branches::MAIN), err).await;
@@ -266,7 +271,9 @@ impl RepoHandle {
     pub async fn commit(&self, commit_id: &CommitId) -> Result<GraphCommit, RepoError> {
         let engine = self.incarnation().await?.engine.clone();
         let cache = &self.shared.maintenance.cache;
-        Ok(cache.scope(engine.get_commit(commit_id.as_str())).await?)
+        let commit = cache.scope(engine.get_commit(commit_id.as_str())).await?;
+        crate::stamp::record_read(commit.manifest_version);
+        Ok(commit)
     }
 
     pub async fn mutate(

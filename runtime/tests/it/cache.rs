@@ -48,10 +48,25 @@ async fn a_warm_repeat_query_on_the_lease_holder_makes_no_store_request() {
     client.load("g", &example("team.jsonl"), "overwrite").await;
     assert_eq!(age_of(&client, "g", "main", "Ada").await, Some(36));
 
+    let snapshot = client
+        .get("/graphs/g/snapshot?branch=main")
+        .await
+        .expect(200);
+    let version = snapshot["manifest_version"].as_u64();
+
     s3.proxy.reset_stats();
     for _ in 0..3 {
         assert_eq!(age_of(&client, "g", "main", "Ada").await, Some(36));
     }
+    // On the holder a query says, unasked, which version it read: that costs no request.
+    let query = json!({"query": GET_PERSON, "params": {"name": "Ada"}});
+    let read = client.post("/graphs/g/query", query).await;
+    let read_version = read.headers.get("x-omnigraph-manifest-version").cloned();
+    read.expect(200);
+    assert_eq!(
+        read_version.map(|v| v.to_str().unwrap().parse::<u64>().unwrap()),
+        version
+    );
     let stats = s3.proxy.stats();
     assert_eq!(
         requests(&stats, "g"),

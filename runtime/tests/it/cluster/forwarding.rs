@@ -32,12 +32,56 @@ async fn writes_sent_to_any_node_land_through_the_lease_holder() {
         .post("/graphs/g/load", json!({"data": data, "mode": "append"}))
         .await;
     assert!(forwarded_to(&load).is_some());
+    let last = landed(&load, VERSION);
     load.expect(200);
 
-    // Read-your-writes on every node: each answers from its own handle.
+    // Read-your-writes on every node: each answers from its own handle. Asked to, each
+    // says which version it read: the last write's.
+    let confirm = [("x-omnigraph-read-version", "confirm")];
     for node in 0..3 {
-        assert_eq!(cluster.client(node).count_people("g", "main").await, 5);
+        let client = cluster.client(node);
+        assert_eq!(client.count_people("g", "main").await, 5);
+        let query = json!({"query": COUNT_PEOPLE, "branch": "main"});
+        let read = client
+            .post_headers("/graphs/g/query", query, &confirm)
+            .await;
+        assert_eq!(landed(&read, VERSION), last, "query on n{node}");
+        let export = client.post_headers("/graphs/g/export", json!({}), &confirm);
+        assert_eq!(landed(&export.await, VERSION), last, "export on n{node}");
+        // The commit listing and a snapshot's read say theirs unasked: it costs nothing.
+        let commits = client.get("/graphs/g/commits").await;
+        assert_eq!(landed(&commits, VERSION), last, "commits on n{node}");
+        let head = commits.expect(200)["commits"]
+            .as_array()
+            .unwrap()
+            .last()
+            .cloned();
+        let head = head.unwrap()["graph_commit_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let at = json!({"query": COUNT_PEOPLE, "snapshot": head});
+        let read_at = client.post_headers("/graphs/g/query", at, &confirm).await;
+        assert_eq!(landed(&read_at, VERSION), last, "snapshot query on n{node}");
     }
+    // Unasked, a node that is not the graph's writer says nothing: confirming would cost it
+    // a request to the store. A value other than `confirm` is refused.
+    let query = json!({"query": COUNT_PEOPLE});
+    let unasked = cluster
+        .client(1)
+        .post("/graphs/g/query", query.clone())
+        .await;
+    assert!(unasked.headers.get(VERSION).is_none());
+    unasked.expect(200);
+    let bad = [("x-omnigraph-read-version", "always")];
+    let bad = cluster
+        .client(1)
+        .post_headers("/graphs/g/query", query, &bad);
+    let body = bad.await.expect(400);
+    assert!(
+        body["error"].as_str().unwrap().contains("'confirm'"),
+        "{body}"
+    );
     assert_eq!(
         cluster
             .client(1)

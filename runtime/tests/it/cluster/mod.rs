@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::process::{Server, free_port};
-use crate::support::{Client, INSERT_PERSON, PERMIT_ALL, eventually};
+use crate::support::{COUNT_PEOPLE, Client, INSERT_PERSON, PERMIT_ALL, eventually};
 
 const TOKEN: &str = "cluster-test-token-acme";
 const SECRET: &str = "cluster-test-secret-0123456789abcdef";

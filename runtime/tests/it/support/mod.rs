@@ -238,6 +238,15 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(&body)).await
     }
 
+    /// A POST carrying extra headers.
+    pub async fn post_headers(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
+        let mut request = self.http.post(self.url(path)).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request).await
+    }
+
     pub async fn post_raw(
         &self,
         path: &str,
