@@ -152,6 +152,7 @@ pub struct CoalescerMetrics {
     pub(crate) batch_writes: Histogram,
     pub(crate) publish_seconds: Histogram,
     pub(crate) queue_depth: Gauge,
+    pub(crate) queue_bytes: Gauge,
     pub(crate) retries: Counter,
     pub(crate) splits: Counter,
     pub(crate) rejected: Counter,
@@ -164,6 +165,7 @@ impl CoalescerMetrics {
             batch_writes: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             publish_seconds: Histogram::new(exponential_buckets(0.005, 2.0, 14)),
             queue_depth: Gauge::default(),
+            queue_bytes: Gauge::default(),
             retries: Counter::default(),
             splits: Counter::default(),
             rejected: Counter::default(),
@@ -187,6 +189,11 @@ impl CoalescerMetrics {
             "omnigraph_write_queue_depth",
             "Writes waiting for a publish, all repos",
             metrics.queue_depth.clone(),
+        );
+        registry.register(
+            "omnigraph_write_queue_bytes",
+            "Request bytes of the writes queued on this node, every graph together",
+            metrics.queue_bytes.clone(),
         );
         registry.register(
             "omnigraph_write_conflict_retries",

@@ -102,8 +102,10 @@ coalesce = true
 # Bounds of one batch.
 max_batch_writes = 256
 max_batch_bytes = 4194304
-# Writes queued per graph beyond this are refused with 429 and Retry-After.
+# Writes queued per graph beyond this count, or these request bytes, are refused with 429
+# and Retry-After (a write that finds the queue empty is always taken).
 max_queue = 4096
+max_queue_bytes = 67108864
 # Optional fixed wait before a batch is published, to gather more writes. 0s: none, but
 # after a publish of several writes the next waits briefly for the writers it answered.
 max_wait = "0s"
@@ -271,6 +273,7 @@ pub struct WritesSection {
     pub max_batch_writes: u64,
     pub max_batch_bytes: u64,
     pub max_queue: u64,
+    pub max_queue_bytes: u64,
     pub max_wait: String,
     /// Per-tenant overrides: `[writes.tenants.<tenant>]` with any of the keys above.
     pub tenants: std::collections::BTreeMap<String, WritesOverride>,
@@ -283,6 +286,7 @@ pub struct WritesOverride {
     pub max_batch_writes: Option<u64>,
     pub max_batch_bytes: Option<u64>,
     pub max_queue: Option<u64>,
+    pub max_queue_bytes: Option<u64>,
     pub max_wait: Option<String>,
 }
 
@@ -293,6 +297,7 @@ impl Default for WritesSection {
             max_batch_writes: 256,
             max_batch_bytes: 4 * 1024 * 1024,
             max_queue: 4096,
+            max_queue_bytes: 64 * 1024 * 1024,
             max_wait: "0s".into(),
             tenants: Default::default(),
         }
@@ -419,6 +424,7 @@ fn validate_writes(section: WritesSection) -> Result<WriteConfig, ConfigError> {
             max_batch_writes: size("max_batch_writes", limits.max_batch_writes)?,
             max_batch_bytes: size("max_batch_bytes", limits.max_batch_bytes)?,
             max_queue: size("max_queue", limits.max_queue)?,
+            max_queue_bytes: size("max_queue_bytes", limits.max_queue_bytes)?,
             max_wait: limits
                 .max_wait
                 .as_deref()
@@ -432,6 +438,7 @@ fn validate_writes(section: WritesSection) -> Result<WriteConfig, ConfigError> {
         max_batch_writes: positive_size("writes.max_batch_writes", section.max_batch_writes)?,
         max_batch_bytes: positive_size("writes.max_batch_bytes", section.max_batch_bytes)?,
         max_queue: positive_size("writes.max_queue", section.max_queue)?,
+        max_queue_bytes: positive_size("writes.max_queue_bytes", section.max_queue_bytes)?,
         max_wait: duration("writes.max_wait", &section.max_wait, false)?,
         tenants,
     })

@@ -104,6 +104,9 @@ pub struct WriteConfig {
     pub max_batch_bytes: usize,
     /// Writes queued per graph beyond which new writes get 429. Default 4096.
     pub max_queue: usize,
+    /// Request bytes queued per graph beyond which new writes get 429 (a write that finds the
+    /// queue empty is always taken). Default 64 MiB.
+    pub max_queue_bytes: usize,
     /// Fixed wait before publishing a batch, to gather more writes. Default 0: none, but after
     /// a publish of several writes the next waits briefly for the writers it answered.
     pub max_wait: Duration,
@@ -118,6 +121,7 @@ pub struct WriteOverrides {
     pub max_batch_writes: Option<usize>,
     pub max_batch_bytes: Option<usize>,
     pub max_queue: Option<usize>,
+    pub max_queue_bytes: Option<usize>,
     pub max_wait: Option<Duration>,
 }
 
@@ -137,6 +141,9 @@ impl WriteConfig {
                 .max_batch_bytes
                 .unwrap_or(effective.max_batch_bytes);
             effective.max_queue = overrides.max_queue.unwrap_or(effective.max_queue);
+            effective.max_queue_bytes = overrides
+                .max_queue_bytes
+                .unwrap_or(effective.max_queue_bytes);
             effective.max_wait = overrides.max_wait.unwrap_or(effective.max_wait);
         }
         effective

@@ -147,6 +147,7 @@ async fn publish_batch(model: &Model, names: &[&str]) -> Vec<Result<Written, Rep
         max_batch_writes: 64,
         max_batch_bytes: 1 << 20,
         max_queue: 64,
+        max_queue_bytes: 1 << 20,
         max_wait: std::time::Duration::ZERO,
         tenants: Default::default(),
     };

@@ -94,6 +94,8 @@ impl Unit {
 
 pub(crate) struct Coalescer {
     pub(super) queue: VecDeque<Pending>,
+    /// Request bytes of the queued writes.
+    pub(super) queued_bytes: usize,
     pub(super) settings: WriteConfig,
     pub(super) metrics: CoalescerMetrics,
 }
@@ -102,6 +104,7 @@ impl Coalescer {
     pub(crate) fn new(settings: WriteConfig, metrics: CoalescerMetrics) -> Coalescer {
         Coalescer {
             queue: VecDeque::new(),
+            queued_bytes: 0,
             settings,
             metrics,
         }
@@ -124,11 +127,12 @@ impl Coalescer {
         let abandoned = queued - self.queue.len();
         if abandoned > 0 {
             self.metrics.queue_depth.dec_by(abandoned as i64);
+            let bytes: usize = self.queue.iter().map(|pending| pending.bytes).sum();
+            self.unqueue_bytes(self.queued_bytes - bytes);
             debug!(abandoned, "dropped queued writes whose callers went away");
         }
     }
 
-    /// Queues a write, or refuses it (429) when the queue is full.
     /// Queues a write made on this node (the tests' shorthand).
     #[cfg(test)]
     pub(crate) fn push(&mut self, op: WriteOp, reply: Reply, catalog: &Catalog) {
@@ -143,24 +147,33 @@ impl Coalescer {
         catalog: &Catalog,
         forwarded: bool,
     ) {
-        if self.queue.len() >= self.settings.max_queue {
+        let bytes = op_bytes(&op);
+        if self.full(bytes) {
             self.drop_abandoned();
         }
-        if self.queue.len() >= self.settings.max_queue {
+        if self.full(bytes) {
             self.metrics.rejected.inc();
-            let _ = reply.send(Err(RepoError::Overloaded {
-                message: format!(
-                    "too many writes queued for this graph ({}); retry later",
+            let message = if self.queue.len() >= self.settings.max_queue {
+                format!(
+                    "too many writes queued for this graph (writes.max_queue = {}); retry later",
                     self.settings.max_queue
-                ),
-            }));
+                )
+            } else {
+                format!(
+                    "the writes queued for this graph hold {} bytes, and this one's {} would \
+                     pass writes.max_queue_bytes = {}; retry later",
+                    self.queued_bytes, bytes, self.settings.max_queue_bytes
+                )
+            };
+            let _ = reply.send(Err(RepoError::Overloaded { message }));
             return;
         }
         let (plan, load) = match self.settings.coalesce {
             true => (insert_plan(&op, catalog), load_plan(&op, catalog)),
             false => (None, None),
         };
-        let bytes = op_bytes(&op);
+        self.queued_bytes += bytes;
+        self.metrics.queue_bytes.inc_by(bytes as i64);
         self.queue.push_back(Pending {
             op,
             reply,
@@ -172,12 +185,25 @@ impl Coalescer {
         self.metrics.queue_depth.inc();
     }
 
+    /// Whether a write of `bytes` finds the queue full: by count, or by bytes. A write alone
+    /// is always taken (the body limit bounds it), so that no write is refused forever.
+    fn full(&self, bytes: usize) -> bool {
+        self.queue.len() >= self.settings.max_queue
+            || (!self.queue.is_empty() && self.queued_bytes + bytes > self.settings.max_queue_bytes)
+    }
+
+    fn unqueue_bytes(&mut self, bytes: usize) {
+        self.queued_bytes -= bytes;
+        self.metrics.queue_bytes.dec_by(bytes as i64);
+    }
+
     /// Takes the next unit of work: the head of the queue alone, or the head and every later
     /// write that can share its publish, up to the first exclusive write and the batch bounds.
     pub(crate) fn next_unit(&mut self) -> Option<Unit> {
         self.drop_abandoned();
         let head = self.queue.pop_front()?;
         self.metrics.queue_depth.dec();
+        self.unqueue_bytes(head.bytes);
         if !head.shares() {
             return Some(Unit::Alone(Box::new(head)));
         }
@@ -206,6 +232,7 @@ impl Coalescer {
             {
                 bytes += candidate.bytes;
                 let taken = self.queue.remove(index).expect("index is in bounds");
+                self.unqueue_bytes(taken.bytes);
                 if let Some(load) = &taken.load {
                     keys.extend(load.keys.iter().cloned());
                 }
@@ -226,6 +253,7 @@ impl Coalescer {
 impl Drop for Coalescer {
     fn drop(&mut self) {
         self.metrics.queue_depth.dec_by(self.queue.len() as i64);
+        self.metrics.queue_bytes.dec_by(self.queued_bytes as i64);
     }
 }
 

@@ -98,6 +98,7 @@ fn coalescer(max_batch_writes: usize) -> Coalescer {
         max_batch_writes,
         max_batch_bytes: 1 << 20,
         max_queue: 16,
+        max_queue_bytes: 1 << 20,
         max_wait: std::time::Duration::ZERO,
         tenants: Default::default(),
     };
@@ -298,4 +299,35 @@ fn exclusive_writes_keep_their_place_and_the_queue_is_bounded() {
         matches!(coalescer.next_unit(), Some(Unit::Batch(b)) if b.len() == 8),
         "bounded by max_batch_writes"
     );
+}
+
+#[test]
+fn the_queue_is_bounded_in_bytes_but_always_takes_a_write_alone() {
+    let catalog = catalog();
+    let mut coalescer = coalescer(8);
+    coalescer.settings.max_queue_bytes = 2_500;
+    // Loads of about 1,000 bytes each.
+    let rows = |name: &str| {
+        let row = format!("{{\"type\":\"Person\",\"data\":{{\"name\":\"{name}\"}}}}\n");
+        load(&row.repeat(1_000 / row.len() + 1), LoadMode::Append, None)
+    };
+    coalescer.push(rows("a"), port(), &catalog);
+    coalescer.push(rows("b"), port(), &catalog);
+    let (reply, refused) = tokio::sync::oneshot::channel();
+    coalescer.push(rows("c"), reply.into(), &catalog);
+    match refused.blocking_recv().unwrap() {
+        Err(RepoError::Overloaded { message }) => {
+            assert!(
+                message.contains("writes.max_queue_bytes = 2500"),
+                "{message}"
+            )
+        }
+        other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(coalescer.len(), 2, "the refused write is not queued");
+    while coalescer.next_unit().is_some() {}
+    assert_eq!(coalescer.queued_bytes, 0);
+    // Alone in the queue, a write larger than the bound is taken.
+    coalescer.push(rows(&"d".repeat(3_000)), port(), &catalog);
+    assert_eq!(coalescer.len(), 1);
 }
