@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthSection, validate_auth};
 use crate::cache::{CacheSection, validate_cache};
 use crate::cluster::{ClusterSection, validate_cluster};
+use crate::limits::{LimitsSection, validate_limits};
 use crate::maintenance::{
     LeasesSection, MaintenanceSection, NodeSection, validate_leases, validate_maintenance,
     validate_node,
@@ -113,6 +114,22 @@ max_wait = "0s"
 # [writes.tenants.acme]
 # max_queue = 512
 
+[limits]
+# Admission per tenant, after authentication and before any engine work: past these a
+# tenant's requests get 429 with Retry-After. Requests per second (0: no rate limit), the
+# burst above it (default twice the rate), requests in flight, request bytes in flight
+# (default the node's), and how long a read may run before it is cancelled.
+requests_per_second = 1000
+max_concurrent_requests = 256
+query_timeout = "30s"
+# Past the node's own bounds every tenant gets 503 with Retry-After. Its bytes in flight
+# default to a quarter of node.memory_budget.
+# [limits.node]
+# max_concurrent_requests = 256
+# Any of the tenant keys can be set per tenant:
+# [limits.tenants.acme]
+# requests_per_second = 50
+
 [cache]
 # Reads of object storage go through a node-wide cache (docs/cache.md): immutable Lance files
 # by 64 KiB block on every node; listings and the engine's text files only on the node that
@@ -205,6 +222,7 @@ pub struct FileConfig {
     pub actors: ActorSection,
     pub writes: WritesSection,
     pub cache: CacheSection,
+    pub limits: LimitsSection,
     pub cluster: ClusterSection,
     pub auth: AuthSection,
     pub log: LogSection,
@@ -378,6 +396,7 @@ impl FileConfig {
         let leases = validate_leases(self.leases)?;
         let maintenance = validate_maintenance(self.maintenance)?;
         let cache = validate_cache(self.cache, &node.memory_budget)?;
+        let limits = validate_limits(self.limits, &node.memory_budget, &server)?;
         let cluster = validate_cluster(self.cluster, bind)?;
         let auth = validate_auth(self.auth, bind)?;
         let log = LogConfig {
@@ -403,6 +422,7 @@ impl FileConfig {
             actors,
             writes,
             cache,
+            limits,
             cluster,
             auth,
             log,

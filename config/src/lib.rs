@@ -14,6 +14,7 @@ mod env;
 mod error;
 mod file;
 mod ids;
+mod limits;
 mod maintenance;
 mod memory;
 mod parse;
@@ -36,6 +37,7 @@ pub use ids::{
     COMMIT_ID_PATTERN, COMMIT_ID_RULE, CommitId, GRAPH_ID_PATTERN, GraphId, IdError, NameError,
     TenantId,
 };
+pub use limits::{LimitsConfig, NodeLimits, TenantLimits};
 pub use maintenance::{
     LeaseConfig, MIN_KEEP_VERSIONS, MaintenanceConfig, NodeIdentity, Retention, RetentionOverrides,
     Role,
@@ -54,6 +56,7 @@ pub struct NodeConfig {
     pub actors: ActorConfig,
     pub writes: WriteConfig,
     pub cache: CacheConfig,
+    pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
     pub auth: AuthConfig,
     pub log: LogConfig,

@@ -96,6 +96,11 @@ impl ApiError {
         self.status
     }
 
+    /// A 429 (without `Retry-After`: see [`ApiError::with_retry_after`]).
+    pub(crate) fn too_many_requests(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+    }
+
     /// A 503 with `Retry-After: 1`.
     pub(crate) fn unavailable(message: impl Into<String>) -> ApiError {
         let mut err = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
@@ -160,13 +165,7 @@ impl From<RepoError> for ApiError {
                 err.to_string(),
             ),
             ErrorKind::Overloaded => {
-                let mut api = ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    err.to_string(),
-                );
-                api.retry_after_secs = Some(1);
-                api
+                ApiError::too_many_requests(err.to_string()).with_retry_after(1)
             }
             // 421: this node may not write the graph. The holder is named in the message;
             // Retry-After is when its lease lapses if it is not renewed.

@@ -16,7 +16,8 @@ use crate::forward::{ForwardedIn, ServeLocally};
 use crate::principal::Principal;
 use crate::state::AppState;
 
-/// The caller, authenticated from the `Authorization` header by the node's verifier.
+/// The caller, authenticated from the `Authorization` header by the node's verifier (by the
+/// admission middleware, on the data routes).
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
@@ -24,6 +25,10 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Principal, ApiError> {
+        // Admission authenticated the caller already.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
         let header = parts
             .headers
             .get(AUTHORIZATION)

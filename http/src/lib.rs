@@ -14,7 +14,9 @@
 
 #![recursion_limit = "256"]
 
+mod admission;
 pub mod auth;
+mod deadline;
 mod dto;
 mod error;
 mod extract;

@@ -6,8 +6,10 @@ use tokio::time::Instant;
 
 use omnigraph_cloud_actors::Registry;
 use omnigraph_cloud_cluster::membership::Membership;
+use omnigraph_cloud_config::LimitsConfig;
 use prometheus_client::registry::Registry as MetricsRegistry;
 
+use crate::admission::{Admission, AdmissionMetrics};
 use crate::auth::{Principal, TokenVerifier};
 use crate::error::ApiError;
 use crate::forward::{ForwardMetrics, ForwardSetup, Forwarding};
@@ -24,6 +26,8 @@ pub struct AppState {
     pub(crate) metrics: HttpMetrics,
     pub(crate) metrics_registry: Arc<MetricsRegistry>,
     pub(crate) limits: BodyLimits,
+    /// Admission of requests per tenant and for the node (`crate::admission`).
+    pub(crate) admission: Arc<Admission>,
     /// Whether the data API is served (the node has the `serve` role).
     pub serves_data: bool,
     /// What `GET /readyz` answers.
@@ -106,6 +110,7 @@ impl AppState {
     ) -> AppState {
         let metrics = HttpMetrics::register(&mut metrics_registry);
         let forwarding = Forwarding::disabled(ForwardMetrics::register(&mut metrics_registry));
+        let admission = Admission::unlimited(AdmissionMetrics::register(&mut metrics_registry));
         AppState {
             registry,
             auth,
@@ -113,11 +118,19 @@ impl AppState {
             metrics,
             metrics_registry: Arc::new(metrics_registry),
             limits,
+            admission: Arc::new(admission),
             serves_data: true,
             readiness: Arc::new(Readiness::new()),
             forwarding: Arc::new(forwarding),
             membership: None,
         }
+    }
+
+    /// Admits requests within `limits` (see docs/operations.md#limits); without this call
+    /// every request is admitted.
+    pub fn set_limits(&mut self, limits: LimitsConfig) {
+        let metrics = self.admission.metrics.clone();
+        self.admission = Arc::new(Admission::new(limits, metrics));
     }
 
     /// Forwards writes this node may not make to the graph's writer-lease holder (see

@@ -196,6 +196,7 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
+        state.set_limits(config.limits.clone());
         state.membership = cluster.membership.clone();
         if let Some(path) = &config.cluster.secret_file {
             let setup = ForwardSetup {

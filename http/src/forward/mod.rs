@@ -40,6 +40,7 @@ use crate::error::{ApiError, WriterAt};
 pub(crate) use metrics::ForwardMetrics;
 pub(crate) use request::is_read_route;
 use request::{is_hop_by_hop, is_read_with_body, path_and_query, relay, retry_after};
+pub(crate) use signature::HEADER as FORWARDED_HEADER;
 pub use signature::MIN_SECRET_BYTES;
 use signature::{ClusterKey, HEADER, Refused, Signed};
 

@@ -69,6 +69,10 @@ pub fn router(state: AppState) -> Router {
             .layer(middleware::from_fn_with_state(
                 std::sync::Arc::clone(&state.forwarding),
                 crate::forward::writes,
+            ))
+            .layer(middleware::from_fn_with_state(
+                state.clone(),
+                crate::admission::admit,
             ));
         node.merge(data)
             .fallback(|| async { ApiError::not_found("no such route") })

@@ -11,6 +11,7 @@ mod fencing;
 mod input;
 mod isolation;
 mod leases;
+mod limits;
 mod openapi;
 mod partition;
 mod process;
