@@ -31,11 +31,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::auth::TokenVerifier;
 use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::forward::{FORWARDED_HEADER, is_read_route};
 use crate::limits::BodyLimits;
-use crate::state::AppState;
 
 /// The node's admission: its limits and the state of every tenant seen since it started.
 pub struct Admission {
@@ -213,28 +213,37 @@ fn whole_seconds(wait: Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0).max(u64::from(wait.is_zero()))
 }
 
+/// What the admission middleware needs of the node.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub(crate) admission: Arc<Admission>,
+    pub(crate) auth: Arc<TokenVerifier>,
+    pub(crate) limits: BodyLimits,
+}
+
 /// Middleware over the data routes: authenticates the caller, admits the request or refuses
 /// it, bounds a read by its deadline (`crate::deadline`), and keeps the request's permits
-/// until its answer has been sent. A caller that does not authenticate goes on to the
-/// handler, which answers 401 without any engine work.
-pub(crate) async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let header = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok());
-    let Ok(principal) = state.auth.verify(header) else {
+/// until its answer has been sent. A caller that does not authenticate gets its 401 here.
+pub(crate) async fn admit(State(state): State<Gate>, request: Request, next: Next) -> Response {
+    if request.headers().contains_key(FORWARDED_HEADER) {
+        // Admitted, and bounded by its deadline, at the node where it entered, which waits
+        // for this answer. The forwarding layer refuses a forged header (403), and the
+        // handler authenticates the caller again.
         return next.run(request).await;
+    }
+    let header = match request.headers().get(AUTHORIZATION).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(value)) => Some(value),
+        Some(Err(_)) => return ApiError::unauthorized("invalid bearer token").into_response(),
     };
-    // A forwarded request was admitted where it entered; a forged header is refused (403) by
-    // the forwarding layer.
-    let admitted = if request.headers().contains_key(FORWARDED_HEADER) {
-        None
-    } else {
-        let bytes = declared_bytes(&request, state.limits);
-        match state.admission.admit(&principal.tenant, bytes) {
-            Ok(admitted) => admitted,
-            Err(refusal) => return refusal.into_response(),
-        }
+    let principal = match state.auth.verify(header) {
+        Ok(principal) => principal,
+        Err(unauthorized) => return unauthorized.into_response(),
+    };
+    let bytes = declared_bytes(&request, state.limits);
+    let admitted = match state.admission.admit(&principal.tenant, bytes) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refusal.into_response(),
     };
     let deadline = match state.admission.tenant_limits(&principal.tenant) {
         Some(limits) if is_read_route(request.method(), request.uri().path()) => {

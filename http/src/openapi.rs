@@ -137,30 +137,61 @@ impl Modify for NameRules {
 }
 
 /// Every route that reaches storage can answer 503 (the store unreachable, the graph's actor
-/// restarting, the node shutting down, or a write's outcome unknown).
+/// restarting, the node shutting down or at its limits, or a write's outcome unknown); every
+/// data route 429 (the tenant over a limit, `crate::admission`); every read 504 (past its
+/// deadline, `crate::deadline`).
 pub(crate) struct Unavailable;
 
 impl Modify for Unavailable {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let response = ResponseBuilder::new()
-            .description(
-                "Unavailable: retry after `Retry-After`; without it, a write whose outcome is \
-                 unknown (check before retrying)",
-            )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorOutput")))
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorOutput")))
+                            .build(),
+                    )
                     .build(),
             )
-            .build();
+        };
+        let unavailable = error(
+            "Unavailable: retry after `Retry-After`; without it, a write whose outcome is \
+             unknown (check before retrying)",
+        );
+        let limited = error("Over a limit of the tenant or the graph: retry after `Retry-After`");
+        let late = error("A read past its deadline, cancelled");
+        let reads: Vec<String> = openapi
+            .paths
+            .paths
+            .iter()
+            .filter(|(path, item)| {
+                item.get.is_some()
+                    || ["/query", "/read", "/export"]
+                        .iter()
+                        .any(|end| path.ends_with(end))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
         for (path, operation) in operations(openapi) {
-            if !["/healthz", "/readyz", "/openapi.json"].contains(&path.as_str()) {
-                operation
-                    .responses
-                    .responses
-                    .entry("503".into())
-                    .or_insert_with(|| RefOr::T(response.clone()));
+            if ["/healthz", "/readyz", "/openapi.json"].contains(&path.as_str()) {
+                continue;
+            }
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("503".into())
+                .or_insert_with(|| unavailable.clone());
+            if path.starts_with("/graphs") {
+                responses
+                    .entry("429".into())
+                    .or_insert_with(|| limited.clone());
+                if reads.contains(path) {
+                    responses
+                        .entry("504".into())
+                        .or_insert_with(|| late.clone());
+                }
             }
         }
     }

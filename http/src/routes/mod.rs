@@ -71,7 +71,11 @@ pub fn router(state: AppState) -> Router {
                 crate::forward::writes,
             ))
             .layer(middleware::from_fn_with_state(
-                state.clone(),
+                crate::admission::Gate {
+                    admission: std::sync::Arc::clone(&state.admission),
+                    auth: std::sync::Arc::clone(&state.auth),
+                    limits: state.limits,
+                },
                 crate::admission::admit,
             ));
         node.merge(data)

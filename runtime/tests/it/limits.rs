@@ -1,16 +1,17 @@
 //! Tenant limits (docs/operations.md#limits): admission per tenant, read deadlines, and the
 //! write queue's bound in bytes.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures::future::join_all;
 use omnigraph_cloud_chaos::{Faults, Latency, Op};
 use serde_json::json;
 
-use crate::support::{COUNT_PEOPLE, Client, PERMIT_ALL, TestNode, policy_dir, s3_backend};
-
-const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"ann\"\ntenant = \"acme\"\n\
-                           [[auth.tokens]]\ntoken = \"globex-token\"\nactor = \"bob\"\ntenant = \"globex\"\n";
+use crate::support::{
+    COUNT_PEOPLE, Client, PERMIT_ALL, TWO_TENANTS, TestNode, policy_dir, s3_backend,
+};
 
 /// Sends `count` requests, `at_once` at a time, and returns their statuses and the first
 /// refusal's `Retry-After` and body.

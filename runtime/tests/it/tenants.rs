@@ -2,10 +2,9 @@
 
 use serde_json::json;
 
-use crate::support::{COUNT_PEOPLE, GET_PERSON, PERMIT_ALL, TestNode, policy_dir, s3_backend};
-
-const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"ann\"\ntenant = \"acme\"\n\
-                           [[auth.tokens]]\ntoken = \"globex-token\"\nactor = \"bob\"\ntenant = \"globex\"\n";
+use crate::support::{
+    COUNT_PEOPLE, GET_PERSON, PERMIT_ALL, TWO_TENANTS, TestNode, policy_dir, s3_backend,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_graph_name_in_two_tenants_is_two_graphs() {

@@ -38,6 +38,11 @@ pub const GET_PERSON: &str = "query get_person($name: String) { match { $p: Pers
 pub const COUNT_PEOPLE: &str =
     "query total() { match { $p: Person } return { count($p) as total } }";
 
+/// Static tokens of two tenants: `acme-token` (actor ann, tenant acme) and `globex-token`
+/// (actor bob, tenant globex).
+pub const TWO_TENANTS: &str = "[[auth.tokens]]\ntoken = \"acme-token\"\nactor = \"ann\"\ntenant = \"acme\"\n\
+                               [[auth.tokens]]\ntoken = \"globex-token\"\nactor = \"bob\"\ntenant = \"globex\"\n";
+
 /// A node serving on a loopback port, with its storage root in a temporary directory.
 pub struct TestNode {
     pub node: Option<Node>,
