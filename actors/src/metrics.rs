@@ -14,6 +14,7 @@ pub struct ActorMetrics {
     pub(crate) active: Gauge,
     pub(crate) activations: Counter,
     pub(crate) evictions: Counter,
+    pressure_evictions: Family<PressureLabels, Counter>,
     pub(crate) restarts: Counter,
     pub(crate) activation_seconds: Histogram,
     pub(crate) coalescer: CoalescerMetrics,
@@ -26,6 +27,7 @@ impl ActorMetrics {
             active: Gauge::default(),
             activations: Counter::default(),
             evictions: Counter::default(),
+            pressure_evictions: Family::default(),
             restarts: Counter::default(),
             activation_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             coalescer: CoalescerMetrics::register(registry),
@@ -46,6 +48,13 @@ impl ActorMetrics {
             metrics.evictions.clone(),
         );
         registry.register(
+            "omnigraph_repo_pressure_evictions",
+            "Repos evicted before their idle timeout, least recently used first, by reason \
+             (warm_cap: actors.max_warm_graphs reached; memory: resident memory above 90% of \
+             node.memory_budget)",
+            metrics.pressure_evictions.clone(),
+        );
+        registry.register(
             "omnigraph_repo_actor_restarts",
             "Repo actors restarted by their supervisor after a failure",
             metrics.restarts.clone(),
@@ -63,6 +72,14 @@ impl ActorMetrics {
         ActorMetrics::register(&mut Registry::default())
     }
 
+    pub(crate) fn pressure_evictions(&self, reason: PressureReason) -> Counter {
+        self.pressure_evictions
+            .get_or_create(&PressureLabels {
+                reason: reason.as_str(),
+            })
+            .clone()
+    }
+
     pub fn stats(&self) -> RegistryStats {
         RegistryStats {
             warm_repos: self.active.get().max(0) as u64,
@@ -71,6 +88,27 @@ impl ActorMetrics {
             restarts: self.restarts.get(),
         }
     }
+}
+
+/// Why a repo was evicted before its idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PressureReason {
+    WarmCap,
+    Memory,
+}
+
+impl PressureReason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            PressureReason::WarmCap => "warm_cap",
+            PressureReason::Memory => "memory",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PressureLabels {
+    reason: &'static str,
 }
 
 /// A point-in-time view of the registry, for tests and diagnostics.

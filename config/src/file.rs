@@ -66,6 +66,11 @@ skip_probe = false
 idle_timeout = "10m"
 # The longest a caller waits for a graph's actor to answer a write.
 call_timeout = "10m"
+# Most graphs warm at once: opening one more first evicts the least recently used one (a
+# graph with requests in flight is never evicted; if all are busy the request gets 503).
+# Graphs are also evicted, least recently used first, while the process's resident memory
+# is above 90% of node.memory_budget.
+max_warm_graphs = 1024
 
 [leases]
 # Leases live in {root}/_system/leases/. A lease not renewed for `ttl` may be taken over;
@@ -273,6 +278,7 @@ impl Default for StorageSection {
 pub struct ActorSection {
     pub idle_timeout: String,
     pub call_timeout: String,
+    pub max_warm_graphs: u64,
 }
 
 impl Default for ActorSection {
@@ -280,6 +286,7 @@ impl Default for ActorSection {
         ActorSection {
             idle_timeout: "10m".into(),
             call_timeout: "10m".into(),
+            max_warm_graphs: 1024,
         }
     }
 }
@@ -390,6 +397,7 @@ impl FileConfig {
         let actors = ActorConfig {
             idle_timeout: duration("actors.idle_timeout", &self.actors.idle_timeout, true)?,
             call_timeout: duration("actors.call_timeout", &self.actors.call_timeout, true)?,
+            max_warm_graphs: positive_size("actors.max_warm_graphs", self.actors.max_warm_graphs)?,
         };
         let writes = validate_writes(self.writes)?;
         let node = validate_node(self.node)?;

@@ -94,6 +94,9 @@ pub struct ActorConfig {
     pub idle_timeout: Duration,
     /// The longest a caller waits for its repo actor to answer a write. Default 10m.
     pub call_timeout: Duration,
+    /// Most graphs warm on the node at once: activating one more first evicts the least
+    /// recently used. Default 1024.
+    pub max_warm_graphs: usize,
 }
 
 /// How writes to one graph are coalesced into shared publishes.

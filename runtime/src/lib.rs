@@ -89,11 +89,6 @@ impl Node {
     /// Builds the node's components, binds the listener and starts serving.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         let mut metrics = prometheus_client::registry::Registry::default();
-        let memory = memory::watch(
-            config.node.memory_budget,
-            config.cache.memory_bytes,
-            &mut metrics,
-        );
         let root = config.storage.root.display_uri();
         // Bound first: the address the node advertises in its leases may be the port the
         // system picked.
@@ -156,6 +151,12 @@ impl Node {
             config.writes.clone(),
             ActorMetrics::register(&mut metrics),
             maintenance,
+        );
+        let memory = memory::watch(
+            config.node.memory_budget,
+            config.cache.memory_bytes,
+            &mut metrics,
+            registry.clone(),
         );
         omnigraph_cloud_actors::start_maintenance(&registry);
         cluster.start_rebalancing(

@@ -1,10 +1,11 @@
 //! The node's memory against its budget (`node.memory_budget`): the process's resident set,
-//! sampled every few seconds, is published on `/metrics` next to the budget, and a node that
-//! passes 90 % of its budget says so in its log. (Evicting warm repos when memory is short is
-//! the tenant-limits work; this is what it will read.)
+//! sampled every few seconds, is published on `/metrics` next to the budget. While it is above
+//! 90 % of the budget, every sample evicts the least recently used quarter of the warm graphs
+//! with nothing in flight (scale-to-zero when memory is short, not only when idle).
 
 use std::time::Duration;
 
+use omnigraph_cloud_actors::Registry as Repos;
 use omnigraph_cloud_config::MemoryBudget;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -29,6 +30,7 @@ pub(crate) fn watch(
     budget: MemoryBudget,
     cache_memory: usize,
     metrics: &mut Registry,
+    repos: Repos,
 ) -> MemoryWatch {
     let budget_gauge: Gauge = Gauge::default();
     let resident: Gauge = Gauge::default();
@@ -62,10 +64,14 @@ pub(crate) fn watch(
                     warn!(
                         resident = bytes,
                         budget = budget.bytes,
-                        "resident memory above 90% of node.memory_budget"
+                        "resident memory above 90% of node.memory_budget; evicting the least \
+                         recently used graphs"
                     );
                 }
                 above = bytes > high;
+                if above {
+                    repos.shed_for_memory().await;
+                }
             }
             tokio::time::sleep(SAMPLE_EVERY).await;
         }

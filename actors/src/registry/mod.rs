@@ -14,10 +14,11 @@ mod admin;
 pub use admin::WarmGraph;
 pub use rebalance::Rebalanced;
 mod lifecycle;
+mod pressure;
 mod rebalance;
 mod warm;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use dashmap::DashMap;
@@ -51,6 +52,8 @@ struct Inner {
     maintenance: NodeMaintenance,
     worker_scan: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     slots: DashMap<RepoKey, Arc<Slot>>,
+    /// Graphs warm or activating, against `settings.max_warm_graphs` (see `pressure`).
+    seats: AtomicUsize,
     lifecycle: DashMap<RepoKey, Arc<Mutex<()>>>,
     shutting_down: AtomicBool,
     /// The node id the warm set is recorded under, if any (see `warm`).
@@ -84,6 +87,7 @@ impl Registry {
                 maintenance,
                 worker_scan: std::sync::Mutex::new(None),
                 slots: DashMap::new(),
+                seats: AtomicUsize::new(0),
                 lifecycle: DashMap::new(),
                 shutting_down: AtomicBool::new(false),
                 warm_set_node: std::sync::OnceLock::new(),
@@ -247,6 +251,7 @@ impl Registry {
                 graph: key.graph.clone(),
             });
         }
+        let seat = self.take_seat(key).await?;
         let started = Instant::now();
         let (life, _) = watch::channel(Life::Restarting);
         let shared = Arc::new(RepoShared {
@@ -270,6 +275,7 @@ impl Registry {
             .map_err(|err| {
                 RepoError::unavailable(format!("graph '{}' could not be opened: {err}", key.graph))
             })?;
+        seat.keep();
         self.inner.metrics.activations.inc();
         self.inner.metrics.active.inc();
         self.inner
@@ -280,13 +286,14 @@ impl Registry {
         Ok(RepoHandle { shared, supervisor })
     }
 
-    /// What a supervisor runs when it stops: forget its slot, count it inactive, record the
-    /// warm set without it.
+    /// What a supervisor runs when it stops: forget its slot, give back its seat, count it
+    /// inactive, record the warm set without it.
     fn on_stop(&self, key: RepoKey, slot: Weak<Slot>) -> Box<dyn FnOnce() + Send> {
         let inner = Arc::downgrade(&self.inner);
         Box::new(move || {
             let Some(inner) = inner.upgrade() else { return };
             inner.metrics.active.dec();
+            inner.seats.fetch_sub(1, Ordering::SeqCst);
             if let Some(slot) = slot.upgrade() {
                 inner
                     .slots

@@ -73,6 +73,23 @@ impl Activity {
         state.closed
     }
 
+    /// When the last request ended, if none is in flight and the gate is open: what
+    /// least-recently-used eviction orders by.
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
+        let state = self.state.lock().expect("activity lock poisoned");
+        (!state.closed && state.in_flight == 0).then_some(state.last_release)
+    }
+
+    /// Closes the gate if nothing is in flight, however recently (eviction under pressure).
+    pub(crate) fn close_if_unused(&self) -> bool {
+        let mut state = self.state.lock().expect("activity lock poisoned");
+        if !state.closed && state.in_flight == 0 {
+            state.closed = true;
+            return true;
+        }
+        false
+    }
+
     /// Closes the gate at once and waits until every request in flight has finished.
     pub(crate) async fn close_and_drain(&self) {
         loop {
@@ -135,6 +152,20 @@ mod tests {
         );
         assert!(activity.close_if_idle_at(idle_for, released + idle_for + Duration::from_secs(1)));
         assert!(activity.enter().is_none(), "a closed gate admits nobody");
+    }
+
+    #[test]
+    fn an_unused_repo_closes_at_once_and_a_used_one_never() {
+        let activity = Activity::new();
+        let guard = activity.enter().unwrap();
+        assert_eq!(activity.idle_since(), None, "in use");
+        assert!(!activity.close_if_unused());
+        drop(guard);
+        assert!(activity.idle_since().is_some());
+        assert!(activity.close_if_unused());
+        assert!(!activity.close_if_unused(), "closed once");
+        assert_eq!(activity.idle_since(), None, "closed");
+        assert!(activity.enter().is_none());
     }
 
     #[tokio::test]

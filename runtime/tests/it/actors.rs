@@ -189,3 +189,94 @@ async fn graceful_shutdown_finishes_writes_in_flight() {
     let restarted = TestNode::start_on(&node.root, "").await;
     assert_eq!(restarted.client().count_people("g", "main").await, 5000);
 }
+
+fn key(graph: &str) -> RepoKey {
+    RepoKey::new(TenantId::default_tenant(), GraphId::new(graph).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_warm_cap_the_least_recently_used_graph_is_evicted_with_its_data_kept() {
+    let node = TestNode::start_with("[actors]\nmax_warm_graphs = 2\n").await;
+    let client = node.client();
+    let registry = node.node().registry();
+    for graph in ["a", "b", "c"] {
+        client.create_graph(graph).await;
+    }
+    client.insert_person("a", "Ann", 1).await.expect(200);
+    client.insert_person("b", "Bob", 2).await.expect(200);
+    // "a" was used after "b": "b" is now the least recently used.
+    assert_eq!(client.count_people("a", "main").await, 1);
+    assert!(registry.is_warm(&key("a")) && registry.is_warm(&key("b")));
+
+    client.insert_person("c", "Cy", 3).await.expect(200);
+    assert!(registry.is_warm(&key("c")), "the graph asked for is warm");
+    assert!(registry.is_warm(&key("a")), "the recently used graph stays");
+    assert!(
+        !registry.is_warm(&key("b")),
+        "the least recently used graph left"
+    );
+    assert_eq!(client.metric("omnigraph_repo_actors_active").await, 2.0);
+    assert_eq!(
+        client
+            .metric("omnigraph_repo_pressure_evictions_total{reason=\"warm_cap\"}")
+            .await,
+        1.0
+    );
+    // Its data is intact when it comes back (and "a", now the oldest, makes room for it).
+    assert_eq!(client.count_people("b", "main").await, 1);
+    assert!(!registry.is_warm(&key("a")));
+    assert_eq!(client.count_people("a", "main").await, 1);
+    assert_eq!(client.count_people("c", "main").await, 1);
+    assert_eq!(client.metric("omnigraph_repo_actors_active").await, 2.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_graph_in_use_is_never_evicted_for_another() {
+    let node = TestNode::start_with("[actors]\nmax_warm_graphs = 1\n").await;
+    let client = node.client();
+    client.create_graph("busy").await;
+    client.create_graph("other").await;
+    let registry = node.node().registry();
+    // A request in flight on "busy" (held as an export stream would hold it).
+    let held = registry.repo(&key("busy")).await.unwrap();
+    client.get("/graphs/other/snapshot").await.expect_error(
+        503,
+        "unavailable",
+        "actors.max_warm_graphs = 1",
+    );
+    assert!(registry.is_warm(&key("busy")));
+    drop(held);
+    client.get("/graphs/other/snapshot").await.expect(200);
+    assert!(!registry.is_warm(&key("busy")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_above_the_budget_evicts_unused_graphs_and_their_data_stays() {
+    // The smallest budget accepted: a process that has loaded 20,000 rows into each of two
+    // graphs (Lance, DataFusion, the test's own client) is well past 90 % of it.
+    let node = TestNode::start_with("[node]\nmemory_budget = 134217728\n").await;
+    let client = node.client();
+    for graph in ["a", "b"] {
+        client.create_graph(graph).await;
+        client.load(graph, &people(20_000, graph), "append").await;
+    }
+    let shed = eventually(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move {
+            client
+                .metric_value("omnigraph_repo_pressure_evictions_total{reason=\"memory\"}")
+                .await
+                .unwrap_or(0.0)
+                >= 1.0
+        }
+    })
+    .await;
+    assert!(
+        shed,
+        "no graph evicted with resident memory at {} bytes",
+        client.metric("omnigraph_process_resident_bytes").await
+    );
+    assert!(client.metric("omnigraph_repo_actors_active").await < 2.0);
+    assert_eq!(client.count_people("a", "main").await, 20_000);
+    assert_eq!(client.count_people("b", "main").await, 20_000);
+}
