@@ -8,10 +8,11 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::time::Duration;
 
 use omnigraph::db::{Omnigraph, ReadTarget};
 
-use crate::cache::RepoCache;
+use crate::cache::{RepoCache, stale};
 
 /// Where a read or a write landed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct Stamp {
     pub manifest_version: Option<u64>,
     /// The writer-lease epoch the write was published under; `None` for reads.
     pub lease_epoch: Option<u64>,
+    /// For a stale-ok read: how long ago its snapshot was last confirmed the latest.
+    pub snapshot_age: Option<Duration>,
 }
 
 /// What a request asked of its stamp.
@@ -31,6 +34,9 @@ pub enum ReadVersions {
     WhenFree,
     /// A read confirms its version even where that costs one more request to the store.
     Confirm,
+    /// A read accepts a snapshot up to `max_staleness` old, served from the last copies this
+    /// node read (see [`crate::cache::stale`]), and says its version and age.
+    StaleOk { max_staleness: Duration },
 }
 
 struct Current {
@@ -51,8 +57,17 @@ pub async fn collect<F: Future>(reads: ReadVersions, request: F) -> (F::Output, 
     };
     CURRENT
         .scope(current, async move {
-            let output = request.await;
-            (output, CURRENT.with(|current| current.stamp.get()))
+            let ReadVersions::StaleOk { max_staleness } = reads else {
+                let output = request.await;
+                return (output, CURRENT.with(|current| current.stamp.get()));
+            };
+            let (output, age) = stale::scope(max_staleness, request).await;
+            let mut stamp = CURRENT.with(|current| current.stamp.get());
+            if stamp.manifest_version.is_some() {
+                // No copy used: every answer the read needed was current.
+                stamp.snapshot_age = Some(age.unwrap_or_default());
+            }
+            (output, stamp)
         })
         .await
 }
@@ -62,10 +77,11 @@ pub(crate) fn record(stamp: Stamp) {
     let _ = CURRENT.try_with(|current| current.stamp.set(stamp));
 }
 
-/// Whether the request asked for read versions even at a cost; false outside [`collect`].
+/// Whether the request asked for read versions even at a cost, or reads stale-ok (where the
+/// version comes from the copies the read uses anyway); false outside [`collect`].
 fn confirm_asked() -> bool {
     CURRENT
-        .try_with(|current| current.reads == ReadVersions::Confirm)
+        .try_with(|current| current.reads != ReadVersions::WhenFree)
         .unwrap_or(false)
 }
 
@@ -100,6 +116,7 @@ pub(crate) fn record_read(version: u64) {
     record(Stamp {
         manifest_version: Some(version),
         lease_epoch: None,
+        ..Stamp::default()
     });
 }
 
@@ -112,16 +129,19 @@ mod tests {
         record(Stamp {
             manifest_version: Some(1),
             lease_epoch: None,
+            ..Stamp::default()
         }); // outside any scope: dropped
         let ((), stamp) = collect(ReadVersions::WhenFree, async {
             record(Stamp {
                 manifest_version: Some(3),
                 lease_epoch: Some(2),
+                ..Stamp::default()
             });
             tokio::task::yield_now().await;
             record(Stamp {
                 manifest_version: Some(4),
                 lease_epoch: Some(2),
+                ..Stamp::default()
             });
         })
         .await;

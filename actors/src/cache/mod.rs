@@ -15,13 +15,16 @@
 //! Files: this one builds the node's cache; [`blocks`] reads immutable objects block by block;
 //! [`repo`] is a repo's namespace (epoch, authority, mutable entries); [`store`] is the Lance
 //! `WrappingObjectStore` the engine's datasets read through; [`text`] is the engine's
-//! `StorageAdapter` for its text files; [`prefetch`] reads an open's text objects at once;
+//! `StorageAdapter` for its text files; [`stale`] serves stale-ok reads from the last copies
+//! read; [`prefetch`] reads an open's text objects at once;
 //! [`metrics`] counts what the cache does.
 
 mod blocks;
 mod metrics;
+mod mutable;
 pub(crate) mod prefetch;
 mod repo;
+pub mod stale;
 mod store;
 mod text;
 

@@ -21,32 +21,19 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use lance::io::WrappingObjectStore;
-use object_store::{ListResult, ObjectMeta};
+use object_store::ObjectMeta;
 use omnigraph::instrumentation::{QueryIoProbes, with_query_io_probes};
 use omnigraph_cloud_cluster::Clock;
+use tokio::time::Instant;
 
-use super::NodeCache;
+pub(crate) use super::mutable::{Mutable, split_listing};
+use super::{NodeCache, stale};
 use crate::RepoKey;
 
 /// Whether the leases the authority was granted under are still held (a local check).
 pub(crate) type Authority = Arc<dyn Fn() -> bool + Send + Sync>;
-
-/// A cached answer about an object that can change.
-#[derive(Clone)]
-pub(crate) enum Mutable {
-    List(Arc<Vec<ObjectMeta>>),
-    Delimited(Arc<(Vec<object_store::path::Path>, Vec<ObjectMeta>)>),
-    /// `None`: the object does not exist.
-    Head(Option<ObjectMeta>),
-    Object(Bytes, ObjectMeta),
-    Text(String),
-    Versioned((String, String)),
-    Exists(bool),
-    Dir(Vec<String>),
-}
 
 pub(crate) struct RepoCache {
     pub(crate) key: RepoKey,
@@ -62,12 +49,16 @@ pub(crate) struct RepoCache {
 }
 
 /// The mutable entries and what keeps them right: every write moves `epoch`, and a read is
-/// kept only if the epoch has not moved since it was sent. One lock for all three, so that a
-/// read is never kept after a write it raced.
+/// kept only if the epoch has not moved since it was sent. One lock for all, so that a read
+/// is never kept after a write it raced.
 #[derive(Default)]
 struct Entries {
     epoch: u64,
+    /// Served as current, while the repo is authoritative here.
     map: HashMap<String, Mutable>,
+    /// Elsewhere, the last copy read of each object and when its read was sent: served only
+    /// to stale-ok reads (see [`stale`]), dropped at every write this process makes.
+    recent: HashMap<String, (Mutable, Instant)>,
     /// The ETag last seen of each object, from listings and reads.
     etags: HashMap<String, String>,
 }
@@ -144,27 +135,43 @@ impl RepoCache {
         DateTime::from_timestamp_millis(self.clock.wall_ms() as i64).unwrap_or_default()
     }
 
-    /// The epoch to tag a read with; take it before sending the request.
-    pub(crate) fn epoch(&self) -> u64 {
-        self.entries().epoch
+    /// What to tag a read with; take it just before sending the request.
+    pub(crate) fn epoch(&self) -> ReadAt {
+        ReadAt {
+            epoch: self.entries().epoch,
+            sent: Instant::now(),
+        }
     }
 
-    /// The mutable entry under `key`, if the repo is authoritative here.
+    /// The mutable entry under `key`: the current one if the repo is authoritative here, else
+    /// for a stale-ok read a recent enough copy.
     pub(crate) fn lookup(&self, key: &str) -> Option<Mutable> {
-        if !self.authoritative() {
+        if self.authoritative() {
+            return self.entries().map.get(key).cloned();
+        }
+        if !stale::active() {
             return None;
         }
-        self.entries().map.get(key).cloned()
+        if let Some(pinned) = stale::pinned(key) {
+            return Some(pinned);
+        }
+        let (copy, sent) = self.entries().recent.get(key).cloned()?;
+        stale::serve(key, copy, sent)
     }
 
-    /// Keeps `value`, read at epoch `read_at`, if nothing was written since.
-    pub(crate) fn remember(&self, key: String, read_at: u64, value: Mutable) {
-        if !self.authoritative() {
+    /// Keeps `value`, read at `read_at`, if nothing was written since: as the current entry
+    /// on the authority, else as the recent copy.
+    pub(crate) fn remember(&self, key: String, read_at: ReadAt, value: Mutable) {
+        stale::fetched(&key, &value, read_at.sent);
+        let authoritative = self.authoritative();
+        let mut entries = self.entries();
+        if entries.epoch != read_at.epoch {
             return;
         }
-        let mut entries = self.entries();
-        if entries.epoch == read_at {
+        if authoritative {
             entries.map.insert(key, value);
+        } else {
+            entries.recent.insert(key, (value, read_at.sent));
         }
     }
 
@@ -210,9 +217,23 @@ impl RepoCache {
     }
 }
 
+/// When a read of a mutable object was sent, and the epoch then.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadAt {
+    epoch: u64,
+    sent: Instant,
+}
+
 impl Entries {
-    fn forget_all(&mut self) {
+    /// Moves the epoch: a write is starting or landed. Recent copies are all dropped, so
+    /// that a stale-ok read sees this process's own writes.
+    fn next_epoch(&mut self) {
         self.epoch += 1;
+        self.recent.clear();
+    }
+
+    fn forget_all(&mut self) {
+        self.next_epoch();
         self.map.clear();
         self.etags.clear();
     }
@@ -220,14 +241,14 @@ impl Entries {
     /// Drops what a write of `path` may change: the object's own entries and ETag, and every
     /// listing of a prefix that holds it.
     fn forget(&mut self, path: &str) {
-        self.epoch += 1;
+        self.next_epoch();
         self.etags.remove(path);
         self.map.retain(|key, _| !affected_by(key, path));
     }
 
     /// Drops the object's own entries and ETag only.
     fn forget_object(&mut self, path: &str) {
-        self.epoch += 1;
+        self.next_epoch();
         self.etags.remove(path);
         self.map.retain(|key, _| {
             key.split_once(':')
@@ -239,7 +260,7 @@ impl Entries {
     /// lists to find a dataset's latest version); other entries it affects are dropped.
     fn written(&mut self, meta: &ObjectMeta) {
         let path = meta.location.as_ref();
-        self.epoch += 1;
+        self.next_epoch();
         match &meta.e_tag {
             Some(etag) => self.etags.insert(path.to_string(), etag.clone()),
             None => self.etags.remove(path),
@@ -330,14 +351,6 @@ impl Drop for ObjectWrite {
             None => entries.forget(&self.path),
         }
     }
-}
-
-/// `ListResult` is not `Clone`; the delimited listing is kept as its parts.
-pub(crate) fn split_listing(listing: &ListResult) -> Mutable {
-    Mutable::Delimited(Arc::new((
-        listing.common_prefixes.clone(),
-        listing.objects.clone(),
-    )))
 }
 
 #[cfg(test)]

@@ -154,7 +154,8 @@ impl CachingStore {
         Ok(blocks::result(meta, range, bytes))
     }
 
-    /// A listing: from the repo's entries when authoritative, else from the store.
+    /// A listing: from the repo's entries when authoritative (or a recent copy for a stale-ok
+    /// read), else from the store, kept whole either way.
     fn list_cached(
         &self,
         key: String,
@@ -167,12 +168,9 @@ impl CachingStore {
         self.count("list", &key);
         let listing = list();
         let repo = Arc::clone(&self.repo);
-        if !repo.authoritative() {
-            return listing
-                .inspect_ok(move |meta| repo.learn_etag(meta))
-                .boxed();
+        if repo.authoritative() {
+            repo.node.metrics().miss("listing");
         }
-        repo.node.metrics().miss("listing");
         let read_at = repo.epoch();
         futures::stream::once(async move {
             let entries: Vec<ObjectMeta> = listing.try_collect().await?;

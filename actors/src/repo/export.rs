@@ -50,18 +50,21 @@ pub(crate) async fn start(
     let runtime = tokio::runtime::Handle::current();
     let producer_engine = Arc::clone(&engine);
     let producer_branch = branch.clone();
+    let stale = crate::cache::stale::carried();
     tokio::task::spawn_blocking(move || {
         let mut writer = ChannelWriter {
             buffer: Vec::with_capacity(CHUNK_BYTES),
             sender: sender.clone(),
         };
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runtime.block_on(cache.scope(producer_engine.export_jsonl_to_writer(
-                &producer_branch,
-                &type_names,
-                &table_keys,
-                &mut writer,
-            )))
+            runtime.block_on(
+                stale.run(cache.scope(producer_engine.export_jsonl_to_writer(
+                    &producer_branch,
+                    &type_names,
+                    &table_keys,
+                    &mut writer,
+                ))),
+            )
         }));
         let outcome = match run {
             Ok(Ok(())) => writer.flush().map_err(RepoError::from),

@@ -16,6 +16,7 @@ mod openapi;
 mod partition;
 mod process;
 mod routes;
+mod stale;
 mod storage;
 mod support;
 mod tenants;

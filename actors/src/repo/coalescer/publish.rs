@@ -201,6 +201,7 @@ async fn stamp_of(target: &impl Publisher, fence: &Fence, branch: &str) -> Stamp
     Stamp {
         manifest_version: target.version(branch).await,
         lease_epoch: Some(fence.epoch()),
+        ..Stamp::default()
     }
 }
 

@@ -243,6 +243,15 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(&body)).await
     }
 
+    /// A GET carrying extra headers.
+    pub async fn get_headers(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        let mut request = self.http.get(self.url(path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request).await
+    }
+
     /// A POST carrying extra headers.
     pub async fn post_headers(&self, path: &str, body: Value, headers: &[(&str, &str)]) -> Resp {
         let mut request = self.http.post(self.url(path)).json(&body);
