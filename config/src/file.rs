@@ -128,9 +128,12 @@ requests_per_second = 1000
 max_concurrent_requests = 256
 query_timeout = "30s"
 # Past the node's own bounds every tenant gets 503 with Retry-After. Its bytes in flight
-# default to a quarter of node.memory_budget.
+# default to a quarter of node.memory_budget. Reads beyond max_concurrent_reads (default one
+# per core) wait, within their deadline, and a freed slot goes to the tenant with the fewest
+# reads running: a busy tenant cannot keep the others off the node's cores.
 # [limits.node]
 # max_concurrent_requests = 256
+# max_concurrent_reads = 8
 # Any of the tenant keys can be set per tenant:
 # [limits.tenants.acme]
 # requests_per_second = 50

@@ -27,6 +27,9 @@ pub struct NodeLimits {
     pub max_concurrent_requests: usize,
     /// Request body bytes in flight on the node. Default a quarter of `node.memory_budget`.
     pub max_inflight_bytes: usize,
+    /// Reads running at once; more wait, and a freed slot goes to the tenant with the fewest
+    /// running. Default one per core.
+    pub max_concurrent_reads: usize,
 }
 
 /// One tenant's share of a node: past these its requests get 429.
@@ -72,6 +75,8 @@ pub struct NodeLimitsSection {
     pub max_concurrent_requests: u64,
     /// Unset: a quarter of `node.memory_budget`.
     pub max_inflight_bytes: Option<u64>,
+    /// Unset: the number of cores.
+    pub max_concurrent_reads: Option<u64>,
 }
 
 /// A tenant's overrides; unset keys keep the defaults of `[limits]`.
@@ -104,6 +109,7 @@ impl Default for NodeLimitsSection {
         NodeLimitsSection {
             max_concurrent_requests: 256,
             max_inflight_bytes: None,
+            max_concurrent_reads: None,
         }
     }
 }
@@ -134,6 +140,10 @@ pub(crate) fn validate_limits(
         max_inflight_bytes: match section.node.max_inflight_bytes {
             Some(bytes) => inflight("limits.node.max_inflight_bytes", bytes)?,
             None => (budget.bytes / 4).max(largest_body),
+        },
+        max_concurrent_reads: match section.node.max_concurrent_reads {
+            Some(reads) => positive_size("limits.node.max_concurrent_reads", reads)?,
+            None => std::thread::available_parallelism().map_or(2, usize::from),
         },
     };
     let defaults = TenantLimitsOverride {

@@ -6,6 +6,9 @@
 //! says when to retry. Below them sit the node's own bounds on requests and bytes in flight,
 //! shared by every tenant, past which the node sheds load with 503 before it is itself at risk.
 //!
+//! Reads then take one of the node's read slots, shared fairly between tenants
+//! ([`crate::fair`]), within their deadline.
+//!
 //! A request forwarded by another node was admitted where it entered the cluster and is not
 //! counted again. The permits a request holds are released when its answer has been sent in
 //! full, so a streamed export counts until its last byte.
@@ -34,6 +37,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::auth::TokenVerifier;
 use crate::deadline::Deadline;
 use crate::error::ApiError;
+use crate::fair::FairShare;
 use crate::forward::{FORWARDED_HEADER, is_read_route};
 use crate::limits::BodyLimits;
 
@@ -42,6 +46,8 @@ pub struct Admission {
     limits: Option<LimitsConfig>,
     node_requests: Arc<Semaphore>,
     node_bytes: Arc<Semaphore>,
+    /// The node's read slots; `None` without limits.
+    reads: Option<Arc<FairShare>>,
     tenants: Mutex<HashMap<TenantId, Arc<TenantGate>>>,
     pub(crate) metrics: AdmissionMetrics,
 }
@@ -73,6 +79,7 @@ impl Admission {
             limits: None,
             node_requests: Arc::new(Semaphore::new(0)),
             node_bytes: Arc::new(Semaphore::new(0)),
+            reads: None,
             tenants: Mutex::default(),
             metrics,
         }
@@ -82,6 +89,7 @@ impl Admission {
         Admission {
             node_requests: Arc::new(Semaphore::new(limits.node.max_concurrent_requests)),
             node_bytes: Arc::new(Semaphore::new(limits.node.max_inflight_bytes)),
+            reads: Some(FairShare::new(limits.node.max_concurrent_reads)),
             limits: Some(limits),
             tenants: Mutex::default(),
             metrics,
@@ -259,7 +267,7 @@ pub(crate) async fn admit(State(state): State<Gate>, request: Request, next: Nex
     request.extensions_mut().insert(principal);
     let response = match deadline {
         None => next.run(request).await,
-        Some(deadline) => match deadline.run(request, next).await {
+        Some(deadline) => match deadline.run(read(&state, &tenant, request, next)).await {
             Ok(response) => response,
             Err(exceeded) => {
                 state.admission.metrics.deadline_expired(&tenant);
@@ -277,6 +285,15 @@ pub(crate) async fn admit(State(state): State<Gate>, request: Request, next: Nex
         }),
         _ => response,
     }
+}
+
+/// A read, in one of the node's read slots (held until its answer's head).
+async fn read(state: &Gate, tenant: &TenantId, request: Request, next: Next) -> Response {
+    let _slot = match &state.admission.reads {
+        Some(reads) => Some(reads.acquire(tenant).await),
+        None => None,
+    };
+    next.run(request).await
 }
 
 /// The body bytes a request will hold: its `Content-Length`, or its route's body limit when it

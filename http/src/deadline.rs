@@ -5,12 +5,12 @@
 //! its deadline the stream ends with an error, so a truncated export is never taken for a
 //! whole one.
 
+use std::future::Future;
 use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::Request;
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::Response;
 use futures::StreamExt;
 use tokio::time::Instant;
@@ -71,11 +71,14 @@ impl Deadline {
         )
     }
 
-    /// Runs the rest of the request within the deadline. `Err` when it passed before the
-    /// answer's head; the answer's body is bounded by what is left of it.
-    pub(crate) async fn run(self, request: Request, next: Next) -> Result<Response, ApiError> {
+    /// Runs `work` (the rest of the request) within the deadline. `Err` when it passed before
+    /// the answer's head; the answer's body is bounded by what is left of it.
+    pub(crate) async fn run(
+        self,
+        work: impl Future<Output = Response>,
+    ) -> Result<Response, ApiError> {
         let at = Instant::now() + self.after;
-        match tokio::time::timeout_at(at, next.run(request)).await {
+        match tokio::time::timeout_at(at, work).await {
             // An answer already in memory has nothing left to wait for.
             Ok(response) if response.body().size_hint().exact().is_some() => Ok(response),
             Ok(response) => Ok(response.map(|body| bounded(body, at))),

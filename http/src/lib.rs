@@ -20,6 +20,7 @@ mod deadline;
 mod dto;
 mod error;
 mod extract;
+mod fair;
 mod forward;
 mod limits;
 mod metrics;

@@ -5,17 +5,19 @@
 //! 2. cold first-request latency (activation) vs the warm request right after it;
 //! 3. insert throughput with 1, 8 and 32 concurrent clients;
 //! 4. on S3, what a cache miss costs (`miss.rs`);
+//! 5. with `--noisy`, a quiet tenant's latency beside a noisy one (`noisy.rs`);
 //!
 //! each on local storage and, with `--s3`, on a real S3 server (moto, installed by
 //! scripts/test.sh) behind the fault-injecting proxy at S3-like latency (GET p50 60 ms,
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
 //! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]
-//! [--no-cache] [--cold] [--miss] [--soak MINUTES] [--cluster]`:
+//! [--no-cache] [--cold] [--miss] [--soak MINUTES] [--cluster] [--noisy]`:
 //! - `--no-cache`: the local-disk run without the cache tier;
 //! - `--cold`: only the cold first requests;
 //! - `--miss`: only the cost of a cache miss, on S3;
 //! - `--soak`: only the soak, on S3 (`soak.rs`);
+//! - `--noisy`: only the noisy-neighbour benchmark, on local disk;
 //! - `--cluster`: only the cluster benchmark, on local disk (`cluster.rs`; its failover part
 //!   runs the `omnigraph-cloud` binary, so build it first).
 //!
@@ -38,6 +40,7 @@ mod client;
 mod cluster;
 mod cold;
 mod miss;
+mod noisy;
 mod soak;
 mod writes;
 
@@ -138,6 +141,10 @@ fn main() {
         let local = Backend::Local(tempfile::tempdir().unwrap());
         if cluster_only {
             cluster::cluster_bench(quick).await;
+            return;
+        }
+        if args.iter().any(|arg| arg == "--noisy") {
+            noisy::noisy_neighbours(quick).await;
             return;
         }
         if soak_minutes.is_some() || only_miss {
