@@ -267,7 +267,10 @@ pub(crate) async fn admit(State(state): State<Gate>, request: Request, next: Nex
     request.extensions_mut().insert(principal);
     let response = match deadline {
         None => next.run(request).await,
-        Some(deadline) => match deadline.run(read(&state, &tenant, request, next)).await {
+        Some(deadline) => match deadline
+            .run(read(state.admission.clone(), tenant.clone(), request, next))
+            .await
+        {
             Ok(response) => response,
             Err(exceeded) => {
                 state.admission.metrics.deadline_expired(&tenant);
@@ -288,9 +291,14 @@ pub(crate) async fn admit(State(state): State<Gate>, request: Request, next: Nex
 }
 
 /// A read, in one of the node's read slots (held until its answer's head).
-async fn read(state: &Gate, tenant: &TenantId, request: Request, next: Next) -> Response {
-    let _slot = match &state.admission.reads {
-        Some(reads) => Some(reads.acquire(tenant).await),
+async fn read(
+    admission: Arc<Admission>,
+    tenant: TenantId,
+    request: Request,
+    next: Next,
+) -> Response {
+    let _slot = match &admission.reads {
+        Some(reads) => Some(reads.acquire(&tenant).await),
         None => None,
     };
     next.run(request).await

@@ -73,17 +73,33 @@ impl Deadline {
 
     /// Runs `work` (the rest of the request) within the deadline. `Err` when it passed before
     /// the answer's head; the answer's body is bounded by what is left of it.
+    ///
+    /// The work runs as a task of its own, aborted when the deadline passes (or the request
+    /// is dropped): the answer does not wait for engine code that computes for a while
+    /// between two awaits, and the task stops at its next one.
     pub(crate) async fn run(
         self,
-        work: impl Future<Output = Response>,
+        work: impl Future<Output = Response> + Send + 'static,
     ) -> Result<Response, ApiError> {
         let at = Instant::now() + self.after;
-        match tokio::time::timeout_at(at, work).await {
+        let mut task = AbortOnDrop(tokio::spawn(work));
+        match tokio::time::timeout_at(at, &mut task.0).await {
             // An answer already in memory has nothing left to wait for.
-            Ok(response) if response.body().size_hint().exact().is_some() => Ok(response),
-            Ok(response) => Ok(response.map(|body| bounded(body, at))),
-            Err(_) => Err(self.exceeded()),
+            Ok(Ok(response)) if response.body().size_hint().exact().is_some() => Ok(response),
+            Ok(Ok(response)) => Ok(response.map(|body| bounded(body, at))),
+            // A panic is the handler's: raised again here, where the panic layer answers it.
+            Ok(Err(err)) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+            Ok(Err(_)) | Err(_) => Err(self.exceeded()),
         }
+    }
+}
+
+/// A task aborted when its handle is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<Response>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
