@@ -22,6 +22,8 @@ pub enum ErrorKind {
     /// The request may or may not have taken effect (its actor failed or it timed out):
     /// check before retrying.
     OutcomeUnknown,
+    /// A write did not finish within `actors.call_timeout`: it may still be applied.
+    DeadlineExceeded,
     Internal,
 }
 
@@ -47,6 +49,9 @@ pub enum RepoError {
     /// A write was not acknowledged and may or may not have been applied.
     #[error("{message}")]
     OutcomeUnknown { message: String },
+    /// A write was not acknowledged within `actors.call_timeout`; it may still be applied.
+    #[error("{message}")]
+    DeadlineExceeded { message: String },
     /// The repo's write queue is full.
     #[error("{message}")]
     Overloaded { message: String },
@@ -106,6 +111,7 @@ impl RepoError {
             RepoError::Overloaded { .. } => ErrorKind::Overloaded,
             RepoError::NotWriter { .. } | RepoError::PlacedElsewhere { .. } => ErrorKind::NotWriter,
             RepoError::OutcomeUnknown { .. } => ErrorKind::OutcomeUnknown,
+            RepoError::DeadlineExceeded { .. } => ErrorKind::DeadlineExceeded,
             RepoError::Storage(err) if crate::classify::is_store_unavailable(&err.to_string()) => {
                 ErrorKind::Unavailable
             }

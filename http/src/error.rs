@@ -164,6 +164,13 @@ impl From<RepoError> for ApiError {
                 "unavailable",
                 err.to_string(),
             ),
+            // Like a read past its deadline, but without Retry-After: the write may still
+            // land, and a blind retry could apply it twice.
+            ErrorKind::DeadlineExceeded => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "deadline_exceeded",
+                err.to_string(),
+            ),
             ErrorKind::Overloaded => {
                 ApiError::too_many_requests(err.to_string()).with_retry_after(1)
             }

@@ -421,10 +421,12 @@ impl RepoHandle {
                     });
                 }
                 Ok(CallResult::Timeout) => {
-                    return Err(RepoError::OutcomeUnknown {
+                    return Err(RepoError::DeadlineExceeded {
                         message: format!(
-                            "graph '{graph}' did not finish the {kind} within {:?}; it may still be applied",
-                            self.shared.call_timeout
+                            "graph '{graph}' did not finish the {kind} within its deadline of \
+                             {} ms (actors.call_timeout); it may still be applied: check its \
+                             effect before retrying",
+                            self.shared.call_timeout.as_millis()
                         ),
                     });
                 }

@@ -283,3 +283,34 @@ async fn a_cpu_heavy_traversal_past_its_deadline_is_cancelled_and_answered_in_ti
         "{used:.2} s of CPU in 2 s, a second after the deadline"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_past_its_call_timeout_answers_like_a_read_past_its_deadline() {
+    let Some(s3) = s3_backend().await else { return };
+    let node = TestNode::start_s3(&s3, "call-timeout", "[actors]\ncall_timeout = \"500ms\"\n").await;
+    let client = node.client();
+    client.create_graph("g").await;
+    let slow = Latency {
+        p50_ms: 1_500,
+        jitter_ms: 0,
+    };
+    s3.proxy.set_faults(Faults {
+        latency: [(Op::Put, slow)].into(),
+        ..Default::default()
+    });
+    let resp = client.insert_person("g", "Ann", 30).await;
+    assert!(
+        resp.headers.get("retry-after").is_none(),
+        "a write that may still land is not to be retried blindly"
+    );
+    let body = resp.expect_error(504, "deadline_exceeded", "actors.call_timeout");
+    assert!(body["error"].as_str().unwrap().contains("may still be applied"));
+    s3.proxy.set_faults(Faults::default());
+    // It was not cancelled: it lands.
+    let landed = crate::support::eventually(Duration::from_secs(20), || {
+        let client = client.clone();
+        async move { client.count_people("g", "main").await == 1 }
+    })
+    .await;
+    assert!(landed, "the write past its call timeout never landed");
+}
