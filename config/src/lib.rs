@@ -37,7 +37,7 @@ pub use ids::{
     COMMIT_ID_PATTERN, COMMIT_ID_RULE, CommitId, GRAPH_ID_PATTERN, GraphId, IdError, NameError,
     TenantId,
 };
-pub use limits::{LimitsConfig, NodeLimits, TenantLimits};
+pub use limits::{LimitsConfig, NodeLimits, TenantLimits, TenantLimitsOverride};
 pub use maintenance::{
     LeaseConfig, MIN_KEEP_VERSIONS, MaintenanceConfig, NodeIdentity, Retention, RetentionOverrides,
     Role,

@@ -18,6 +18,8 @@ pub struct LimitsConfig {
     pub tenant: TenantLimits,
     /// `[limits.tenants.<tenant>]`, each merged over the defaults.
     pub tenants: BTreeMap<TenantId, TenantLimits>,
+    /// The largest request body accepted: no byte limit may be below it.
+    pub largest_body: usize,
 }
 
 /// Past these the node sheds load with 503, before the node itself is at risk.
@@ -53,6 +55,64 @@ impl LimitsConfig {
     pub fn for_tenant(&self, tenant: &TenantId) -> &TenantLimits {
         self.tenants.get(tenant).unwrap_or(&self.tenant)
     }
+
+    /// These limits with `overrides` (a signed bundle's `limits`, by tenant) laid over them:
+    /// a tenant's keys there win over its configured ones, the keys it leaves out keep them.
+    /// Checked as the file's are; an error names the key as `bundle.limits.<tenant>.<key>`.
+    pub fn with_overrides(
+        &self,
+        overrides: &BTreeMap<String, TenantLimitsOverride>,
+    ) -> Result<LimitsConfig, ConfigError> {
+        let inflight = byte_limit(self.largest_body);
+        let mut merged = self.clone();
+        for (name, keys) in overrides {
+            let id = TenantId::new(name)
+                .map_err(|err| ConfigError::invalid("bundle.limits", name, &err.to_string()))?;
+            let base = *self.for_tenant(&id);
+            let limits = merge_tenant(
+                &format!("bundle.limits.{name}"),
+                &base,
+                keys.clone(),
+                &inflight,
+            )?;
+            merged.tenants.insert(id, limits);
+        }
+        Ok(merged)
+    }
+}
+
+/// The check of a byte limit: positive, and at least the largest request body accepted (a
+/// request larger than a byte limit could never be admitted).
+fn byte_limit(largest_body: usize) -> impl Fn(&str, u64) -> Result<usize, ConfigError> {
+    move |key: &str, value: u64| {
+        let bytes = positive_size(key, value)?;
+        if bytes < largest_body {
+            return Err(ConfigError::invalid(
+                key,
+                &value.to_string(),
+                &format!("at least the largest request body accepted ({largest_body} bytes)"),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// A tenant's `overrides` over `base`; one that sets only its rate gets twice that as its
+/// burst, as by default.
+fn merge_tenant(
+    prefix: &str,
+    base: &TenantLimits,
+    overrides: TenantLimitsOverride,
+    inflight: &dyn Fn(&str, u64) -> Result<usize, ConfigError>,
+) -> Result<TenantLimits, ConfigError> {
+    let overrides = TenantLimitsOverride {
+        burst: overrides.burst.or(overrides
+            .requests_per_second
+            .is_none()
+            .then_some(base.burst as u64)),
+        ..overrides
+    };
+    merge(prefix, base, overrides, inflight)
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -80,7 +140,7 @@ pub struct NodeLimitsSection {
 }
 
 /// A tenant's overrides; unset keys keep the defaults of `[limits]`.
-#[derive(Debug, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantLimitsOverride {
     pub requests_per_second: Option<u64>,
@@ -119,19 +179,8 @@ pub(crate) fn validate_limits(
     budget: &MemoryBudget,
     server: &ServerConfig,
 ) -> Result<LimitsConfig, ConfigError> {
-    // A request larger than a byte limit could never be admitted.
     let largest_body = server.body_limit_bytes.max(server.load_body_limit_bytes);
-    let inflight = |key: &str, value: u64| {
-        let bytes = positive_size(key, value)?;
-        if bytes < largest_body {
-            return Err(ConfigError::invalid(
-                key,
-                &value.to_string(),
-                &format!("at least the largest request body accepted ({largest_body} bytes)"),
-            ));
-        }
-        Ok(bytes)
-    };
+    let inflight = byte_limit(largest_body);
     let node = NodeLimits {
         max_concurrent_requests: positive_size(
             "limits.node.max_concurrent_requests",
@@ -166,20 +215,13 @@ pub(crate) fn validate_limits(
         let id = TenantId::new(&name)
             .map_err(|err| ConfigError::invalid("limits.tenants", &name, &err.to_string()))?;
         let prefix = format!("limits.tenants.{name}");
-        // A tenant that sets only its rate gets twice that as its burst, as by default.
-        let overrides = TenantLimitsOverride {
-            burst: overrides.burst.or(overrides
-                .requests_per_second
-                .is_none()
-                .then_some(tenant.burst as u64)),
-            ..overrides
-        };
-        tenants.insert(id, merge(&prefix, &tenant, overrides, &inflight)?);
+        tenants.insert(id, merge_tenant(&prefix, &tenant, overrides, &inflight)?);
     }
     Ok(LimitsConfig {
         node,
         tenant,
         tenants,
+        largest_body,
     })
 }
 

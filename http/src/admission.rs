@@ -26,7 +26,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use omnigraph_cloud_config::{LimitsConfig, TenantId, TenantLimits};
+use omnigraph_cloud_config::{TenantId, TenantLimits};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -39,11 +39,12 @@ use crate::deadline::Deadline;
 use crate::error::ApiError;
 use crate::fair::FairShare;
 use crate::forward::{FORWARDED_HEADER, is_read_route};
-use crate::limits::BodyLimits;
+use crate::limits::{BodyLimits, LiveLimits};
 
 /// The node's admission: its limits and the state of every tenant seen since it started.
 pub struct Admission {
-    limits: Option<LimitsConfig>,
+    /// The limits in force; `None`: admit everything.
+    limits: Option<Arc<LiveLimits>>,
     node_requests: Arc<Semaphore>,
     node_bytes: Arc<Semaphore>,
     /// The node's read slots; `None` without limits.
@@ -85,24 +86,37 @@ impl Admission {
         }
     }
 
-    pub(crate) fn new(limits: LimitsConfig, metrics: AdmissionMetrics) -> Admission {
+    /// Admission under `limits`; the node's own bounds are read once, here (a bundle sets
+    /// tenants' limits only).
+    pub(crate) fn new(limits: Arc<LiveLimits>, metrics: AdmissionMetrics) -> Admission {
+        let node = limits.current().node;
         Admission {
-            node_requests: Arc::new(Semaphore::new(limits.node.max_concurrent_requests)),
-            node_bytes: Arc::new(Semaphore::new(limits.node.max_inflight_bytes)),
-            reads: Some(FairShare::new(limits.node.max_concurrent_reads)),
+            node_requests: Arc::new(Semaphore::new(node.max_concurrent_requests)),
+            node_bytes: Arc::new(Semaphore::new(node.max_inflight_bytes)),
+            reads: Some(FairShare::new(node.max_concurrent_reads)),
             limits: Some(limits),
             tenants: Mutex::default(),
             metrics,
         }
     }
 
-    /// The limits of `tenant`, when any are configured.
-    pub(crate) fn tenant_limits(&self, tenant: &TenantId) -> Option<&TenantLimits> {
-        self.limits.as_ref().map(|limits| limits.for_tenant(tenant))
+    /// The limits of `tenant` in force, when any are configured.
+    pub(crate) fn tenant_limits(&self, tenant: &TenantId) -> Option<TenantLimits> {
+        self.limits
+            .as_ref()
+            .map(|limits| *limits.current().for_tenant(tenant))
     }
 
+    /// The tenant's gate under `limits`: made anew when its limits changed (a new bundle;
+    /// requests admitted under the old ones finish under them).
     fn gate(&self, tenant: &TenantId, limits: &TenantLimits) -> Arc<TenantGate> {
         let mut tenants = self.tenants.lock().expect("admission lock");
+        if tenants
+            .get(tenant)
+            .is_some_and(|gate| gate.limits != *limits)
+        {
+            tenants.remove(tenant);
+        }
         let gate = tenants.entry(tenant.clone()).or_insert_with(|| {
             let rate = limits.requests_per_second.map(|rate| {
                 let rate = NonZeroU32::new(rate).expect("a configured rate is positive");
@@ -126,9 +140,10 @@ impl Admission {
         tenant: &TenantId,
         bytes: usize,
     ) -> Result<Option<Admitted>, ApiError> {
-        let Some(limits) = &self.limits else {
+        let Some(live) = &self.limits else {
             return Ok(None);
         };
+        let limits = live.current();
         let gate = self.gate(tenant, limits.for_tenant(tenant));
         let refuse = |reason: &'static str, err: ApiError| {
             self.metrics.refused(tenant, reason);

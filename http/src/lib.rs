@@ -42,4 +42,4 @@ pub use error::ApiError;
 pub use forward::{ForwardSetup, MIN_SECRET_BYTES};
 pub use policy::{Access, Action, PolicyStore};
 pub use routes::{ApiDoc, metrics_router, router};
-pub use state::{AppState, BodyLimits, NodeState, Readiness};
+pub use state::{AppState, BodyLimits, LiveLimits, NodeState, Readiness};

@@ -6,14 +6,13 @@ use tokio::time::Instant;
 
 use omnigraph_cloud_actors::Registry;
 use omnigraph_cloud_cluster::membership::Membership;
-use omnigraph_cloud_config::LimitsConfig;
 use prometheus_client::registry::Registry as MetricsRegistry;
 
 use crate::admission::{Admission, AdmissionMetrics};
 use crate::auth::{Principal, TokenVerifier};
 use crate::error::ApiError;
 use crate::forward::{ForwardMetrics, ForwardSetup, Forwarding};
-pub use crate::limits::BodyLimits;
+pub use crate::limits::{BodyLimits, LiveLimits};
 use crate::metrics::HttpMetrics;
 use crate::policy::{Access, PolicyStore};
 
@@ -128,7 +127,7 @@ impl AppState {
 
     /// Admits requests within `limits` (see docs/operations.md#limits); without this call
     /// every request is admitted.
-    pub fn set_limits(&mut self, limits: LimitsConfig) {
+    pub fn set_limits(&mut self, limits: Arc<LiveLimits>) {
         let metrics = self.admission.metrics.clone();
         self.admission = Arc::new(Admission::new(limits, metrics));
     }

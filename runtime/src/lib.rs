@@ -19,7 +19,7 @@ use omnigraph_cloud_cluster::lease::LeaseTiming;
 use omnigraph_cloud_cluster::membership::{MemberState, MembershipError};
 use omnigraph_cloud_config::{AuthMode, ConfigError, NodeConfig};
 use omnigraph_cloud_http::{
-    AppState, Auth, AuthTasks, BodyLimits, ForwardSetup, MIN_SECRET_BYTES, Readiness,
+    AppState, Auth, AuthTasks, BodyLimits, ForwardSetup, LiveLimits, MIN_SECRET_BYTES, Readiness,
     metrics_router, router,
 };
 use thiserror::Error;
@@ -175,7 +175,9 @@ impl Node {
             worker = registry.maintenance_settings().enabled,
             "node roles"
         );
-        let auth = Auth::start(&config.auth, &mut metrics).await?;
+        let tenant_limits = LiveLimits::new(config.limits.clone());
+        let auth =
+            Auth::start(&config.auth, &mut metrics, Some(Arc::clone(&tenant_limits))).await?;
         if auth.verifier.mode() == AuthMode::None {
             warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default' with every permission");
         } else {
@@ -197,7 +199,7 @@ impl Node {
             limits,
         );
         state.serves_data = config.node.serves();
-        state.set_limits(config.limits.clone());
+        state.set_limits(tenant_limits);
         state.membership = cluster.membership.clone();
         if let Some(path) = &config.cluster.secret_file {
             let setup = ForwardSetup {

@@ -11,7 +11,8 @@
 //!
 //! and the payload is JSON: `{"version": 1, "serial": 7, "jwks": {"<issuer>": {"keys": [...]}},
 //! "policies": {"<tenant>|_default": {"cedar": "..."} | {"yaml": "..."}},
-//! "actor_allowlist": ["alice", ...]}`. The signature covers the exact payload bytes, so no
+//! "actor_allowlist": ["alice", ...], "limits": {"<tenant>": {"requests_per_second": 50}}}`
+//! (`limits` takes the keys of `[limits.tenants.<tenant>]`, laid over the configured ones). The signature covers the exact payload bytes, so no
 //! canonical JSON is needed. `serial` must grow: an older signed bundle replayed is refused.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -21,6 +22,7 @@ use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::JwkSet;
+use omnigraph_cloud_config::TenantLimitsOverride;
 use serde::{Deserialize, Serialize};
 
 use super::jwks::{self, VerifyKey};
@@ -51,6 +53,9 @@ pub struct BundlePayload {
     pub policies: BTreeMap<String, PolicyDocument>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor_allowlist: Option<Vec<String>>,
+    /// Tenants' limits, over the configured ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, TenantLimitsOverride>,
 }
 
 /// One tenant's policy in a bundle: Cedar text or upstream's YAML form.

@@ -161,14 +161,19 @@ pub struct Auth {
 
 impl Auth {
     /// Builds the verifier and policy store from config and starts their background tasks.
-    pub async fn start(config: &AuthConfig, metrics: &mut Registry) -> Result<Auth, ConfigError> {
+    /// `limits`: the tenant limits a signed bundle may set (`None` where nothing admits).
+    pub async fn start(
+        config: &AuthConfig,
+        metrics: &mut Registry,
+        limits: Option<Arc<crate::limits::LiveLimits>>,
+    ) -> Result<Auth, ConfigError> {
         let verifier = Arc::new(TokenVerifier::from_config(config, metrics)?);
         let policy = Arc::new(PolicyStore::load(
             config.policy_dir.as_deref(),
             config.mode != AuthMode::None,
             Some(verifier.metrics().policy().clone()),
         )?);
-        let tasks = AuthTasks::start(config, verifier.clone(), policy.clone()).await?;
+        let tasks = AuthTasks::start(config, verifier.clone(), policy.clone(), limits).await?;
         Ok(Auth {
             verifier,
             policy,

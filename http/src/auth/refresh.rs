@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 use super::TokenVerifier;
 use super::bundle::{self, BundleError, Prepared};
 use super::jwks::{KeySource, VerifyKey, parse_jwks};
+use crate::limits::LiveLimits;
 use crate::policy::PolicyStore;
 
 /// How long one fetch of a JWKS URL or bundle URL may take.
@@ -48,6 +49,7 @@ impl AuthTasks {
         config: &AuthConfig,
         verifier: Arc<TokenVerifier>,
         policy: Arc<PolicyStore>,
+        limits: Option<Arc<LiveLimits>>,
     ) -> Result<AuthTasks, ConfigError> {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -61,6 +63,7 @@ impl AuthTasks {
                 client: client.clone(),
                 verifier: verifier.clone(),
                 policy: policy.clone(),
+                limits,
                 current: None,
             };
             match sync.run_once().await {
@@ -197,6 +200,8 @@ struct BundleSync {
     client: reqwest::Client,
     verifier: Arc<TokenVerifier>,
     policy: Arc<PolicyStore>,
+    /// The tenant limits a bundle may set; `None` where nothing admits requests.
+    limits: Option<Arc<LiveLimits>>,
     /// Serial and payload digest of the bundle in force.
     current: Option<(u64, [u8; 32])>,
 }
@@ -232,7 +237,15 @@ impl BundleSync {
             BundleSource::File(path) => std::fs::read(path)
                 .map_err(|err| BundleError::Unavailable(format!("{}: {err}", path.display())))?,
         };
-        let (payload, payload_bytes) = bundle::open(&bytes, &self.config.public_key)?;
+        let (mut payload, payload_bytes) = bundle::open(&bytes, &self.config.public_key)?;
+        let limits = match &self.limits {
+            Some(live) => Some(
+                live.prepare(&payload.limits)
+                    .map_err(BundleError::Invalid)?,
+            ),
+            None => None,
+        };
+        payload.limits.clear();
         let issuers: HashSet<&str> = self
             .verifier
             .oidc()
@@ -260,6 +273,9 @@ impl BundleSync {
         }
         let tenants = prepared.policies.len();
         self.policy.apply_bundle(prepared.policies);
+        if let (Some(live), Some(limits)) = (&self.limits, limits) {
+            live.install(limits);
+        }
         self.verifier.metrics().bundle_applied(prepared.serial);
         self.current = Some((prepared.serial, prepared.digest));
         info!(serial = prepared.serial, tenants, source = %source_name(&self.config.source), "signed bundle in force");

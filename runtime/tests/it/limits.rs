@@ -287,7 +287,8 @@ async fn a_cpu_heavy_traversal_past_its_deadline_is_cancelled_and_answered_in_ti
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_past_its_call_timeout_answers_like_a_read_past_its_deadline() {
     let Some(s3) = s3_backend().await else { return };
-    let node = TestNode::start_s3(&s3, "call-timeout", "[actors]\ncall_timeout = \"500ms\"\n").await;
+    let node =
+        TestNode::start_s3(&s3, "call-timeout", "[actors]\ncall_timeout = \"500ms\"\n").await;
     let client = node.client();
     client.create_graph("g").await;
     let slow = Latency {
@@ -304,7 +305,12 @@ async fn a_write_past_its_call_timeout_answers_like_a_read_past_its_deadline() {
         "a write that may still land is not to be retried blindly"
     );
     let body = resp.expect_error(504, "deadline_exceeded", "actors.call_timeout");
-    assert!(body["error"].as_str().unwrap().contains("may still be applied"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("may still be applied")
+    );
     s3.proxy.set_faults(Faults::default());
     // It was not cancelled: it lands.
     let landed = crate::support::eventually(Duration::from_secs(20), || {

@@ -194,3 +194,62 @@ async fn a_bundle_from_a_url_survives_its_source_going_down() {
     assert_eq!(ann.count_people("g", "main").await, 1);
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_sets_tenant_limits_and_a_bad_one_changes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let signer = Signer {
+        key: SigningKey::generate(KeyKind::Ed25519).unwrap(),
+        path: dir.path().join("bundle.json"),
+    };
+    // Serial 1: acme may send one request a second, no burst.
+    signer.write(&json!({"version": 1, "serial": 1,
+        "limits": {"acme": {"requests_per_second": 1, "burst": 1}}}));
+    let toml = format!(
+        "{}[auth.bundle]\nsource = {:?}\npublic_key = \"{}\"\nsync_interval = \"200ms\"\n",
+        crate::support::TWO_TENANTS,
+        signer.path.display().to_string(),
+        signer.public()
+    );
+    let node = TestNode::start_permissive(&toml).await;
+    let acme = node.client_with_token("acme-token");
+    let globex = node.client_with_token("globex-token");
+    acme.get("/graphs").await.expect(200);
+    let refused = acme.get("/graphs").await;
+    assert!(refused.headers.contains_key("retry-after"));
+    refused.expect_error(429, "too_many_requests", "rate of 1 requests per second");
+    for _ in 0..5 {
+        globex.get("/graphs").await.expect(200);
+    }
+
+    // A bundle whose limits do not check is refused whole: acme stays at one a second.
+    signer.write(&json!({"version": 1, "serial": 2,
+        "limits": {"acme": {"burst": 0}}}));
+    let invalid = "omnigraph_auth_bundle_rejections_total{reason=\"invalid\"}";
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let acme = acme.clone();
+            async move { acme.metric_value(invalid).await.unwrap_or(0.0) >= 1.0 }
+        })
+        .await,
+        "the bad bundle is refused"
+    );
+    assert_eq!(acme.get("/graphs").await.status, 429);
+
+    // Serial 3 sets no limits: acme is back to the configured ones.
+    signer.write(&json!({"version": 1, "serial": 3}));
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let acme = acme.clone();
+            async move {
+                let mut statuses = Vec::new();
+                for _ in 0..5 {
+                    statuses.push(acme.get("/graphs").await.status.as_u16());
+                }
+                statuses.iter().all(|status| *status == 200)
+            }
+        })
+        .await,
+        "the configured limits are back"
+    );
+}
