@@ -96,6 +96,10 @@ fn confirm_asked() -> bool {
 /// about as much as a warm read), so it is made only when the request asked for it. A
 /// failure records nothing: the read that follows fails the same way and explains why.
 pub(crate) async fn read(cache: &RepoCache, engine: &Omnigraph, target: &ReadTarget) {
+    if stale::active() {
+        // Said after the read, from what it used ([`stale_read`]).
+        return;
+    }
     if !cache.authoritative() && !confirm_asked() {
         return;
     }
@@ -105,6 +109,22 @@ pub(crate) async fn read(cache: &RepoCache, engine: &Omnigraph, target: &ReadTar
             .scope(engine.get_commit(id.as_str()))
             .await
             .map(|commit| commit.manifest_version),
+    };
+    if let Ok(version) = version {
+        record_read(version);
+    }
+}
+
+/// Records, for a stale-ok read of `target` that succeeded, the version it read: the latest in
+/// the `__manifest` listing it used, which its scope keeps. Without one (the authority serves
+/// its live entries, unpinned) the version is confirmed, which costs nothing there.
+pub(crate) async fn stale_read(cache: &RepoCache, engine: &Omnigraph, target: &ReadTarget) {
+    if !stale::active() {
+        return;
+    }
+    let version = match stale::manifest_version() {
+        Some(version) => Ok(version),
+        None => cache.scope(engine.version_of(target.clone())).await,
     };
     if let Ok(version) = version {
         record_read(version);

@@ -36,6 +36,8 @@ struct State {
     pins: HashMap<String, Mutable>,
     /// When the oldest copy the request used was read from the store.
     oldest: Option<Instant>,
+    /// The latest version in each `__manifest` version listing the request used, by prefix.
+    manifest_versions: HashMap<String, u64>,
 }
 
 /// Runs `work`, a read that accepts a snapshot up to `max_staleness` old, and returns how old
@@ -96,6 +98,23 @@ pub(crate) fn serve(key: &str, copy: Mutable, sent: Instant) -> Option<Mutable> 
         .flatten()
 }
 
+/// The `__manifest` version the request read: the latest in the one version listing of a
+/// `__manifest` it used. `None` if it used none (the cache authority answers from its live
+/// entries, which are not pinned) or several.
+pub(crate) fn manifest_version() -> Option<u64> {
+    SCOPE
+        .try_with(|scope| {
+            let state = scope.state();
+            let mut versions = state.manifest_versions.values();
+            match (versions.next(), versions.next()) {
+                (Some(version), None) => Some(*version),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
+}
+
 /// `value` was just read from the store (the read sent at `sent`): the request uses it from
 /// now on.
 pub(crate) fn fetched(key: &str, value: &Mutable, sent: Instant) {
@@ -111,5 +130,55 @@ impl Scope {
         let mut state = self.state();
         state.pins.insert(key.to_string(), value.clone());
         state.oldest = Some(state.oldest.map_or(sent, |oldest| oldest.min(sent)));
+        if let Some((prefix, version)) = manifest_listing(key, value) {
+            state.manifest_versions.insert(prefix.to_string(), version);
+        }
+    }
+}
+
+/// For a listing of a `__manifest` dataset's versions (`…/__manifest/_versions`, or a
+/// branch's `…/__manifest/tree/<branch>/_versions`): its prefix and the latest version in it.
+fn manifest_listing<'k>(key: &'k str, value: &Mutable) -> Option<(&'k str, u64)> {
+    let subject = key.strip_prefix("list:")?;
+    let prefix = subject
+        .split_once('>')
+        .map_or(subject, |(prefix, _)| prefix);
+    if !prefix.ends_with("/_versions") || !prefix.contains("/__manifest") {
+        return None;
+    }
+    let Mutable::List(entries) = value else {
+        return None;
+    };
+    let latest = entries
+        .iter()
+        .filter_map(|meta| meta.location.filename().and_then(manifest_file_version))
+        .max()?;
+    Some((prefix, latest))
+}
+
+/// The version a Lance manifest file names: `{version}.manifest`, or, in the scheme that
+/// lists the newest first, `{u64::MAX - version}` padded to 20 digits. Detached versions
+/// (`d…`) and other files name none.
+fn manifest_file_version(name: &str) -> Option<u64> {
+    let number = name.strip_suffix(".manifest")?;
+    let value: u64 = number.parse().ok()?;
+    Some(if number.len() == 20 {
+        u64::MAX - value
+    } else {
+        value
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_files_name_their_version_in_both_schemes() {
+        assert_eq!(manifest_file_version("7.manifest"), Some(7));
+        let newest_first = format!("{:020}.manifest", u64::MAX - 7);
+        assert_eq!(manifest_file_version(&newest_first), Some(7));
+        assert_eq!(manifest_file_version("d12.manifest"), None);
+        assert_eq!(manifest_file_version("latest_version_hint.json"), None);
     }
 }

@@ -71,16 +71,19 @@ impl ActiveRepo {
     ) -> Result<ExportStream, RepoError> {
         let engine = self.handle.incarnation().await?.engine.clone();
         let cache = Arc::clone(&self.handle.shared.maintenance.cache);
-        crate::stamp::read(&cache, &engine, &ReadTarget::branch(branch.as_str())).await;
-        export::start(
-            engine,
-            cache,
+        let target = ReadTarget::branch(branch.as_str());
+        crate::stamp::read(&cache, &engine, &target).await;
+        let stream = export::start(
+            Arc::clone(&engine),
+            Arc::clone(&cache),
             branch.into_string(),
             type_names,
             table_keys,
             Box::new(self),
         )
-        .await
+        .await?;
+        crate::stamp::stale_read(&cache, &engine, &target).await;
+        Ok(stream)
     }
 }
 
@@ -204,7 +207,10 @@ impl RepoHandle {
             .scope(engine.query(target.clone(), source, name, params))
             .await
         {
-            Ok(result) => Ok(result),
+            Ok(result) => {
+                crate::stamp::stale_read(cache, &engine, &target).await;
+                Ok(result)
+            }
             Err(err) => {
                 let err = match target {
                     ReadTarget::Branch(branch) => {

@@ -6,13 +6,14 @@
 //! 3. insert throughput with 1, 8 and 32 concurrent clients;
 //! 4. on S3, what a cache miss costs (`miss.rs`);
 //! 5. with `--noisy`, a quiet tenant's latency beside a noisy one (`noisy.rs`);
+//! 6. with `--stale`, on S3, a stale-ok read against a strong one (`stale.rs`);
 //!
 //! each on local storage and, with `--s3`, on a real S3 server (moto, installed by
 //! scripts/test.sh) behind the fault-injecting proxy at S3-like latency (GET p50 60 ms,
 //! PUT p50 100 ms, LIST 80 ms, HEAD 30 ms, DELETE 60 ms, with jitter).
 //!
 //! Run: `cargo run -p omnigraph-cloud --example bench -- [--s3] [--quick] [--writes]
-//! [--no-cache] [--cold] [--miss] [--soak MINUTES] [--cluster] [--noisy]`:
+//! [--no-cache] [--cold] [--miss] [--soak MINUTES] [--cluster] [--noisy] [--stale]`:
 //! - `--no-cache`: the local-disk run without the cache tier;
 //! - `--cold`: only the cold first requests;
 //! - `--miss`: only the cost of a cache miss, on S3;
@@ -42,6 +43,7 @@ mod cold;
 mod miss;
 mod noisy;
 mod soak;
+mod stale;
 mod writes;
 
 use client::{create_graph, load_people, ms, percentiles, query_engine, query_http, ratio};
@@ -122,6 +124,7 @@ fn main() {
         .init();
     let only_cold = args.iter().any(|arg| arg == "--cold");
     let only_miss = args.iter().any(|arg| arg == "--miss");
+    let only_stale = args.iter().any(|arg| arg == "--stale");
     let quick = args.iter().any(|arg| arg == "--quick");
     let with_s3 = args.iter().any(|arg| arg == "--s3");
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,8 +150,8 @@ fn main() {
             noisy::noisy_neighbours(quick).await;
             return;
         }
-        if soak_minutes.is_some() || only_miss {
-            // Only the soak, or the miss cost, on S3 below.
+        if soak_minutes.is_some() || only_miss || only_stale {
+            // Only the soak, the miss cost or stale reads, on S3 below.
         } else if writes_only {
             write_bench(&local, if quick { 2 } else { 5 }).await;
         } else {
@@ -156,7 +159,7 @@ fn main() {
             on_disk.cache = !args.iter().any(|arg| arg == "--no-cache");
             run(&local, &on_disk, None).await;
         }
-        if with_s3 || soak_minutes.is_some() || only_miss {
+        if with_s3 || soak_minutes.is_some() || only_miss || only_stale {
             let server = S3Server::start()
                 .await
                 .expect("moto (run scripts/test.sh once to install it)");
@@ -189,6 +192,8 @@ fn main() {
                 soak(&s3, minutes).await;
             } else if only_miss {
                 miss_cost(&s3).await;
+            } else if only_stale {
+                stale::stale_reads(&s3, &proxy, quick).await;
             } else if writes_only {
                 write_bench(&s3, if quick { 5 } else { 15 }).await;
             } else {
