@@ -18,6 +18,7 @@ mod registry;
 mod repo;
 pub mod stamp;
 mod storage;
+pub mod usage;
 mod worker;
 
 pub use cache::{CacheError, CacheMetrics, CacheStats, NodeCache};

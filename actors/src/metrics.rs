@@ -126,6 +126,8 @@ pub struct RegistryStats {
 #[derive(Clone, Debug)]
 pub struct StoreMetrics {
     requests: Family<StoreLabels, Counter>,
+    /// Where a tenant's requests are also counted as its usage.
+    usage: Option<std::sync::Arc<crate::usage::UsageMeter>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,6 +141,7 @@ impl StoreMetrics {
     pub fn register(registry: &mut Registry) -> StoreMetrics {
         let metrics = StoreMetrics {
             requests: Family::default(),
+            usage: None,
         };
         registry.register(
             "omnigraph_object_store_requests",
@@ -152,7 +155,16 @@ impl StoreMetrics {
         StoreMetrics::register(&mut Registry::default())
     }
 
+    /// Counts every request of a tenant as its usage too.
+    pub fn with_usage(mut self, meter: std::sync::Arc<crate::usage::UsageMeter>) -> StoreMetrics {
+        self.usage = Some(meter);
+        self
+    }
+
     pub(crate) fn record(&self, op: StoreOp, key: Option<&RepoKey>) {
+        if let (Some(usage), Some(key)) = (&self.usage, key) {
+            usage.store(&key.tenant, Some(key.graph.as_str()), op.as_str(), 0);
+        }
         let (tenant, graph) = match key {
             Some(key) => (key.tenant.to_string(), key.graph.to_string()),
             None => ("_system".to_string(), String::new()),
@@ -167,6 +179,9 @@ impl StoreMetrics {
     }
 
     pub(crate) fn record_tenant(&self, op: StoreOp, tenant: &omnigraph_cloud_config::TenantId) {
+        if let Some(usage) = &self.usage {
+            usage.store(tenant, None, op.as_str(), 0);
+        }
         let labels = StoreLabels {
             op: op.as_str(),
             tenant: tenant.to_string(),

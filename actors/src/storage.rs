@@ -317,8 +317,40 @@ impl GraphStore {
         Ok(())
     }
 
+    /// Writes soft state that is never rewritten (a usage record), if absent: `false` when
+    /// the object exists already.
+    pub(crate) async fn create_system_object(
+        &self,
+        relative: &str,
+        bytes: Vec<u8>,
+    ) -> Result<bool, RepoError> {
+        self.inner.metrics.record(StoreOp::Put, None);
+        let create = object_store::PutOptions::from(object_store::PutMode::Create);
+        let path = self.object_path(relative);
+        match self.inner.store.put_opts(&path, bytes.into(), create).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// The objects under the folder `relative`, as paths relative to the root, sorted.
+    pub(crate) async fn list_system_objects(
+        &self,
+        relative: &str,
+    ) -> Result<Vec<String>, RepoError> {
+        self.inner.metrics.record(StoreOp::List, None);
+        let listed = list_under(self.inner.store.as_ref(), &self.object_path(relative)).await?;
+        let mut paths: Vec<String> = listed
+            .into_iter()
+            .map(|(path, _)| format!("{relative}/{path}"))
+            .collect();
+        paths.sort();
+        Ok(paths)
+    }
+
     /// Reads soft state written by [`GraphStore::put_system_object`]; `None` if absent.
-    pub(crate) async fn get_system_object(
+    pub async fn get_system_object(
         &self,
         relative: &str,
         key: Option<&RepoKey>,

@@ -13,6 +13,7 @@ use crate::maintenance::{
     validate_node,
 };
 use crate::parse::{duration, positive_size};
+use crate::usage::{UsageSection, validate_usage};
 use crate::{
     ActorConfig, ConfigError, LogConfig, LogFormat, NodeConfig, ServerConfig, StorageConfig,
     StorageRoot, TenantId, WriteConfig, WriteOverrides,
@@ -211,6 +212,13 @@ jwks_stale_max = "24h"
 # public_key = "<base64 Ed25519 public key>"
 # sync_interval = "1m"
 
+[usage]
+# What each tenant uses (warm seconds, requests, object-store requests and bytes) is counted
+# by the second and written as records under {root}/_system/usage/ every flush_interval and
+# at shutdown (docs/control-plane.md). `omnigraph-cloud usage` folds them into totals.
+enabled = true
+flush_interval = "60s"
+
 [log]
 # tracing filter directive; RUST_LOG takes precedence when set.
 # Lance logs every scan at info; it is kept at warn by default.
@@ -233,6 +241,7 @@ pub struct FileConfig {
     pub limits: LimitsSection,
     pub cluster: ClusterSection,
     pub auth: AuthSection,
+    pub usage: UsageSection,
     pub log: LogSection,
 }
 
@@ -410,6 +419,7 @@ impl FileConfig {
         let limits = validate_limits(self.limits, &node.memory_budget, &server)?;
         let cluster = validate_cluster(self.cluster, bind)?;
         let auth = validate_auth(self.auth, bind)?;
+        let usage = validate_usage(self.usage)?;
         let log = LogConfig {
             filter: self.log.filter,
             format: match self.log.format.as_str() {
@@ -436,6 +446,7 @@ impl FileConfig {
             limits,
             cluster,
             auth,
+            usage,
             log,
         })
     }

@@ -19,6 +19,7 @@ mod maintenance;
 mod memory;
 mod parse;
 mod storage_root;
+mod usage;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub use maintenance::{
 };
 pub use memory::{BudgetSource, MemoryBudget};
 pub use storage_root::StorageRoot;
+pub use usage::UsageConfig;
 
 /// The validated configuration of one node.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,6 +61,7 @@ pub struct NodeConfig {
     pub limits: LimitsConfig,
     pub cluster: ClusterConfig,
     pub auth: AuthConfig,
+    pub usage: UsageConfig,
     pub log: LogConfig,
 }
 

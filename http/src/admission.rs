@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -33,6 +34,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use omnigraph_cloud_actors::RepoKey;
+use omnigraph_cloud_actors::usage::UsageMeter;
+use omnigraph_cloud_config::GraphId;
 
 use crate::auth::TokenVerifier;
 use crate::deadline::Deadline;
@@ -242,6 +247,7 @@ pub(crate) struct Gate {
     pub(crate) admission: Arc<Admission>,
     pub(crate) auth: Arc<TokenVerifier>,
     pub(crate) limits: BodyLimits,
+    pub(crate) usage: Option<Arc<UsageMeter>>,
 }
 
 /// Middleware over the data routes: authenticates the caller, admits the request or refuses
@@ -268,6 +274,9 @@ pub(crate) async fn admit(State(state): State<Gate>, request: Request, next: Nex
         Ok(admitted) => admitted,
         Err(refusal) => return refusal.into_response(),
     };
+    if let Some(usage) = &state.usage {
+        count_usage(usage, &principal.tenant, &request);
+    }
     let deadline = match state.admission.tenant_limits(&principal.tenant) {
         Some(limits) if is_read_route(request.method(), request.uri().path()) => {
             match Deadline::of(&request, limits.query_timeout) {
@@ -317,6 +326,33 @@ async fn read(
         None => None,
     };
     next.run(request).await
+}
+
+/// Counts an admitted request as its tenant's usage: for the graph it names (none for the
+/// graph listing and creation), by kind.
+fn count_usage(usage: &UsageMeter, tenant: &TenantId, request: &Request) {
+    let path = request.uri().path();
+    let mut segments = path.trim_matches('/').split('/');
+    let graph = match (segments.next(), segments.next()) {
+        (Some("graphs"), Some(graph)) => match GraphId::new(graph) {
+            Ok(graph) => Some(graph),
+            // A bad name is refused with 400 before any work.
+            Err(_) => return,
+        },
+        _ => None,
+    };
+    let route = segments.next();
+    let kind = if is_read_route(request.method(), path) || request.method() == Method::GET {
+        "read"
+    } else if route.is_none() || route == Some("warm") {
+        "manage"
+    } else {
+        "write"
+    };
+    match graph {
+        Some(graph) => usage.request(&RepoKey::new(tenant.clone(), graph), kind),
+        None => usage.tenant_request(tenant, kind),
+    }
 }
 
 /// The body bytes a request will hold: its `Content-Length`, or its route's body limit when it

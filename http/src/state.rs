@@ -35,6 +35,8 @@ pub struct AppState {
     pub(crate) forwarding: Arc<Forwarding>,
     /// The cluster's gossip, when this node takes part in one (`GET /admin/cluster`).
     pub membership: Option<Arc<Membership>>,
+    /// Where admitted requests are counted as their tenant's usage, when the node meters.
+    pub usage: Option<Arc<omnigraph_cloud_actors::usage::UsageMeter>>,
 }
 
 /// Whether the node should be sent requests: not before its warm set is open again (or
@@ -122,6 +124,7 @@ impl AppState {
             readiness: Arc::new(Readiness::new()),
             forwarding: Arc::new(forwarding),
             membership: None,
+            usage: None,
         }
     }
 

@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use omnigraph_cloud_actors::usage::{UsageFlush, UsageMeter, UsageTask};
 use omnigraph_cloud_actors::{
     ActorMetrics, CacheError, CacheMetrics, GraphStore, MaintenanceSettings, NodeCache,
     NodeMaintenance, ProbeError, Registry, RepoError, StoreMetrics,
@@ -81,6 +82,8 @@ pub struct Node {
     _memory: memory::MemoryWatch,
     /// What `/readyz` answers; turned to draining first at shutdown.
     readiness: Arc<Readiness>,
+    /// Usage records: the metering task, and the last flush at shutdown.
+    usage: Option<(Arc<UsageFlush>, UsageTask)>,
     /// The cluster layer: gossip (marked draining first at shutdown), node record, placement.
     cluster: cluster::ClusterPart,
 }
@@ -100,8 +103,18 @@ impl Node {
             })?;
         let addr = listener.local_addr().map_err(NodeError::Serve)?;
         let advertise = advertised_address(&config, addr);
-        let cache = NodeCache::build(&config.cache, CacheMetrics::register(&mut metrics)).await?;
-        let store = GraphStore::open(&config.storage.root, StoreMetrics::register(&mut metrics))
+        let meter = config
+            .usage
+            .enabled
+            .then(|| Arc::new(UsageMeter::new(omnigraph_cloud_actors::Clock::system())));
+        let mut cache_metrics = CacheMetrics::register(&mut metrics);
+        let mut store_metrics = StoreMetrics::register(&mut metrics);
+        if let Some(meter) = &meter {
+            cache_metrics = cache_metrics.with_usage(Arc::clone(meter));
+            store_metrics = store_metrics.with_usage(Arc::clone(meter));
+        }
+        let cache = NodeCache::build(&config.cache, cache_metrics).await?;
+        let store = GraphStore::open(&config.storage.root, store_metrics)
             .map_err(|source| NodeError::Storage {
                 root: root.clone(),
                 source,
@@ -159,6 +172,16 @@ impl Node {
             registry.clone(),
         );
         omnigraph_cloud_actors::start_maintenance(&registry);
+        let usage = meter.as_ref().map(|meter| {
+            let flush = UsageFlush::new(
+                Arc::clone(meter),
+                registry.store().clone(),
+                registry.holder_id().to_string(),
+                omnigraph_cloud_actors::Clock::system(),
+            );
+            let task = flush.start(registry.clone(), config.usage.flush_interval);
+            (flush, task)
+        });
         cluster.start_rebalancing(
             &registry,
             config.cluster.rebalance_interval,
@@ -201,6 +224,7 @@ impl Node {
         state.serves_data = config.node.serves();
         state.set_limits(tenant_limits);
         state.membership = cluster.membership.clone();
+        state.usage = meter.clone();
         if let Some(path) = &config.cluster.secret_file {
             let setup = ForwardSetup {
                 secret: read_secret(path)?,
@@ -257,6 +281,7 @@ impl Node {
             _auth_tasks: auth.tasks,
             _memory: memory,
             readiness,
+            usage,
             cluster,
         })
     }
@@ -305,6 +330,13 @@ impl Node {
             }
         }
         self.registry.shutdown(grace).await;
+        if let Some((flush, task)) = self.usage.take() {
+            drop(task);
+            match flush.flush().await {
+                Ok(records) => info!(records, "usage recorded"),
+                Err(err) => warn!(error = %err, "the last usage record could not be written"),
+            }
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

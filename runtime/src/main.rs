@@ -19,6 +19,7 @@ macro_rules! outln {
 
 mod lease_cli;
 mod tools;
+mod usage_cli;
 
 fn write_stdout(text: &str) {
     let mut stdout = std::io::stdout().lock();
@@ -73,6 +74,8 @@ enum Command {
         #[command(subcommand)]
         command: lease_cli::LeaseCommand,
     },
+    /// Usage per tenant and graph, folded from the records nodes write under the root.
+    Usage(usage_cli::UsageArgs),
 }
 
 #[derive(Subcommand)]
@@ -89,6 +92,7 @@ fn main() -> ExitCode {
         Command::Auth { command } => tools::auth(command),
         Command::Bundle { command } => tools::bundle(command),
         Command::Lease { command } => lease_cli::run(command),
+        Command::Usage(args) => usage_cli::run(args),
         Command::Config {
             command: ConfigCommand::Default,
         } => {

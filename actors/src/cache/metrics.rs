@@ -19,6 +19,8 @@ pub struct CacheMetrics {
     capacity_bytes: Gauge,
     requests: Family<RequestLabels, Counter>,
     read_bytes: Family<RepoLabels, Counter>,
+    /// Where the engine's requests are also counted as their tenant's usage.
+    usage: Option<std::sync::Arc<crate::usage::UsageMeter>>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -70,6 +72,7 @@ impl CacheMetrics {
             capacity_bytes: Gauge::default(),
             requests: Family::default(),
             read_bytes: Family::default(),
+            usage: None,
         };
         registry.register(
             "omnigraph_cache_hits",
@@ -171,7 +174,23 @@ impl CacheMetrics {
     }
 
     /// One request the engine sent to the store for `repo`.
+    /// Counts the engine's requests as their tenant's usage too.
+    pub fn with_usage(mut self, meter: std::sync::Arc<crate::usage::UsageMeter>) -> CacheMetrics {
+        self.usage = Some(meter);
+        self
+    }
+
+    /// Bytes the engine sent to the store (`put`), for usage.
+    pub(crate) fn written(&self, repo: &RepoKey, bytes: u64) {
+        if let Some(usage) = &self.usage {
+            usage.store_bytes(repo, "put", bytes);
+        }
+    }
+
     pub(crate) fn request(&self, op: &'static str, repo: &RepoKey) {
+        if let Some(usage) = &self.usage {
+            usage.store(&repo.tenant, Some(repo.graph.as_str()), op, 0);
+        }
         self.requests
             .get_or_create(&RequestLabels {
                 op,
@@ -182,6 +201,9 @@ impl CacheMetrics {
     }
 
     pub(crate) fn read(&self, repo: &RepoKey, bytes: u64) {
+        if let Some(usage) = &self.usage {
+            usage.store_bytes(repo, "get", bytes);
+        }
         self.read_bytes
             .get_or_create(&RepoLabels {
                 tenant: repo.tenant.to_string(),

@@ -200,6 +200,7 @@ impl ObjectStore for CachingStore {
             .then(|| bytes::Bytes::from(payload.clone()));
         let size = payload.content_length() as u64;
         self.count("put", location);
+        self.repo.node.metrics().written(&self.repo.key, size);
         let result = self.inner.put_opts(location, payload, opts).await?;
         let meta = ObjectMeta {
             location: location.clone(),

@@ -75,6 +75,7 @@ pub fn router(state: AppState) -> Router {
                     admission: std::sync::Arc::clone(&state.admission),
                     auth: std::sync::Arc::clone(&state.auth),
                     limits: state.limits,
+                    usage: state.usage.clone(),
                 },
                 crate::admission::admit,
             ));

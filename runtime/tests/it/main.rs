@@ -20,5 +20,6 @@ mod stale;
 mod storage;
 mod support;
 mod tenants;
+mod usage;
 mod warm;
 mod workflow;

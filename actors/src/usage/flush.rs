@@ -1,0 +1,225 @@
+//! Writing usage records, and reading them back.
+//!
+//! Every second the graphs warm on the node are counted active; every `interval` (and at
+//! shutdown) what the meter counted becomes one record, `{USAGE_DIR}/{day}/{id}.json`, written
+//! with create-if-absent. A record's id is fixed when it is made: a write that failed, or whose
+//! answer was lost, is retried under the same id, and is written at most once. A record not
+//! yet written stays queued, before any newer one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use omnigraph_cloud_cluster::Clock;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tracing::{debug, warn};
+
+use super::{USAGE_DIR, USAGE_FORMAT, UsageMeter, UsageRecord};
+use crate::{GraphStore, Registry, RepoError};
+
+/// A node's usage records: what it counted, and those not written yet.
+pub struct UsageFlush {
+    meter: Arc<UsageMeter>,
+    store: GraphStore,
+    node: String,
+    boot_ms: u64,
+    clock: Clock,
+    state: Mutex<State>,
+}
+
+struct State {
+    sequence: u64,
+    /// The start of the span the next record covers.
+    since_ms: u64,
+    unsent: Vec<UsageRecord>,
+}
+
+impl UsageFlush {
+    pub fn new(meter: Arc<UsageMeter>, store: GraphStore, node: String, clock: Clock) -> Arc<Self> {
+        let boot_ms = clock.wall_ms();
+        Arc::new(UsageFlush {
+            meter,
+            store,
+            node,
+            boot_ms,
+            clock,
+            state: Mutex::new(State {
+                sequence: 0,
+                since_ms: boot_ms,
+                unsent: Vec::new(),
+            }),
+        })
+    }
+
+    /// Counts the warm graphs of `registry` every second and flushes every `interval`, until
+    /// the returned task is dropped (then call [`UsageFlush::flush`] once more).
+    pub fn start(self: &Arc<Self>, registry: Registry, interval: Duration) -> UsageTask {
+        let flush = Arc::clone(self);
+        UsageTask(tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut next_flush = tokio::time::Instant::now() + interval;
+            loop {
+                ticks.tick().await;
+                for key in registry.warm_repos() {
+                    flush.meter.active(&key);
+                }
+                if tokio::time::Instant::now() >= next_flush {
+                    next_flush += interval;
+                    if let Err(err) = flush.flush().await {
+                        warn!(error = %err, "usage records not written; retried at the next flush");
+                    }
+                }
+            }
+        }))
+    }
+
+    /// Writes what the meter counted since the last flush, after any record a failed flush
+    /// left; how many records were written.
+    pub async fn flush(&self) -> Result<usize, RepoError> {
+        let mut state = self.state.lock().await;
+        let now = self.clock.wall_ms();
+        let graphs = self.meter.take();
+        if !graphs.is_empty() {
+            state.sequence += 1;
+            let record = UsageRecord {
+                format: USAGE_FORMAT.into(),
+                id: format!("{}-{}-{:08}", self.node, self.boot_ms, state.sequence),
+                node: self.node.clone(),
+                from_ms: state.since_ms,
+                to_ms: now,
+                graphs,
+            };
+            state.unsent.push(record);
+        }
+        state.since_ms = now;
+        let mut written = 0;
+        while let Some(record) = state.unsent.first() {
+            let bytes = serde_json::to_vec(record).expect("a usage record serializes");
+            let created = self
+                .store
+                .create_system_object(&record_path(record), bytes)
+                .await?;
+            if !created {
+                debug!(id = %record.id, "usage record written already (a retried flush)");
+            }
+            state.unsent.remove(0);
+            written += 1;
+        }
+        Ok(written)
+    }
+}
+
+/// The metering task; stopped when dropped.
+pub struct UsageTask(JoinHandle<()>);
+
+impl Drop for UsageTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn record_path(record: &UsageRecord) -> String {
+    format!("{USAGE_DIR}/{}/{}.json", day_of(record.from_ms), record.id)
+}
+
+/// The UTC day of a Unix-millisecond time, `YYYY-MM-DD`.
+pub fn day_of(ms: u64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms as i64)
+        .unwrap_or_default()
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// Every usage record under the root from day `from` to day `to` (inclusive, `YYYY-MM-DD`;
+/// `None`: no bound). A record that does not parse is skipped with a warning.
+pub async fn read_records(
+    store: &GraphStore,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<UsageRecord>, RepoError> {
+    let mut records = Vec::new();
+    for path in store.list_system_objects(USAGE_DIR).await? {
+        let day = path
+            .strip_prefix(USAGE_DIR)
+            .and_then(|rest| rest.trim_start_matches('/').split('/').next())
+            .unwrap_or_default();
+        if from.is_some_and(|from| day < from) || to.is_some_and(|to| day > to) {
+            continue;
+        }
+        let Some(bytes) = store.get_system_object(&path, None).await? else {
+            continue;
+        };
+        match serde_json::from_slice::<UsageRecord>(&bytes) {
+            Ok(record) if record.format == USAGE_FORMAT => records.push(record),
+            Ok(record) => {
+                warn!(%path, format = %record.format, "usage record of another format skipped")
+            }
+            Err(err) => warn!(%path, error = %err, "unreadable usage record skipped"),
+        }
+    }
+    Ok(records)
+}
+
+#[cfg(test)]
+mod tests {
+    use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
+
+    use super::*;
+    use crate::RepoKey;
+    use crate::metrics::StoreMetrics;
+    use crate::usage::{UsageQuery, fold};
+
+    fn key() -> RepoKey {
+        RepoKey::new(TenantId::new("acme").unwrap(), GraphId::new("g").unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_is_retried_under_the_same_id_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = GraphStore::open(
+            &StorageRoot::File(dir.path().to_path_buf()),
+            StoreMetrics::unregistered(),
+        )
+        .unwrap();
+        let meter = Arc::new(UsageMeter::new(Clock::system()));
+        let flush = UsageFlush::new(
+            Arc::clone(&meter),
+            store.clone(),
+            "n1".into(),
+            Clock::system(),
+        );
+        meter.request(&key(), "read");
+        meter.request(&key(), "read");
+
+        // The usage folder cannot be made (a file is in its way): the flush fails, and the
+        // record stays queued.
+        std::fs::create_dir_all(dir.path().join("_system")).unwrap();
+        std::fs::write(dir.path().join(USAGE_DIR), b"in the way").unwrap();
+        assert!(flush.flush().await.is_err());
+        meter.request(&key(), "write");
+        std::fs::remove_file(dir.path().join(USAGE_DIR)).unwrap();
+        // The queued record first, under its first id; then the newer counts.
+        assert_eq!(flush.flush().await.unwrap(), 2);
+        let records = read_records(&store, None, None).await.unwrap();
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids.iter().any(|id| id.ends_with("-00000001")), "{ids:?}");
+
+        // A write whose answer was lost is retried: the record exists already, and counts once.
+        let first = records[0].clone();
+        let again = store
+            .create_system_object(&record_path(&first), serde_json::to_vec(&first).unwrap())
+            .await
+            .unwrap();
+        assert!(!again, "create-if-absent refuses the second write");
+        let totals = fold(
+            &read_records(&store, None, None).await.unwrap(),
+            &UsageQuery::default(),
+        );
+        assert_eq!(totals[0].counts.requests["read"], 2);
+        assert_eq!(totals[0].counts.requests["write"], 1);
+        // Nothing counted: nothing written.
+        assert_eq!(flush.flush().await.unwrap(), 0);
+    }
+}

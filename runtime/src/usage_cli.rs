@@ -1,0 +1,130 @@
+//! `omnigraph-cloud usage`: the usage records under a root, folded into totals per tenant and
+//! graph, or second by second (docs/control-plane.md#usage-records).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records};
+use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
+use omnigraph_cloud_config::NodeConfig;
+use serde_json::json;
+
+#[derive(Args)]
+pub(crate) struct UsageArgs {
+    /// The node's configuration file (for the storage root).
+    #[arg(long, env = "OMNIGRAPH_CLOUD_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// First second counted: RFC 3339 (`2026-11-28T10:00:00Z`) or Unix seconds.
+    #[arg(long)]
+    from: Option<String>,
+    /// First second not counted.
+    #[arg(long)]
+    to: Option<String>,
+    /// Only this tenant.
+    #[arg(long)]
+    tenant: Option<String>,
+    /// Only this graph (of `--tenant`).
+    #[arg(long, requires = "tenant")]
+    graph: Option<String>,
+    /// `json` (totals, one object per tenant and graph), `csv` (the same as rows), or
+    /// `seconds` (JSON lines, one per second with any usage).
+    #[arg(long, default_value = "json")]
+    format: String,
+}
+
+pub(crate) fn run(args: UsageArgs) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(print(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn print(args: UsageArgs) -> Result<(), String> {
+    let source = match &args.config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
+        ),
+        None => None,
+    };
+    let config =
+        NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())?;
+    let query = UsageQuery {
+        from_s: args
+            .from
+            .as_deref()
+            .map(|t| second("--from", t))
+            .transpose()?,
+        to_s: args.to.as_deref().map(|t| second("--to", t)).transpose()?,
+        tenant: args.tenant,
+        graph: args.graph,
+    };
+    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
+        .map_err(|err| err.to_string())?;
+    // A record is filed under the day its span starts: the day before `from` may hold some.
+    let day = |s: Option<u64>, back: u64| {
+        s.map(|s| omnigraph_cloud_actors::usage::flush::day_of(s.saturating_sub(back) * 1000))
+    };
+    let records = read_records(
+        &store,
+        day(query.from_s, 86_400).as_deref(),
+        day(query.to_s, 0).as_deref(),
+    )
+    .await
+    .map_err(|err| err.to_string())?;
+    match args.format.as_str() {
+        "json" => {
+            let totals = fold(&records, &query);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&totals).expect("totals serialize")
+            );
+        }
+        "csv" => {
+            println!(
+                "tenant,graph,active_seconds,requests,store_requests,store_bytes_get,store_bytes_put"
+            );
+            for total in fold(&records, &query) {
+                let sum = |map: &std::collections::BTreeMap<String, u64>| map.values().sum::<u64>();
+                let bytes = |op: &str| total.counts.store_bytes.get(op).copied().unwrap_or(0);
+                println!(
+                    "{},{},{},{},{},{},{}",
+                    total.tenant,
+                    total.graph,
+                    total.active_seconds,
+                    sum(&total.counts.requests),
+                    sum(&total.counts.store_requests),
+                    bytes("get"),
+                    bytes("put")
+                );
+            }
+        }
+        "seconds" => {
+            for (second, (warm, counts)) in series(&records, &query) {
+                let line = json!({"second": second, "warm_graphs": warm, "counts": counts});
+                println!("{line}");
+            }
+        }
+        other => return Err(format!("--format {other}: expected json, csv or seconds")),
+    }
+    Ok(())
+}
+
+/// A time given on the command line, in Unix seconds.
+fn second(flag: &str, text: &str) -> Result<u64, String> {
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|time| time.timestamp().max(0) as u64)
+        .map_err(|_| {
+            format!("{flag} {text}: expected RFC 3339 (2026-11-28T10:00:00Z) or Unix seconds")
+        })
+}
