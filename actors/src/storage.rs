@@ -303,7 +303,7 @@ impl GraphStore {
 
     /// Writes soft state under `_system/` (`relative` starts there), counted under `key`'s
     /// graph when it is about one.
-    pub(crate) async fn put_system_object(
+    pub async fn put_system_object(
         &self,
         relative: &str,
         bytes: Vec<u8>,

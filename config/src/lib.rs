@@ -26,7 +26,8 @@ use std::time::Duration;
 
 pub use auth::{
     AuthConfig, AuthMode, BundleConfig, BundleSource, JwtAlgorithm, OidcIssuerConfig,
-    StaticTokenConfig, TenantSource, TokenEntry, TokenSecret, validate_token_entries,
+    ROOT_BUNDLE_PATH, StaticTokenConfig, TenantSource, TokenEntry, TokenSecret,
+    validate_token_entries,
 };
 pub use cache::CacheConfig;
 pub use cluster::{ClusterConfig, GossipConfig};

@@ -87,12 +87,13 @@ async fn main() {
     );
     let config = NodeConfig::load(Some(&toml), std::iter::empty()).unwrap();
     let mut registry = prometheus_client::registry::Registry::default();
-    let auth = Auth::start(&config.auth, &mut registry, None)
+    let auth = Auth::start(&config.auth, &mut registry, None, None)
         .await
         .unwrap();
     let open = Auth::start(
         &NodeConfig::load(None, std::iter::empty()).unwrap().auth,
         &mut prometheus_client::registry::Registry::default(),
+        None,
         None,
     )
     .await

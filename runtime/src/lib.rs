@@ -199,8 +199,13 @@ impl Node {
             "node roles"
         );
         let tenant_limits = LiveLimits::new(config.limits.clone());
-        let auth =
-            Auth::start(&config.auth, &mut metrics, Some(Arc::clone(&tenant_limits))).await?;
+        let auth = Auth::start(
+            &config.auth,
+            &mut metrics,
+            Some(Arc::clone(&tenant_limits)),
+            Some(registry.store().clone()),
+        )
+        .await?;
         if auth.verifier.mode() == AuthMode::None {
             warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default' with every permission");
         } else {

@@ -18,6 +18,7 @@ macro_rules! outln {
 }
 
 mod lease_cli;
+mod publish;
 mod tools;
 mod usage_cli;
 

@@ -42,6 +42,17 @@ pub enum BundleCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Signs a bundle payload and writes it to the storage root of `--config`, where nodes
+    /// with `auth.bundle.source = "root"` read it.
+    Publish {
+        #[arg(long)]
+        key: PathBuf,
+        /// The node configuration naming the storage root.
+        #[arg(long, env = "OMNIGRAPH_CLOUD_CONFIG")]
+        config: Option<PathBuf>,
+        /// The payload JSON file.
+        payload: PathBuf,
+    },
     /// Verifies a signed bundle against a public key and compiles its contents, as a node
     /// would before swapping it in.
     Verify {
@@ -64,6 +75,11 @@ pub fn bundle(command: BundleCommand) -> ExitCode {
         BundleCommand::Keygen { out } => keygen(&out),
         BundleCommand::Sign { key, payload, out } => sign(&key, &payload, out.as_deref()),
         BundleCommand::Verify { public_key, bundle } => verify(&public_key, &bundle),
+        BundleCommand::Publish {
+            key,
+            config,
+            payload,
+        } => crate::publish::publish(config.as_deref(), &key, &payload),
     })
 }
 

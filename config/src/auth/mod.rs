@@ -186,4 +186,9 @@ pub struct BundleConfig {
 pub enum BundleSource {
     Url(String),
     File(PathBuf),
+    /// `{root}/_system/auth/bundle.json`, where a control plane publishes it (`"root"`).
+    Root,
 }
+
+/// Where a bundle published to the storage root lives, relative to the root.
+pub const ROOT_BUNDLE_PATH: &str = "_system/auth/bundle.json";

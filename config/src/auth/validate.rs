@@ -46,16 +46,17 @@ pub(crate) fn validate_auth(
         ))
     };
     let mode = match section.mode.as_deref() {
-        Some("static") if !has_static => {
+        // A bundle may carry tenants' tokens (by hash), published by a control plane.
+        Some("static") if !has_static && bundle.is_none() => {
             return need(
                 "static",
-                "at least one token in auth.tokens or an auth.tokens_file",
+                "at least one token in auth.tokens, an auth.tokens_file or an [auth.bundle]",
             );
         }
         Some("static") => AuthMode::Static,
         Some("oidc") if !has_oidc => return need("oidc", "at least one [[auth.oidc]] issuer"),
         Some("oidc") => AuthMode::Oidc,
-        Some("hybrid") if !(has_static && has_oidc) => {
+        Some("hybrid") if !((has_static || bundle.is_some()) && has_oidc) => {
             return need(
                 "hybrid",
                 "static tokens and at least one [[auth.oidc]] issuer",
@@ -73,6 +74,7 @@ pub(crate) fn validate_auth(
         None if has_static && has_oidc => AuthMode::Hybrid,
         None if has_static => AuthMode::Static,
         None if has_oidc => AuthMode::Oidc,
+        None if bundle.is_some() => AuthMode::Static,
         None if bind.ip().is_loopback() => AuthMode::None,
         None => {
             return Err(ConfigError::invalid(
@@ -205,6 +207,8 @@ fn validate_bundle(section: BundleSection) -> Result<BundleConfig, ConfigError> 
     let source = if section.source.starts_with("https://") || section.source.starts_with("http://")
     {
         BundleSource::Url(section.source)
+    } else if section.source.trim() == "root" {
+        BundleSource::Root
     } else if section.source.trim().is_empty() {
         return Err(ConfigError::invalid(
             "auth.bundle.source",

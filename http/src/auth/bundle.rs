@@ -12,7 +12,9 @@
 //! and the payload is JSON: `{"version": 1, "serial": 7, "jwks": {"<issuer>": {"keys": [...]}},
 //! "policies": {"<tenant>|_default": {"cedar": "..."} | {"yaml": "..."}},
 //! "actor_allowlist": ["alice", ...], "limits": {"<tenant>": {"requests_per_second": 50}}}`
-//! (`limits` takes the keys of `[limits.tenants.<tenant>]`, laid over the configured ones). The signature covers the exact payload bytes, so no
+//! (`limits` takes the keys of `[limits.tenants.<tenant>]`, laid over the configured ones), and
+//! `"tenants": {"<tenant>": {"state": "active"|"suspended", "tokens": [{"sha256", "actor"}]}}`
+//! as a control plane publishes them ([`super::bundle_tenants`]). The signature covers the exact payload bytes, so no
 //! canonical JSON is needed. `serial` must grow: an older signed bundle replayed is refused.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -25,6 +27,7 @@ use jsonwebtoken::jwk::JwkSet;
 use omnigraph_cloud_config::TenantLimitsOverride;
 use serde::{Deserialize, Serialize};
 
+use super::bundle_tenants::{self, BundleTenant, CompiledTenants};
 use super::jwks::{self, VerifyKey};
 use super::signing::SigningKey;
 use crate::policy::{PolicyStore, PolicyText, TenantPolicy};
@@ -56,6 +59,9 @@ pub struct BundlePayload {
     /// Tenants' limits, over the configured ones.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, TenantLimitsOverride>,
+    /// Tenants' states and tokens (by hash).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tenants: BTreeMap<String, BundleTenant>,
 }
 
 /// One tenant's policy in a bundle: Cedar text or upstream's YAML form.
@@ -165,7 +171,15 @@ pub fn check(envelope: &[u8], public_key: &[u8; 32]) -> Result<String, BundleErr
     ))
 }
 
-fn parse_payload(payload: &[u8]) -> Result<BundlePayload, BundleError> {
+/// The serial of a signed envelope's payload, unverified (to refuse publishing a rollback).
+pub fn published_serial(envelope: &[u8]) -> Option<u64> {
+    let envelope: Envelope = serde_json::from_slice(envelope).ok()?;
+    let payload = STANDARD.decode(envelope.payload).ok()?;
+    parse_payload(&payload).ok().map(|payload| payload.serial)
+}
+
+/// Parses a payload (JSON bytes) as a bundle payload, without any signature.
+pub fn parse_payload(payload: &[u8]) -> Result<BundlePayload, BundleError> {
     let parsed: BundlePayload =
         serde_json::from_slice(payload).map_err(|err| BundleError::Invalid(err.to_string()))?;
     if parsed.version != 1 {
@@ -184,6 +198,7 @@ pub(crate) struct Prepared {
     pub(crate) jwks: HashMap<String, HashMap<String, Arc<VerifyKey>>>,
     pub(crate) policies: HashMap<String, Arc<TenantPolicy>>,
     pub(crate) allowlist: Option<HashSet<String>>,
+    pub(crate) tenants: CompiledTenants,
 }
 
 /// Compiles every part of a verified payload; any failure refuses the whole bundle.
@@ -216,6 +231,7 @@ pub(crate) fn prepare(
         };
         texts.insert(tenant, text);
     }
+    let tenants = bundle_tenants::compile(&payload.tenants).map_err(BundleError::Invalid)?;
     let origin = format!("bundle serial {}", payload.serial);
     let policies = PolicyStore::compile_all(&texts, &origin).map_err(BundleError::Invalid)?;
     Ok(Prepared {
@@ -223,6 +239,7 @@ pub(crate) fn prepare(
         digest: super::static_tokens::sha256(bytes),
         jwks,
         policies,
+        tenants,
         allowlist: payload.actor_allowlist.map(|actors| {
             actors
                 .into_iter()

@@ -7,6 +7,7 @@
 //! failed check and never echoes the token. The tenant comes from the token only.
 
 pub mod bundle;
+pub mod bundle_tenants;
 mod jwks;
 mod metrics;
 mod oidc;
@@ -50,6 +51,8 @@ impl Rejection {
 pub struct TokenVerifier {
     mode: AuthMode,
     static_tokens: StaticTokens,
+    /// Tenants' tokens and states from the signed bundle in force.
+    bundle_tenants: arc_swap::ArcSwap<bundle_tenants::CompiledTenants>,
     oidc: Option<OidcVerifier>,
     metrics: AuthMetrics,
 }
@@ -97,6 +100,7 @@ impl TokenVerifier {
         Ok(TokenVerifier {
             mode: auth.mode,
             static_tokens,
+            bundle_tenants: arc_swap::ArcSwap::default(),
             oidc,
             metrics: AuthMetrics::register(metrics),
         })
@@ -108,10 +112,28 @@ impl TokenVerifier {
 
     /// Resolves the `Authorization` header value (if any) to a principal.
     pub fn verify(&self, authorization: Option<&str>) -> Result<Principal, ApiError> {
-        self.verify_inner(authorization).map_err(|rejection| {
+        let principal = self.verify_inner(authorization).map_err(|rejection| {
             self.metrics.rejected(rejection.reason);
             ApiError::unauthorized(rejection.message)
-        })
+        })?;
+        if self
+            .bundle_tenants
+            .load()
+            .suspended
+            .contains(&principal.tenant)
+        {
+            self.metrics.rejected("suspended");
+            return Err(ApiError::forbidden(format!(
+                "tenant '{}' is suspended",
+                principal.tenant
+            )));
+        }
+        Ok(principal)
+    }
+
+    /// Swaps in the tenants of a signed bundle (their tokens and states).
+    pub(crate) fn install_tenants(&self, tenants: bundle_tenants::CompiledTenants) {
+        self.bundle_tenants.store(std::sync::Arc::new(tenants));
     }
 
     fn verify_inner(&self, authorization: Option<&str>) -> Result<Principal, Rejection> {
@@ -128,10 +150,15 @@ impl TokenVerifier {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(|| Rejection::new("missing", "missing bearer token"))?;
-        if self.mode.uses_static()
-            && let Some(principal) = self.static_tokens.verify(token)
-        {
-            return Ok(principal);
+        if self.mode.uses_static() {
+            let bundle = self.bundle_tenants.load();
+            if let Some(principal) = self
+                .static_tokens
+                .verify(token)
+                .or_else(|| bundle.tokens.verify(token))
+            {
+                return Ok(principal);
+            }
         }
         match &self.oidc {
             Some(oidc) if OidcVerifier::looks_like_jwt(token) => oidc.verify(token),
@@ -162,10 +189,12 @@ pub struct Auth {
 impl Auth {
     /// Builds the verifier and policy store from config and starts their background tasks.
     /// `limits`: the tenant limits a signed bundle may set (`None` where nothing admits).
+    /// `root`: the storage root, for a bundle published there.
     pub async fn start(
         config: &AuthConfig,
         metrics: &mut Registry,
         limits: Option<Arc<crate::limits::LiveLimits>>,
+        root: Option<omnigraph_cloud_actors::GraphStore>,
     ) -> Result<Auth, ConfigError> {
         let verifier = Arc::new(TokenVerifier::from_config(config, metrics)?);
         let policy = Arc::new(PolicyStore::load(
@@ -173,7 +202,8 @@ impl Auth {
             config.mode != AuthMode::None,
             Some(verifier.metrics().policy().clone()),
         )?);
-        let tasks = AuthTasks::start(config, verifier.clone(), policy.clone(), limits).await?;
+        let tasks =
+            AuthTasks::start(config, verifier.clone(), policy.clone(), limits, root).await?;
         Ok(Auth {
             verifier,
             policy,

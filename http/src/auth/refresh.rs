@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use omnigraph_cloud_config::{
-    AuthConfig, BundleConfig, BundleSource, ConfigError, OidcIssuerConfig,
+    AuthConfig, BundleConfig, BundleSource, ConfigError, OidcIssuerConfig, ROOT_BUNDLE_PATH,
 };
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -17,6 +17,8 @@ use tracing::{error, info, warn};
 use super::TokenVerifier;
 use super::bundle::{self, BundleError, Prepared};
 use super::jwks::{KeySource, VerifyKey, parse_jwks};
+use omnigraph_cloud_actors::GraphStore;
+
 use crate::limits::LiveLimits;
 use crate::policy::PolicyStore;
 
@@ -50,6 +52,7 @@ impl AuthTasks {
         verifier: Arc<TokenVerifier>,
         policy: Arc<PolicyStore>,
         limits: Option<Arc<LiveLimits>>,
+        root: Option<GraphStore>,
     ) -> Result<AuthTasks, ConfigError> {
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -64,6 +67,7 @@ impl AuthTasks {
                 verifier: verifier.clone(),
                 policy: policy.clone(),
                 limits,
+                root,
                 current: None,
             };
             match sync.run_once().await {
@@ -202,6 +206,8 @@ struct BundleSync {
     policy: Arc<PolicyStore>,
     /// The tenant limits a bundle may set; `None` where nothing admits requests.
     limits: Option<Arc<LiveLimits>>,
+    /// The storage root, for a bundle published there (`source = "root"`).
+    root: Option<GraphStore>,
     /// Serial and payload digest of the bundle in force.
     current: Option<(u64, [u8; 32])>,
 }
@@ -236,6 +242,20 @@ impl BundleSync {
                 .map_err(BundleError::Unavailable)?,
             BundleSource::File(path) => std::fs::read(path)
                 .map_err(|err| BundleError::Unavailable(format!("{}: {err}", path.display())))?,
+            BundleSource::Root => {
+                let root = self.root.as_ref().ok_or_else(|| {
+                    BundleError::Unavailable("this process has no storage root".into())
+                })?;
+                root.get_system_object(ROOT_BUNDLE_PATH, None)
+                    .await
+                    .map_err(|err| BundleError::Unavailable(err.to_string()))?
+                    .ok_or_else(|| {
+                        BundleError::Unavailable(format!(
+                            "no bundle published at {{root}}/{ROOT_BUNDLE_PATH} yet"
+                        ))
+                    })?
+                    .to_vec()
+            }
         };
         let (mut payload, payload_bytes) = bundle::open(&bytes, &self.config.public_key)?;
         let limits = match &self.limits {
@@ -273,6 +293,7 @@ impl BundleSync {
         }
         let tenants = prepared.policies.len();
         self.policy.apply_bundle(prepared.policies);
+        self.verifier.install_tenants(prepared.tenants);
         if let (Some(live), Some(limits)) = (&self.limits, limits) {
             live.install(limits);
         }
@@ -316,5 +337,6 @@ fn source_name(source: &BundleSource) -> String {
     match source {
         BundleSource::Url(url) => url.clone(),
         BundleSource::File(path) => path.display().to_string(),
+        BundleSource::Root => format!("{{root}}/{ROOT_BUNDLE_PATH}"),
     }
 }

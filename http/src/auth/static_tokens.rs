@@ -29,11 +29,11 @@ pub(crate) struct StaticTokens {
 }
 
 #[derive(Debug)]
-struct HashedToken {
-    digest: [u8; 32],
-    actor: String,
-    tenant: TenantId,
-    groups: Vec<String>,
+pub(crate) struct HashedToken {
+    pub(crate) digest: [u8; 32],
+    pub(crate) actor: String,
+    pub(crate) tenant: TenantId,
+    pub(crate) groups: Vec<String>,
 }
 
 impl StaticTokens {
@@ -72,6 +72,19 @@ impl StaticTokens {
                     groups: token.groups,
                 },
             );
+        }
+        Ok(StaticTokens { entries })
+    }
+
+    /// A set of tokens already hashed (a bundle's); a digest listed twice is refused, naming
+    /// its second actor.
+    pub(crate) fn from_hashed(tokens: Vec<HashedToken>) -> Result<StaticTokens, String> {
+        let mut entries = HashMap::with_capacity(tokens.len());
+        for token in tokens {
+            if entries.contains_key(&token.digest) {
+                return Err(token.actor);
+            }
+            entries.insert(token.digest, token);
         }
         Ok(StaticTokens { entries })
     }

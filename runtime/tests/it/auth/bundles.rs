@@ -253,3 +253,84 @@ async fn a_bundle_sets_tenant_limits_and_a_bad_one_changes_nothing() {
         "the configured limits are back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_published_to_the_root_are_served_and_suspended_within_a_sync() {
+    let dir = TempDir::new().unwrap();
+    let key = SigningKey::generate(KeyKind::Ed25519).unwrap();
+    let key_path = dir.path().join("bundle-key.pem");
+    std::fs::write(&key_path, key.to_pkcs8_pem().unwrap()).unwrap();
+    let toml = format!(
+        "auth.mode = \"static\"\n[auth.bundle]\nsource = \"root\"\npublic_key = \"{}\"\n\
+         sync_interval = \"200ms\"\n",
+        key.ed25519_public_base64().unwrap()
+    );
+    // Nothing is published yet: the node starts, and refuses every token.
+    let node = TestNode::start_permissive(&toml).await;
+    let acme = node.client_with_token("acme-secret");
+    acme.get("/graphs").await.expect(401);
+
+    // `omnigraph-cloud bundle publish`, as an operator (or a control plane) would.
+    let config = dir.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!("[storage]\nroot = \"file://{}\"\n", node.root.display()),
+    )
+    .unwrap();
+    let publish = |serial: u64, tenants: Value| {
+        let payload = dir.path().join(format!("payload-{serial}.json"));
+        let body = json!({"version": 1, "serial": serial, "tenants": tenants});
+        std::fs::write(&payload, body.to_string()).unwrap();
+        std::process::Command::new(crate::process::BIN)
+            .args(["bundle", "publish", "--key"])
+            .arg(&key_path)
+            .arg("--config")
+            .arg(&config)
+            .arg(&payload)
+            .output()
+            .unwrap()
+    };
+    let token =
+        json!([{"sha256": omnigraph_cloud_http::sha256_hex("acme-secret"), "actor": "ann"}]);
+    assert!(
+        publish(1, json!({"acme": {"tokens": token}}))
+            .status
+            .success()
+    );
+    let served = eventually(Duration::from_secs(10), || {
+        let acme = acme.clone();
+        async move { acme.get("/graphs").await.status == 200 }
+    })
+    .await;
+    assert!(served, "the published token is taken within a sync");
+    acme.create_graph("g").await;
+
+    // Suspended: refused within one sync interval, whatever the request.
+    assert!(
+        publish(2, json!({"acme": {"state": "suspended", "tokens": token}}))
+            .status
+            .success()
+    );
+    let refused = eventually(Duration::from_secs(10), || {
+        let acme = acme.clone();
+        async move { acme.get("/graphs/g/snapshot").await.status == 403 }
+    })
+    .await;
+    assert!(refused);
+    acme.get("/graphs")
+        .await
+        .expect_error(403, "forbidden", "tenant 'acme' is suspended");
+    // A serial that does not grow is refused before it is written.
+    let stale = publish(2, json!({}));
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("not above"));
+
+    // Gone from the bundle: its token means nothing.
+    assert!(publish(3, json!({})).status.success());
+    let gone = eventually(Duration::from_secs(10), || {
+        let acme = acme.clone();
+        async move { acme.get("/graphs").await.status == 401 }
+    })
+    .await;
+    assert!(gone);
+}

@@ -1,0 +1,63 @@
+//! `omnigraph-cloud bundle publish`: signs a bundle payload and writes it to the storage root,
+//! `{root}/_system/auth/bundle.json`, where nodes with `auth.bundle.source = "root"` read it
+//! (docs/control-plane.md#tenants-in-the-bundle).
+
+use std::path::Path;
+
+use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
+use omnigraph_cloud_config::{NodeConfig, ROOT_BUNDLE_PATH};
+use omnigraph_cloud_http::bundle;
+use omnigraph_cloud_http::signing::SigningKey;
+
+/// Publishes `payload` signed with `key` to the root `config` names. A serial not above the
+/// one published already is refused: nodes would refuse it as a rollback.
+pub(crate) fn publish(config: Option<&Path>, key: &Path, payload: &Path) -> Result<(), String> {
+    let source = match config {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
+        ),
+        None => None,
+    };
+    let config =
+        NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())?;
+    let pem = std::fs::read_to_string(key)
+        .map_err(|err| format!("cannot read {}: {err}", key.display()))?;
+    let key =
+        SigningKey::from_pkcs8_pem(&pem).map_err(|err| format!("{}: {err}", key.display()))?;
+    let bytes = std::fs::read(payload)
+        .map_err(|err| format!("cannot read {}: {err}", payload.display()))?;
+    let serial = bundle::parse_payload(&bytes)
+        .map_err(|err| err.to_string())?
+        .serial;
+    let signed = bundle::sign(&bytes, &key).map_err(|err| err.to_string())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    runtime.block_on(async {
+        let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
+            .map_err(|err| err.to_string())?;
+        if let Some(current) = store
+            .get_system_object(ROOT_BUNDLE_PATH, None)
+            .await
+            .map_err(|err| err.to_string())?
+            && let Some(published) = bundle::published_serial(&current)
+            && serial <= published
+        {
+            return Err(format!(
+                "serial {serial} is not above the published bundle's ({published}); nodes \
+                 would refuse it"
+            ));
+        }
+        store
+            .put_system_object(ROOT_BUNDLE_PATH, signed.into_bytes(), None)
+            .await
+            .map_err(|err| err.to_string())?;
+        eprintln!(
+            "published bundle serial {serial} to {}/{ROOT_BUNDLE_PATH}",
+            config.storage.root.display_uri()
+        );
+        Ok(())
+    })
+}
