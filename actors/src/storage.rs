@@ -349,6 +349,24 @@ impl GraphStore {
         Ok(paths)
     }
 
+    /// The names of the folders directly under `relative` (one delimited listing).
+    pub async fn list_folders(&self, relative: &str) -> Result<Vec<String>, RepoError> {
+        self.inner.metrics.record(StoreOp::List, None);
+        let prefix = self.object_path(relative);
+        let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err.into()),
+        };
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
     /// Reads soft state written by [`GraphStore::put_system_object`]; `None` if absent.
     pub async fn get_system_object(
         &self,

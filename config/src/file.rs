@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{AuthSection, validate_auth};
 use crate::cache::{CacheSection, validate_cache};
 use crate::cluster::{ClusterSection, validate_cluster};
+use crate::control::{ControlSection, validate_control};
 use crate::limits::{LimitsSection, validate_limits};
 use crate::maintenance::{
     LeasesSection, MaintenanceSection, NodeSection, validate_leases, validate_maintenance,
@@ -219,6 +220,12 @@ jwks_stale_max = "24h"
 enabled = true
 flush_interval = "60s"
 
+[control]
+# With node.roles including "control": operators' bearer tokens by SHA-256 (one a line), and
+# the Ed25519 key the published bundle is signed with (docs/control-plane.md).
+# operator_tokens_file = "operators.sha256"
+# bundle_key_file = "bundle-key.pem"
+
 [log]
 # tracing filter directive; RUST_LOG takes precedence when set.
 # Lance logs every scan at info; it is kept at warn by default.
@@ -242,6 +249,7 @@ pub struct FileConfig {
     pub cluster: ClusterSection,
     pub auth: AuthSection,
     pub usage: UsageSection,
+    pub control: ControlSection,
     pub log: LogSection,
 }
 
@@ -420,6 +428,7 @@ impl FileConfig {
         let cluster = validate_cluster(self.cluster, bind)?;
         let auth = validate_auth(self.auth, bind)?;
         let usage = validate_usage(self.usage)?;
+        let control = validate_control(self.control, node.controls())?;
         let log = LogConfig {
             filter: self.log.filter,
             format: match self.log.format.as_str() {
@@ -447,6 +456,7 @@ impl FileConfig {
             cluster,
             auth,
             usage,
+            control,
             log,
         })
     }

@@ -10,6 +10,7 @@
 mod auth;
 mod cache;
 mod cluster;
+mod control;
 mod env;
 mod error;
 mod file;
@@ -31,6 +32,7 @@ pub use auth::{
 };
 pub use cache::CacheConfig;
 pub use cluster::{ClusterConfig, GossipConfig};
+pub use control::ControlConfig;
 pub use env::ENV_PREFIX;
 pub use error::ConfigError;
 pub use file::{DEFAULT_CONFIG_TOML, FileConfig, WritesOverride};
@@ -63,6 +65,7 @@ pub struct NodeConfig {
     pub cluster: ClusterConfig,
     pub auth: AuthConfig,
     pub usage: UsageConfig,
+    pub control: ControlConfig,
     pub log: LogConfig,
 }
 

@@ -20,6 +20,9 @@ pub enum Role {
     Read,
     /// Runs maintenance: recovery, compaction, cleanup and index builds.
     Worker,
+    /// The control plane: tenant directory, provisioning, the published bundle, usage
+    /// queries (docs/control-plane.md). Never on the data path.
+    Control,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +43,7 @@ impl Role {
             Role::Serve => "serve",
             Role::Read => "read",
             Role::Worker => "worker",
+            Role::Control => "control",
         }
     }
 }
@@ -57,6 +61,10 @@ impl NodeIdentity {
 
     pub fn works(&self) -> bool {
         self.roles.contains(&Role::Worker)
+    }
+
+    pub fn controls(&self) -> bool {
+        self.roles.contains(&Role::Control)
     }
 }
 
@@ -202,19 +210,12 @@ pub(crate) fn validate_node(section: NodeSection) -> Result<NodeIdentity, Config
             "serve" => Role::Serve,
             "read" => Role::Read,
             "worker" => Role::Worker,
-            "control" => {
-                return Err(ConfigError::invalid(
-                    "node.roles",
-                    "control",
-                    "a role this release has: \"control\" is reserved for the control plane, \
-                     which is not built yet; use \"serve\", \"read\" or \"worker\"",
-                ));
-            }
+            "control" => Role::Control,
             other => {
                 return Err(ConfigError::invalid(
                     "node.roles",
                     other,
-                    "\"serve\", \"read\" or \"worker\"",
+                    "\"serve\", \"read\", \"worker\" or \"control\"",
                 ));
             }
         };

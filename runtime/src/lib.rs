@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 mod cluster;
+mod control;
 mod memory;
 
 pub use memory::resident_bytes;
@@ -64,6 +65,8 @@ pub enum NodeError {
     Membership(#[from] MembershipError),
     #[error("cluster.secret_file {path}: {message}")]
     ClusterSecret { path: String, message: String },
+    #[error("control plane: {0}")]
+    Control(String),
 }
 
 /// A running node.
@@ -265,7 +268,13 @@ impl Node {
             }
             None => (None, None),
         };
-        let app = router(state);
+        let mut app = router(state);
+        if config.node.controls() {
+            let control = control::Control::load(&config.control, registry.store().clone())
+                .map_err(NodeError::Control)?;
+            app = app.merge(control::router(control));
+            info!("control plane role: /control/v1 for operators");
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

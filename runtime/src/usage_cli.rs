@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Args;
-use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records};
+use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
 use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
 use omnigraph_cloud_config::NodeConfig;
 use serde_json::json;
@@ -68,17 +68,9 @@ async fn print(args: UsageArgs) -> Result<(), String> {
     };
     let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
         .map_err(|err| err.to_string())?;
-    // A record is filed under the day its span starts: the day before `from` may hold some.
-    let day = |s: Option<u64>, back: u64| {
-        s.map(|s| omnigraph_cloud_actors::usage::flush::day_of(s.saturating_sub(back) * 1000))
-    };
-    let records = read_records(
-        &store,
-        day(query.from_s, 86_400).as_deref(),
-        day(query.to_s, 0).as_deref(),
-    )
-    .await
-    .map_err(|err| err.to_string())?;
+    let records = read_records_for(&store, &query)
+        .await
+        .map_err(|err| err.to_string())?;
     match args.format.as_str() {
         "json" => {
             let totals = fold(&records, &query);

@@ -131,6 +131,20 @@ pub fn day_of(ms: u64) -> String {
         .to_string()
 }
 
+/// The records that may hold usage `query` takes: those filed from the day before its start
+/// (a record is filed under the day its span starts) to the day of its end.
+pub async fn read_records_for(
+    store: &GraphStore,
+    query: &super::UsageQuery,
+) -> Result<Vec<UsageRecord>, RepoError> {
+    let day = |second: Option<u64>, back: u64| {
+        second.map(|second| day_of(second.saturating_sub(back) * 1000))
+    };
+    let from = day(query.from_s, 86_400);
+    let to = day(query.to_s, 0);
+    read_records(store, from.as_deref(), to.as_deref()).await
+}
+
 /// Every usage record under the root from day `from` to day `to` (inclusive, `YYYY-MM-DD`;
 /// `None`: no bound). A record that does not parse is skipped with a warning.
 pub async fn read_records(

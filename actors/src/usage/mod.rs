@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use flush::{UsageFlush, UsageTask, read_records};
+pub use flush::{UsageFlush, UsageTask, read_records, read_records_for};
 pub use fold::{Totals, UsageQuery, fold};
 pub use meter::UsageMeter;
 

@@ -243,6 +243,10 @@ impl Client {
         self.send(self.http.post(self.url(path)).json(&body)).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Resp {
+        self.send(self.http.put(self.url(path)).json(&body)).await
+    }
+
     /// A GET carrying extra headers.
     pub async fn get_headers(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
         let mut request = self.http.get(self.url(path));

@@ -1,0 +1,366 @@
+//! The control plane's HTTP API, under `/control/v1`, for operators only (a bearer token whose
+//! SHA-256 is in `control.operator_tokens_file`; tenant tokens are never accepted here).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use omnigraph_cloud_actors::RepoError;
+use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
+use omnigraph_cloud_config::{ActorId, TenantId, TenantLimitsOverride};
+use omnigraph_cloud_http::{ApiError, sha256_hex};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Control;
+use super::directory::{self, RecordState, TenantRecord, TokenRecord};
+
+pub(crate) fn router(control: Arc<Control>) -> Router {
+    Router::new()
+        .route("/control/v1/tenants", get(list).post(create))
+        .route("/control/v1/tenants/{tenant}", get(show).delete(remove))
+        .route("/control/v1/tenants/{tenant}/tokens", post(issue_token))
+        .route(
+            "/control/v1/tenants/{tenant}/tokens/{id}",
+            delete(revoke_token),
+        )
+        .route("/control/v1/tenants/{tenant}/suspend", post(suspend))
+        .route("/control/v1/tenants/{tenant}/resume", post(resume))
+        .route("/control/v1/tenants/{tenant}/quotas", put(set_quotas))
+        .route("/control/v1/usage", get(usage))
+        .route("/control/v1/publish", post(republish))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&control),
+            operator_only,
+        ))
+        .with_state(control)
+}
+
+async fn operator_only(
+    State(control): State<Arc<Control>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(token) if control.is_operator(token) => next.run(request).await,
+        Some(_) => ApiError::unauthorized("not an operator token").into_response(),
+        None => ApiError::unauthorized("missing bearer token").into_response(),
+    }
+}
+
+fn internal(err: RepoError) -> ApiError {
+    tracing::error!(error = %err, "control plane storage error");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("the storage root could not be read or written: {err}"),
+    )
+}
+
+fn tenant_id(name: &str) -> Result<TenantId, ApiError> {
+    TenantId::new(name).map_err(|err| ApiError::bad_request(format!("tenant: {err}")))
+}
+
+/// A record as operators see it: tokens by id and actor, never their hashes.
+fn view(record: &TenantRecord) -> Value {
+    json!({
+        "tenant": record.tenant,
+        "state": record.state,
+        "created_ms": record.created_ms,
+        "updated_ms": record.updated_ms,
+        "tokens": record.tokens.iter().map(|t| json!({"id": t.id, "actor": t.actor, "created_ms": t.created_ms})).collect::<Vec<_>>(),
+        "quotas": record.quotas,
+    })
+}
+
+async fn list(State(control): State<Arc<Control>>) -> Result<Json<Value>, ApiError> {
+    let records = directory::load_all(&control.store)
+        .await
+        .map_err(internal)?;
+    let tenants: Vec<Value> = records
+        .iter()
+        .filter(|record| record.state != RecordState::Deleted)
+        .map(view)
+        .collect();
+    Ok(Json(json!({ "tenants": tenants })))
+}
+
+async fn show(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = existing(&control, &tenant).await?;
+    Ok(Json(view(&record)))
+}
+
+async fn existing(control: &Control, tenant: &str) -> Result<TenantRecord, ApiError> {
+    let id = tenant_id(tenant)?;
+    match directory::load(&control.store, id.as_str())
+        .await
+        .map_err(internal)?
+    {
+        Some(record) if record.state != RecordState::Deleted => Ok(record),
+        _ => Err(ApiError::not_found(format!("tenant '{tenant}' not found"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    tenant: String,
+    #[serde(default)]
+    quotas: Option<TenantLimitsOverride>,
+}
+
+async fn create(
+    State(control): State<Arc<Control>>,
+    Json(body): Json<CreateTenant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = tenant_id(&body.tenant)?;
+    let _one = control.changes.lock().await;
+    if let Some(record) = directory::load(&control.store, id.as_str())
+        .await
+        .map_err(internal)?
+        && record.state != RecordState::Deleted
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!("tenant '{id}' already exists"),
+        ));
+    }
+    let now = control.now_ms();
+    let record = TenantRecord {
+        tenant: id.to_string(),
+        state: RecordState::Active,
+        created_ms: now,
+        updated_ms: now,
+        tokens: Vec::new(),
+        quotas: body.quotas.unwrap_or_default(),
+    };
+    check_quotas(&record.tenant, &record.quotas)?;
+    directory::save(&control.store, &record)
+        .await
+        .map_err(internal)?;
+    let serial = control.publish().await.map_err(internal)?;
+    let mut answer = view(&record);
+    answer["bundle_serial"] = json!(serial);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// Quotas are checked as the nodes check a bundle's limits (over the default limits).
+fn check_quotas(tenant: &str, quotas: &TenantLimitsOverride) -> Result<(), ApiError> {
+    let limits = omnigraph_cloud_config::NodeConfig::default_config().limits;
+    let overrides = [(tenant.to_string(), quotas.clone())].into();
+    limits
+        .with_overrides(&overrides)
+        .map(|_| ())
+        .map_err(|err| ApiError::bad_request(format!("quotas: {err}")))
+}
+
+/// Applies `change` to the tenant's record, saves it and publishes the bundle.
+async fn change(
+    control: &Control,
+    tenant: &str,
+    change: impl FnOnce(&mut TenantRecord) -> Result<(), ApiError>,
+) -> Result<(TenantRecord, u64), ApiError> {
+    let _one = control.changes.lock().await;
+    let mut record = existing(control, tenant).await?;
+    change(&mut record)?;
+    record.updated_ms = control.now_ms();
+    directory::save(&control.store, &record)
+        .await
+        .map_err(internal)?;
+    let serial = control.publish().await.map_err(internal)?;
+    Ok((record, serial))
+}
+
+fn answer((record, serial): (TenantRecord, u64)) -> Json<Value> {
+    let mut answer = view(&record);
+    answer["bundle_serial"] = json!(serial);
+    Json(answer)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueToken {
+    actor: String,
+}
+
+async fn issue_token(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+    Json(body): Json<IssueToken>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ActorId::new(&body.actor).map_err(|err| ApiError::bad_request(format!("actor: {err}")))?;
+    let secret = format!("og_{}", random_hex(24)?);
+    let id = format!("tok_{}", random_hex(6)?);
+    let now = control.now_ms();
+    let token = TokenRecord {
+        id: id.clone(),
+        sha256: sha256_hex(&secret),
+        actor: body.actor.clone(),
+        created_ms: now,
+    };
+    let (record, serial) = change(&control, &tenant, |record| {
+        record.tokens.push(token);
+        Ok(())
+    })
+    .await?;
+    let answer = json!({
+        "tenant": record.tenant, "id": id, "actor": body.actor, "token": secret,
+        "bundle_serial": serial,
+        "note": "the token is shown once; nodes accept it from their next bundle sync",
+    });
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    let mut buffer = vec![0u8; bytes];
+    aws_lc_rs::rand::fill(&mut buffer).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no randomness available",
+        )
+    })?;
+    Ok(hex::encode(buffer))
+}
+
+async fn revoke_token(
+    State(control): State<Arc<Control>>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    change(&control, &tenant, |record| {
+        let before = record.tokens.len();
+        record.tokens.retain(|token| token.id != id);
+        if record.tokens.len() == before {
+            return Err(ApiError::not_found(format!("token '{id}' not found")));
+        }
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+async fn suspend(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    change(&control, &tenant, |record| {
+        record.state = RecordState::Suspended;
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+async fn resume(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    change(&control, &tenant, |record| {
+        record.state = RecordState::Active;
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+async fn set_quotas(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+    Json(quotas): Json<TenantLimitsOverride>,
+) -> Result<Json<Value>, ApiError> {
+    check_quotas(&tenant, &quotas)?;
+    change(&control, &tenant, |record| {
+        record.quotas = quotas;
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+/// Deletes a tenant that has no graph left: its tokens stop working at the nodes' next sync.
+async fn remove(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = tenant_id(&tenant)?;
+    let graphs = control.store.list_graphs(&id).await.map_err(internal)?;
+    if !graphs.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "tenant '{tenant}' still has {} graphs; delete them first (suspend the tenant \
+                 to stop its requests meanwhile)",
+                graphs.len()
+            ),
+        ));
+    }
+    change(&control, &tenant, |record| {
+        record.state = RecordState::Deleted;
+        record.tokens.clear();
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+async fn republish(State(control): State<Arc<Control>>) -> Result<Json<Value>, ApiError> {
+    let _one = control.changes.lock().await;
+    let serial = control.publish().await.map_err(internal)?;
+    Ok(Json(json!({ "bundle_serial": serial })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UsageParams {
+    tenant: Option<String>,
+    graph: Option<String>,
+    /// Unix seconds, inclusive.
+    from: Option<u64>,
+    /// Unix seconds, exclusive.
+    to: Option<u64>,
+    /// `total` (default) or `second`.
+    resolution: Option<String>,
+}
+
+async fn usage(
+    State(control): State<Arc<Control>>,
+    Query(params): Query<UsageParams>,
+) -> Result<Json<Value>, ApiError> {
+    let query = UsageQuery {
+        from_s: params.from,
+        to_s: params.to,
+        tenant: params.tenant,
+        graph: params.graph,
+    };
+    let records = read_records_for(&control.store, &query)
+        .await
+        .map_err(internal)?;
+    match params.resolution.as_deref().unwrap_or("total") {
+        "total" => Ok(Json(json!({ "totals": fold(&records, &query) }))),
+        "second" => {
+            let points: Vec<Value> = series(&records, &query)
+                .into_iter()
+                .map(|(second, (warm, counts))| json!({"second": second, "warm_graphs": warm, "counts": counts}))
+                .collect();
+            Ok(Json(json!({ "seconds": points })))
+        }
+        other => Err(ApiError::bad_request(format!(
+            "resolution: '{other}' is not 'total' or 'second'"
+        ))),
+    }
+}

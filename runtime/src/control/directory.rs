@@ -1,0 +1,123 @@
+//! The tenant directory: one record per tenant, `{root}/tenants/{tenant}/_tenant.json`, and the
+//! bundle made from all of them. The records are the control plane's only state, and the bundle
+//! is a function of them, so listing the records rebuilds everything.
+
+use std::collections::BTreeMap;
+
+use omnigraph_cloud_actors::{GraphStore, RepoError};
+use omnigraph_cloud_config::TenantLimitsOverride;
+use omnigraph_cloud_http::bundle::BundlePayload;
+use omnigraph_cloud_http::bundle_tenants::{BundleTenant, BundleToken, TenantState};
+use serde::{Deserialize, Serialize};
+
+const TENANTS_DIR: &str = "tenants";
+const RECORD: &str = "_tenant.json";
+
+/// One tenant as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantRecord {
+    pub(crate) tenant: String,
+    pub(crate) state: RecordState,
+    pub(crate) created_ms: u64,
+    pub(crate) updated_ms: u64,
+    /// Its tokens, by SHA-256 only: the secret is shown once, when issued.
+    #[serde(default)]
+    pub(crate) tokens: Vec<TokenRecord>,
+    /// Its limits, over the nodes' configured ones (`[limits.tenants.<t>]` keys).
+    #[serde(default)]
+    pub(crate) quotas: TenantLimitsOverride,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RecordState {
+    Active,
+    Suspended,
+    /// Deleted: out of the bundle, so its tokens mean nothing; the record stays as a tombstone.
+    Deleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenRecord {
+    pub(crate) id: String,
+    pub(crate) sha256: String,
+    pub(crate) actor: String,
+    pub(crate) created_ms: u64,
+}
+
+fn record_path(tenant: &str) -> String {
+    format!("{TENANTS_DIR}/{tenant}/{RECORD}")
+}
+
+/// The tenant's record, if the control plane ever made one.
+pub(crate) async fn load(
+    store: &GraphStore,
+    tenant: &str,
+) -> Result<Option<TenantRecord>, RepoError> {
+    let Some(bytes) = store.get_system_object(&record_path(tenant), None).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|err| RepoError::Internal {
+            message: format!("tenant record of '{tenant}' is unreadable: {err}"),
+        })
+}
+
+/// Every tenant record under the root, sorted by tenant (a tenant folder without a record,
+/// made by a node for a tenant of its static tokens, is not one).
+pub(crate) async fn load_all(store: &GraphStore) -> Result<Vec<TenantRecord>, RepoError> {
+    let mut records = Vec::new();
+    for tenant in store.list_folders(TENANTS_DIR).await? {
+        if let Some(record) = load(store, &tenant).await? {
+            records.push(record);
+        }
+    }
+    Ok(records)
+}
+
+pub(crate) async fn save(store: &GraphStore, record: &TenantRecord) -> Result<(), RepoError> {
+    let bytes = serde_json::to_vec_pretty(record).expect("a tenant record serializes");
+    store
+        .put_system_object(&record_path(&record.tenant), bytes, None)
+        .await
+}
+
+/// The bundle payload the records make, at `serial`: every tenant not deleted, with its state
+/// and tokens, and its quotas as its limits. A function of the records alone.
+pub(crate) fn bundle_payload(records: &[TenantRecord], serial: u64) -> BundlePayload {
+    let mut tenants = BTreeMap::new();
+    let mut limits = BTreeMap::new();
+    for record in records {
+        let state = match record.state {
+            RecordState::Active => TenantState::Active,
+            RecordState::Suspended => TenantState::Suspended,
+            RecordState::Deleted => continue,
+        };
+        let tokens = record
+            .tokens
+            .iter()
+            .map(|token| BundleToken {
+                sha256: token.sha256.clone(),
+                actor: token.actor.clone(),
+                groups: Vec::new(),
+            })
+            .collect();
+        tenants.insert(record.tenant.clone(), BundleTenant { state, tokens });
+        if record.quotas != TenantLimitsOverride::default() {
+            limits.insert(record.tenant.clone(), record.quotas.clone());
+        }
+    }
+    BundlePayload {
+        version: 1,
+        serial,
+        issued_at: None,
+        jwks: BTreeMap::new(),
+        policies: BTreeMap::new(),
+        actor_allowlist: None,
+        limits,
+        tenants,
+    }
+}

@@ -1,0 +1,118 @@
+//! The control-plane role (`node.roles = ["control"]`): the tenant directory, provisioning,
+//! the bundle published to the root, and usage queries (docs/control-plane.md).
+//!
+//! It holds only soft state. Its state is the tenant records under the root, and every change
+//! ends by publishing the bundle they make to `{root}/_system/auth/bundle.json`, where data
+//! nodes read it on their own schedule. No data request reaches it: with the control plane
+//! down, nodes serve with the last bundle they verified, and only provisioning fails.
+//!
+//! Files: this one publishes; [`directory`] holds the records; [`api`] is the HTTP API.
+
+mod api;
+pub(crate) mod directory;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use omnigraph_cloud_actors::{GraphStore, RepoError};
+use omnigraph_cloud_config::{ControlConfig, ROOT_BUNDLE_PATH};
+use omnigraph_cloud_http::bundle;
+use omnigraph_cloud_http::signing::SigningKey;
+use sha2::{Digest, Sha256};
+use tokio::sync::Mutex;
+use tracing::info;
+
+pub(crate) use api::router;
+
+/// What the control plane needs: the root, its operators and its signing key.
+pub(crate) struct Control {
+    store: GraphStore,
+    /// SHA-256 digests of the operators' tokens.
+    operators: HashSet<[u8; 32]>,
+    key: SigningKey,
+    clock: omnigraph_cloud_actors::Clock,
+    /// One change at a time in this process (a change reads, writes and publishes).
+    changes: Mutex<()>,
+}
+
+impl Control {
+    /// Reads the operators' token hashes and the bundle key `config` names.
+    pub(crate) fn load(config: &ControlConfig, store: GraphStore) -> Result<Arc<Control>, String> {
+        let tokens = config
+            .operator_tokens_file
+            .as_ref()
+            .ok_or("control.operator_tokens_file is not set")?;
+        let text = std::fs::read_to_string(tokens)
+            .map_err(|err| format!("control.operator_tokens_file {}: {err}", tokens.display()))?;
+        let mut operators = HashSet::new();
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(line, &mut digest).map_err(|_| {
+                format!(
+                    "control.operator_tokens_file {}: '{line}' is not 64 hex digits (the \
+                     SHA-256 of a token: omnigraph-cloud auth hash-token)",
+                    tokens.display()
+                )
+            })?;
+            operators.insert(digest);
+        }
+        if operators.is_empty() {
+            return Err(format!(
+                "control.operator_tokens_file {}: no operator token",
+                tokens.display()
+            ));
+        }
+        let key_path = config
+            .bundle_key_file
+            .as_ref()
+            .ok_or("control.bundle_key_file is not set")?;
+        let pem = std::fs::read_to_string(key_path)
+            .map_err(|err| format!("control.bundle_key_file {}: {err}", key_path.display()))?;
+        let key = SigningKey::from_pkcs8_pem(&pem)
+            .map_err(|err| format!("control.bundle_key_file {}: {err}", key_path.display()))?;
+        Ok(Arc::new(Control {
+            store,
+            operators,
+            key,
+            clock: omnigraph_cloud_actors::Clock::system(),
+            changes: Mutex::new(()),
+        }))
+    }
+
+    /// Whether `token` is an operator's.
+    fn is_operator(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.operators.contains(&digest)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.wall_ms()
+    }
+
+    /// Publishes the bundle every tenant record makes, with the next serial; which serial.
+    pub(crate) async fn publish(&self) -> Result<u64, RepoError> {
+        let records = directory::load_all(&self.store).await?;
+        let published = self
+            .store
+            .get_system_object(ROOT_BUNDLE_PATH, None)
+            .await?
+            .and_then(|envelope| bundle::published_serial(&envelope))
+            .unwrap_or(0);
+        // Never behind the clock either, so that a root whose bundle was removed does not
+        // restart at a serial nodes refuse.
+        let serial = (published + 1).max(self.now_ms());
+        let payload = directory::bundle_payload(&records, serial);
+        let bytes = serde_json::to_vec(&payload).expect("a bundle payload serializes");
+        let signed = bundle::sign(&bytes, &self.key).map_err(|err| RepoError::Internal {
+            message: err.to_string(),
+        })?;
+        self.store
+            .put_system_object(ROOT_BUNDLE_PATH, signed.into_bytes(), None)
+            .await?;
+        info!(serial, tenants = records.len(), "bundle published");
+        Ok(serial)
+    }
+}

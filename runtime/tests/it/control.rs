@@ -1,0 +1,186 @@
+//! The control plane (docs/control-plane.md): provisioning a tenant end to end through the
+//! bundle it publishes to the root, and the data plane going on without it.
+
+use std::time::Duration;
+
+use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+use crate::support::{Client, PERMIT_ALL, TestNode, eventually, policy_dir};
+
+const OPERATOR: &str = "operator-secret";
+
+/// A control node and a data node on one root.
+struct Plane {
+    _files: TempDir,
+    _policies: TempDir,
+    root: TempDir,
+    control_toml: String,
+    data: TestNode,
+}
+
+impl Plane {
+    async fn start() -> (Plane, TestNode) {
+        let files = TempDir::new().unwrap();
+        let key = SigningKey::generate(KeyKind::Ed25519).unwrap();
+        let key_path = files.path().join("bundle-key.pem");
+        std::fs::write(&key_path, key.to_pkcs8_pem().unwrap()).unwrap();
+        let operators = files.path().join("operators.sha256");
+        std::fs::write(
+            &operators,
+            format!(
+                "# operators\n{}\n",
+                omnigraph_cloud_http::sha256_hex(OPERATOR)
+            ),
+        )
+        .unwrap();
+        let root = TempDir::new().unwrap();
+        let control_toml = format!(
+            "[node]\nroles = [\"control\"]\n[control]\noperator_tokens_file = {:?}\n\
+             bundle_key_file = {:?}\n",
+            operators.display().to_string(),
+            key_path.display().to_string()
+        );
+        let control = TestNode::start_on(root.path(), &control_toml).await;
+        let policies = policy_dir(&[("_default.cedar", PERMIT_ALL)]);
+        let data_toml = format!(
+            "auth.mode = \"static\"\nauth.policy_dir = {:?}\n[auth.bundle]\nsource = \"root\"\n\
+             public_key = \"{}\"\nsync_interval = \"200ms\"\n[usage]\nflush_interval = \"1s\"\n",
+            policies.path().display().to_string(),
+            key.ed25519_public_base64().unwrap()
+        );
+        let data = TestNode::start_on(root.path(), &data_toml).await;
+        let plane = Plane {
+            _files: files,
+            _policies: policies,
+            root,
+            control_toml,
+            data,
+        };
+        (plane, control)
+    }
+}
+
+async fn status_within(client: &Client, path: &str, status: u16) -> bool {
+    eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        let path = path.to_string();
+        async move { client.get(&path).await.status.as_u16() == status }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it() {
+    let (mut plane, mut control) = Plane::start().await;
+    let operator = control.client_with_token(OPERATOR);
+    // Tenant tokens and strangers are not operators; the data API is not served here.
+    control
+        .client_with_token("someone")
+        .get("/control/v1/tenants")
+        .await
+        .expect_error(401, "unauthorized", "not an operator token");
+    control.client().get("/graphs").await.expect(404);
+
+    let created = operator
+        .post(
+            "/control/v1/tenants",
+            json!({"tenant": "acme", "quotas": {"requests_per_second": 100}}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(created["state"], "active");
+    operator
+        .post("/control/v1/tenants", json!({"tenant": "acme"}))
+        .await
+        .expect_error(409, "conflict", "already exists");
+    operator
+        .post("/control/v1/tenants", json!({"tenant": "Not A Name"}))
+        .await
+        .expect(400);
+    operator
+        .put("/control/v1/tenants/acme/quotas", json!({"burst": 0}))
+        .await
+        .expect_error(400, "bad_request", "burst");
+    let issued = operator
+        .post("/control/v1/tenants/acme/tokens", json!({"actor": "ann"}))
+        .await
+        .expect(201);
+    let token = issued["token"].as_str().unwrap().to_string();
+    let listed = operator.get("/control/v1/tenants").await.expect(200);
+    assert!(
+        !listed.to_string().contains(&token),
+        "a token is shown once"
+    );
+    assert!(
+        !listed
+            .to_string()
+            .contains(&omnigraph_cloud_http::sha256_hex(&token)),
+        "nor its hash"
+    );
+
+    // The data node takes the tenant from the bundle at its next sync.
+    let acme = plane.data.client_with_token(&token);
+    assert!(status_within(&acme, "/graphs", 200).await);
+    acme.create_graph("g").await;
+    acme.insert_person("g", "Ann", 30).await.expect(200);
+
+    // Suspended: refused at the next sync; resumed: served again.
+    operator
+        .post("/control/v1/tenants/acme/suspend", json!({}))
+        .await
+        .expect(200);
+    assert!(status_within(&acme, "/graphs/g/snapshot", 403).await);
+    operator
+        .post("/control/v1/tenants/acme/resume", json!({}))
+        .await
+        .expect(200);
+    assert!(status_within(&acme, "/graphs/g/snapshot", 200).await);
+
+    // Usage from the data node's records, through the control plane.
+    let counted = eventually(Duration::from_secs(10), || {
+        let operator = operator.clone();
+        async move {
+            let usage = operator.get("/control/v1/usage?tenant=acme").await.json;
+            usage["totals"]
+                .as_array()
+                .and_then(|totals| totals.iter().find(|t| t["graph"] == "g"))
+                .is_some_and(|g| g["requests"]["write"] == 1)
+        }
+    })
+    .await;
+    assert!(
+        counted,
+        "the data node's usage records reach the control plane"
+    );
+    let seconds = operator
+        .get("/control/v1/usage?tenant=acme&resolution=second")
+        .await
+        .expect(200);
+    assert!(!seconds["seconds"].as_array().unwrap().is_empty());
+
+    // Its state is the root: a new control process answers byte for byte the same.
+    let before = operator.get("/control/v1/tenants").await.text;
+    control.shutdown().await;
+    // With the control plane down the data plane serves on.
+    acme.insert_person("g", "Bob", 31).await.expect(200);
+    assert_eq!(acme.count_people("g", "main").await, 2);
+    let control = TestNode::start_on(plane.root.path(), &plane.control_toml).await;
+    let operator = control.client_with_token(OPERATOR);
+    assert_eq!(operator.get("/control/v1/tenants").await.text, before);
+
+    // A tenant with graphs is not deleted; without them it is, and its token stops working.
+    operator
+        .delete("/control/v1/tenants/acme")
+        .await
+        .expect_error(409, "conflict", "still has 1 graphs");
+    acme.delete("/graphs/g").await.expect(200);
+    operator
+        .delete("/control/v1/tenants/acme")
+        .await
+        .expect(200);
+    assert!(status_within(&acme, "/graphs", 401).await);
+    operator.get("/control/v1/tenants/acme").await.expect(404);
+    plane.data.shutdown().await;
+}
