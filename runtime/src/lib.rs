@@ -376,6 +376,15 @@ impl Node {
     }
 }
 
+/// `omnigraph-cloud control rebuild`: the control plane's state read back from the root named
+/// by `config`, and its bundle published again.
+pub async fn rebuild_control(config: &NodeConfig) -> Result<serde_json::Value, String> {
+    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
+        .map_err(|err| err.to_string())?;
+    let control = control::Control::load(&config.control, store)?;
+    control.rebuild().await.map_err(|err| err.to_string())
+}
+
 /// The `host:port` other nodes reach this node at: `cluster.advertise`, else the address
 /// the API listens on, unless that is every address (0.0.0.0 or ::).
 fn advertised_address(config: &NodeConfig, bound: SocketAddr) -> Option<String> {

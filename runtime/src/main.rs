@@ -77,6 +77,21 @@ enum Command {
     },
     /// Usage per tenant and graph, folded from the records nodes write under the root.
     Usage(usage_cli::UsageArgs),
+    /// The control plane: `rebuild` reads the tenant directory back from the root and
+    /// publishes the bundle it makes again (needs the `[control]` files).
+    Control {
+        #[command(subcommand)]
+        command: ControlCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ControlCommand {
+    /// Rebuilds the control plane's state from the root and republishes the bundle.
+    Rebuild {
+        #[arg(long, env = "OMNIGRAPH_CLOUD_CONFIG")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +109,26 @@ fn main() -> ExitCode {
         Command::Bundle { command } => tools::bundle(command),
         Command::Lease { command } => lease_cli::run(command),
         Command::Usage(args) => usage_cli::run(args),
+        Command::Control {
+            command: ControlCommand::Rebuild { config },
+        } => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
+            let rebuilt = load_config(config.as_deref())
+                .and_then(|config| runtime.block_on(omnigraph_cloud::rebuild_control(&config)));
+            match rebuilt {
+                Ok(summary) => {
+                    outln!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("error: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config {
             command: ConfigCommand::Default,
         } => {

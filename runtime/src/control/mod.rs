@@ -92,6 +92,22 @@ impl Control {
         self.clock.wall_ms()
     }
 
+    /// The tenants as the records under the root say, and the bundle they make published
+    /// again: what `omnigraph-cloud control rebuild` prints.
+    pub(crate) async fn rebuild(&self) -> Result<serde_json::Value, RepoError> {
+        let _one = self.changes.lock().await;
+        let serial = self.publish().await?;
+        let records = directory::load_all(&self.store).await?;
+        let tenants: Vec<serde_json::Value> = records
+            .iter()
+            .map(|record| {
+                serde_json::json!({"tenant": record.tenant, "state": record.state,
+                                   "tokens": record.tokens.len()})
+            })
+            .collect();
+        Ok(serde_json::json!({"bundle_serial": serial, "tenants": tenants}))
+    }
+
     /// Publishes the bundle every tenant record makes, with the next serial; which serial.
     pub(crate) async fn publish(&self) -> Result<u64, RepoError> {
         let records = directory::load_all(&self.store).await?;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
-use serde_json::{Value, json};
+use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::{Client, PERMIT_ALL, TestNode, eventually, policy_dir};
@@ -166,6 +166,30 @@ async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it()
     // With the control plane down the data plane serves on.
     acme.insert_person("g", "Bob", 31).await.expect(200);
     assert_eq!(acme.count_people("g", "main").await, 2);
+    // `control rebuild` reads the same state back from the root, and republishes it.
+    let config = plane.root.path().join("control.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}[storage]\nroot = \"file://{}\"\n",
+            plane.control_toml,
+            plane.root.path().display()
+        ),
+    )
+    .unwrap();
+    let rebuilt = std::process::Command::new(crate::process::BIN)
+        .args(["control", "rebuild", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        rebuilt.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rebuilt.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
+    assert_eq!(summary["tenants"][0]["tenant"], "acme");
+    assert_eq!(summary["tenants"][0]["tokens"], 1);
     let control = TestNode::start_on(plane.root.path(), &plane.control_toml).await;
     let operator = control.client_with_token(OPERATOR);
     assert_eq!(operator.get("/control/v1/tenants").await.text, before);
