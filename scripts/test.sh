@@ -2,7 +2,7 @@
 # Runs the whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing (protoc and mold via scripts/env.sh, curl and jq for the README
 # walkthrough, iproute2 for the partition test, moto and schemathesis in virtual
-# environments), then runs
+# environments, Chromium and playwright-core for the console test), then runs
 # the dependency guards and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +33,19 @@ fi
 export OMNIGRAPH_SCHEMATHESIS="$SCHEMATHESIS_VENV/bin/st"
 export OMNIGRAPH_SCHEMATHESIS_CONFIG="$PWD/scripts/schemathesis.toml"
 export OMNIGRAPH_TEST_FUZZ=require
+# The operator console in a real browser: Debian's Chromium, driven by playwright-core from
+# npm (installed outside the clone). The screenshot the test takes is kept in the artifacts.
+install_missing chromium:chromium node:nodejs npm:npm
+export OMNIGRAPH_PLAYWRIGHT="${OMNIGRAPH_PLAYWRIGHT:-$HOME/.cache/omnigraph-cloud/playwright}"
+if [ ! -d "$OMNIGRAPH_PLAYWRIGHT/node_modules/playwright-core" ]; then
+  echo "installing playwright-core into $OMNIGRAPH_PLAYWRIGHT"
+  mkdir -p "$OMNIGRAPH_PLAYWRIGHT"
+  (cd "$OMNIGRAPH_PLAYWRIGHT" && { [ -f package.json ] || echo '{"private": true}' > package.json; } \
+    && npm install --silent --no-audit --no-fund playwright-core@1.64.1)
+fi
+export OMNIGRAPH_TEST_BROWSER=require
+export OMNIGRAPH_ARTIFACTS="${OMNIGRAPH_ARTIFACTS:-$CARGO_TARGET_DIR/test-artifacts}"
+
 # Paths the tests read at run time (not baked in at compile time: the target directory is
 # shared between clones).
 export OMNIGRAPH_MOTO_SCRIPT="$PWD/scripts/moto_serial.py"

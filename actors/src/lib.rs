@@ -31,7 +31,7 @@ pub use metrics::{
 };
 pub use omnigraph_cloud_cluster::{Clock, RepoKey};
 pub use probe::{ProbeError, ProbeReport};
-pub use registry::{Rebalanced, Registry, WarmGraph};
+pub use registry::{Rebalanced, Registry, WarmGraph, WarmOverview};
 pub use repo::{
     ActiveRepo, ExportStream, RepoHandle, SnapshotInfo, TableInfo, WriteOp, WriteOutcome,
 };

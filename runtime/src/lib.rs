@@ -30,6 +30,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 mod cluster;
+mod console;
 mod control;
 mod memory;
 
@@ -268,7 +269,20 @@ impl Node {
             }
             None => (None, None),
         };
+        let members = state.membership.clone();
         let mut app = router(state);
+        if config.control.operator_tokens_file.is_some() {
+            let operators =
+                control::Operators::load(&config.control).map_err(NodeError::Control)?;
+            let roles = config.node.roles.iter().map(|role| role.as_str()).collect();
+            app = app.merge(console::router(Arc::new(console::Console {
+                registry: registry.clone(),
+                operators,
+                roles,
+                members,
+            })));
+            info!("operator console at /console");
+        }
         if config.node.controls() {
             let control = control::Control::load(&config.control, registry.store().clone())
                 .map_err(NodeError::Control)?;

@@ -21,7 +21,52 @@ pub struct WarmGraph {
     pub writer_epoch: Option<u64>,
 }
 
+/// A graph warm on this node, as the console lists it: from memory, no store request.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WarmOverview {
+    pub tenant: String,
+    pub graph: String,
+    /// The epoch of this node's live writer lease on it, if any.
+    pub writer_epoch: Option<u64>,
+    /// Publishes since its last compaction.
+    pub backlog_versions: u64,
+    /// When its last maintenance run (recovery, compaction or cleanup) started.
+    pub last_maintenance_ms: Option<u64>,
+}
+
 impl Registry {
+    /// Every graph warm on this node, sorted by tenant and graph.
+    pub fn warm_overview(&self) -> Vec<WarmOverview> {
+        let mut graphs: Vec<WarmOverview> = self
+            .inner
+            .slots
+            .iter()
+            .filter_map(|entry| {
+                let handle = entry.value().handle.get()?;
+                let maintenance = &handle.shared.maintenance;
+                let progress = maintenance.progress();
+                let last = [
+                    &progress.last_compaction,
+                    &progress.last_cleanup,
+                    &progress.last_recovery,
+                ]
+                .into_iter()
+                .flatten()
+                .map(|run| run.started_at_ms)
+                .max();
+                Some(WarmOverview {
+                    tenant: entry.key().tenant.to_string(),
+                    graph: entry.key().graph.to_string(),
+                    writer_epoch: maintenance.writer.live(),
+                    backlog_versions: progress.versions_since_run,
+                    last_maintenance_ms: last,
+                })
+            })
+            .collect();
+        graphs.sort_by(|a, b| (&a.tenant, &a.graph).cmp(&(&b.tenant, &b.graph)));
+        graphs
+    }
+
     /// The tenant's graphs warm on this node, sorted, and which of them it writes.
     pub fn warm_graphs(&self, tenant: &omnigraph_cloud_config::TenantId) -> Vec<WarmGraph> {
         let mut graphs: Vec<WarmGraph> = self

@@ -11,7 +11,7 @@
 //! graphs; [`admin`] builds the maintenance report.
 
 mod admin;
-pub use admin::WarmGraph;
+pub use admin::{WarmGraph, WarmOverview};
 pub use rebalance::Rebalanced;
 mod lifecycle;
 mod pressure;

@@ -27,17 +27,19 @@ pub(crate) use api::router;
 /// What the control plane needs: the root, its operators and its signing key.
 pub(crate) struct Control {
     store: GraphStore,
-    /// SHA-256 digests of the operators' tokens.
-    operators: HashSet<[u8; 32]>,
+    operators: Operators,
     key: SigningKey,
     clock: omnigraph_cloud_actors::Clock,
     /// One change at a time in this process (a change reads, writes and publishes).
     changes: Mutex<()>,
 }
 
-impl Control {
-    /// Reads the operators' token hashes and the bundle key `config` names.
-    pub(crate) fn load(config: &ControlConfig, store: GraphStore) -> Result<Arc<Control>, String> {
+/// The operators' tokens, by SHA-256 (`control.operator_tokens_file`).
+#[derive(Debug, Clone)]
+pub(crate) struct Operators(HashSet<[u8; 32]>);
+
+impl Operators {
+    pub(crate) fn load(config: &ControlConfig) -> Result<Operators, String> {
         let tokens = config
             .operator_tokens_file
             .as_ref()
@@ -65,6 +67,21 @@ impl Control {
                 tokens.display()
             ));
         }
+        Ok(Operators(operators))
+    }
+
+    /// Whether `token` is an operator's. Looked up by digest, which a caller cannot steer
+    /// toward a stored one without a SHA-256 preimage.
+    pub(crate) fn contains(&self, token: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.0.contains(&digest)
+    }
+}
+
+impl Control {
+    /// Reads the operators' token hashes and the bundle key `config` names.
+    pub(crate) fn load(config: &ControlConfig, store: GraphStore) -> Result<Arc<Control>, String> {
+        let operators = Operators::load(config)?;
         let key_path = config
             .bundle_key_file
             .as_ref()
@@ -80,12 +97,6 @@ impl Control {
             clock: omnigraph_cloud_actors::Clock::system(),
             changes: Mutex::new(()),
         }))
-    }
-
-    /// Whether `token` is an operator's.
-    fn is_operator(&self, token: &str) -> bool {
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.operators.contains(&digest)
     }
 
     fn now_ms(&self) -> u64 {

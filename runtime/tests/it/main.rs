@@ -6,6 +6,7 @@ mod auth;
 mod cache;
 mod cluster;
 mod coalescer;
+mod console;
 mod control;
 mod defects;
 mod fencing;
