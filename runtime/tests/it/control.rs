@@ -208,3 +208,78 @@ async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it()
     operator.get("/control/v1/tenants/acme").await.expect(404);
     plane.data.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_control_process_answers_byte_for_byte_from_the_root() {
+    let (plane, mut control) = Plane::start().await;
+    let operator = control.client_with_token(OPERATOR);
+    for tenant in ["acme", "globex", "initech"] {
+        operator
+            .post("/control/v1/tenants", json!({"tenant": tenant}))
+            .await
+            .expect(201);
+        operator
+            .post(
+                &format!("/control/v1/tenants/{tenant}/tokens"),
+                json!({"actor": "ops"}),
+            )
+            .await
+            .expect(201);
+    }
+    operator
+        .post("/control/v1/tenants/globex/suspend", json!({}))
+        .await
+        .expect(200);
+    // 10,000 usage records of 10 graphs over the three tenants, as nodes would write them.
+    let usage_dir = plane.root.path().join("_system/usage/2026-11-28");
+    std::fs::create_dir_all(&usage_dir).unwrap();
+    let start = 1_764_300_000u64;
+    for i in 0..10_000u64 {
+        let tenant = ["acme", "globex", "initech"][(i % 3) as usize];
+        let second = start + i;
+        let record = json!({
+            "format": "omnigraph-usage/1", "id": format!("n{}-1-{i:08}", i % 4),
+            "node": format!("n{}", i % 4), "from_ms": second * 1000, "to_ms": second * 1000 + 999,
+            "graphs": [{"tenant": tenant, "graph": format!("g{}", i % 10), "active": [[second, second]],
+                        "seconds": {second.to_string(): {"requests": {"read": 1 + i % 5},
+                                                          "store_requests": {"get": i % 7}}}}]
+        });
+        std::fs::write(
+            usage_dir.join(format!("n{}-1-{i:08}.json", i % 4)),
+            record.to_string(),
+        )
+        .unwrap();
+    }
+    let answers = |operator: crate::support::Client| async move {
+        let mut texts = Vec::new();
+        for path in [
+            "/control/v1/tenants".to_string(),
+            "/control/v1/usage".to_string(),
+            format!(
+                "/control/v1/usage?tenant=acme&from={start}&to={}",
+                start + 600
+            ),
+            format!(
+                "/control/v1/usage?tenant=globex&graph=g1&resolution=second&from={start}&to={}",
+                start + 120
+            ),
+        ] {
+            texts.push(operator.get(&path).await.expect(200).to_string());
+        }
+        texts
+    };
+    let before = answers(operator.clone()).await;
+    let totals: serde_json::Value = serde_json::from_str(&before[1]).unwrap();
+    let reads: u64 = totals["totals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["requests"]["read"].as_u64().unwrap())
+        .sum();
+    assert_eq!(reads, (0..10_000u64).map(|i| 1 + i % 5).sum::<u64>());
+    // The state wiped (the process gone) and rebuilt from the root by a new process.
+    control.shutdown().await;
+    let control = TestNode::start_on(plane.root.path(), &plane.control_toml).await;
+    let after = answers(control.client_with_token(OPERATOR)).await;
+    assert_eq!(before, after);
+}
