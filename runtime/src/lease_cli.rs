@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use omnigraph_cloud_actors::{GraphStore, RepoKey, StoreMetrics};
 use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{Acquired, LeaseKind, LeaseStore, LeaseTiming};
-use omnigraph_cloud_config::{GraphId, NodeConfig, TenantId};
+use omnigraph_cloud_config::{GraphId, TenantId};
 use serde_json::json;
 
 #[derive(Subcommand)]
@@ -41,17 +41,7 @@ pub(crate) struct RepoArgs {
 }
 
 pub(crate) fn run(command: LeaseCommand) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(dispatch(command)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::run_cli(dispatch(command))
 }
 
 async fn dispatch(command: LeaseCommand) -> Result<(), String> {
@@ -130,15 +120,7 @@ async fn contend(
 }
 
 fn open(args: &RepoArgs) -> Result<(LeaseStore, RepoKey), String> {
-    let source = match &args.config {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
-        ),
-        None => None,
-    };
-    let config =
-        NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())?;
+    let config = crate::load_config(args.config.as_deref())?;
     let (tenant, graph) = args
         .repo
         .split_once('/')

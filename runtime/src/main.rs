@@ -111,24 +111,12 @@ fn main() -> ExitCode {
         Command::Usage(args) => usage_cli::run(args),
         Command::Control {
             command: ControlCommand::Rebuild { config },
-        } => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            let rebuilt = load_config(config.as_deref())
-                .and_then(|config| runtime.block_on(omnigraph_cloud::rebuild_control(&config)));
-            match rebuilt {
-                Ok(summary) => {
-                    outln!("{}", serde_json::to_string_pretty(&summary).expect("json"));
-                    ExitCode::SUCCESS
-                }
-                Err(message) => {
-                    eprintln!("error: {message}");
-                    ExitCode::FAILURE
-                }
-            }
-        }
+        } => run_cli(async move {
+            let config = load_config(config.as_deref())?;
+            let summary = omnigraph_cloud::rebuild_control(&config).await?;
+            outln!("{}", serde_json::to_string_pretty(&summary).expect("json"));
+            Ok(())
+        }),
         Command::Config {
             command: ConfigCommand::Default,
         } => {
@@ -175,7 +163,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&std::path::Path>) -> Result<NodeConfig, String> {
+/// The configuration in `path` (or the defaults), with the environment's overrides.
+pub(crate) fn load_config(path: Option<&std::path::Path>) -> Result<NodeConfig, String> {
     let source = match path {
         Some(path) => Some(
             std::fs::read_to_string(path)
@@ -184,6 +173,22 @@ fn load_config(path: Option<&std::path::Path>) -> Result<NodeConfig, String> {
         None => None,
     };
     NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())
+}
+
+/// Runs a command's future on a current-thread runtime; its error is printed and fails the
+/// process.
+pub(crate) fn run_cli(work: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_logging(config: &NodeConfig) {

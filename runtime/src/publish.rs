@@ -5,39 +5,27 @@
 use std::path::Path;
 
 use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
-use omnigraph_cloud_config::{NodeConfig, ROOT_BUNDLE_PATH};
+use omnigraph_cloud_config::ROOT_BUNDLE_PATH;
 use omnigraph_cloud_http::bundle;
-use omnigraph_cloud_http::signing::SigningKey;
 
 /// Publishes `payload` signed with `key` to the root `config` names. A serial not above the
 /// one published already is refused: nodes would refuse it as a rollback.
 pub(crate) fn publish(config: Option<&Path>, key: &Path, payload: &Path) -> Result<(), String> {
-    let source = match config {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
-        ),
-        None => None,
-    };
-    let config =
-        NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())?;
-    let pem = std::fs::read_to_string(key)
-        .map_err(|err| format!("cannot read {}: {err}", key.display()))?;
-    let key =
-        SigningKey::from_pkcs8_pem(&pem).map_err(|err| format!("{}: {err}", key.display()))?;
+    let config = crate::load_config(config)?;
+    let key = crate::tools::read_signing_key(key)?;
     let bytes = std::fs::read(payload)
         .map_err(|err| format!("cannot read {}: {err}", payload.display()))?;
     let serial = bundle::parse_payload(&bytes)
         .map_err(|err| err.to_string())?
         .serial;
     let signed = bundle::sign(&bytes, &key).map_err(|err| err.to_string())?;
+    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
+        .map_err(|err| err.to_string())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
-            .map_err(|err| err.to_string())?;
         if let Some(current) = store
             .get_system_object(ROOT_BUNDLE_PATH, None)
             .await

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 use clap::Args;
 use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
 use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
-use omnigraph_cloud_config::NodeConfig;
 use serde_json::json;
 
 #[derive(Args)]
@@ -33,29 +32,11 @@ pub(crate) struct UsageArgs {
 }
 
 pub(crate) fn run(args: UsageArgs) -> ExitCode {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(print(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("error: {message}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::run_cli(print(args))
 }
 
 async fn print(args: UsageArgs) -> Result<(), String> {
-    let source = match &args.config {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read config file {}: {err}", path.display()))?,
-        ),
-        None => None,
-    };
-    let config =
-        NodeConfig::load(source.as_deref(), std::env::vars()).map_err(|err| err.to_string())?;
+    let config = crate::load_config(args.config.as_deref())?;
     let query = UsageQuery {
         from_s: args
             .from

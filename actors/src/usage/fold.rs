@@ -43,33 +43,17 @@ pub struct Totals {
 /// The totals of every tenant and graph `query` takes, sorted by tenant and graph.
 pub fn fold(records: &[UsageRecord], query: &UsageQuery) -> Vec<Totals> {
     let mut totals: BTreeMap<(String, String), Totals> = BTreeMap::new();
-    let mut active: BTreeMap<(String, String, String), Vec<[u64; 2]>> = BTreeMap::new();
-    for record in unique(records) {
-        for usage in &record.graphs {
-            if !query.takes_graph(&usage.tenant, &usage.graph) {
-                continue;
-            }
-            let key = (usage.tenant.clone(), usage.graph.clone());
-            let entry = totals.entry(key).or_insert_with(|| Totals {
-                tenant: usage.tenant.clone(),
-                graph: usage.graph.clone(),
-                ..Totals::default()
-            });
-            for (second, counts) in &usage.seconds {
-                if query.takes_second(*second) {
-                    entry.counts.add(counts);
-                }
-            }
-            active
-                .entry((
-                    record.node.clone(),
-                    usage.tenant.clone(),
-                    usage.graph.clone(),
-                ))
-                .or_default()
-                .extend(usage.active.iter().copied());
+    let active = visit(records, query, |usage, _, counts| {
+        let key = (usage.tenant.clone(), usage.graph.clone());
+        let entry = totals.entry(key).or_insert_with(|| Totals {
+            tenant: usage.tenant.clone(),
+            graph: usage.graph.clone(),
+            ..Totals::default()
+        });
+        if let Some(counts) = counts {
+            entry.counts.add(counts);
         }
-    }
+    });
     for ((_, tenant, graph), ranges) in active {
         let seconds = covered_seconds(ranges, query);
         if let Some(entry) = totals.get_mut(&(tenant, graph)) {
@@ -86,15 +70,43 @@ pub fn fold(records: &[UsageRecord], query: &UsageQuery) -> Vec<Totals> {
 /// has any count, with the number of its graphs warm then (per node).
 pub fn series(records: &[UsageRecord], query: &UsageQuery) -> BTreeMap<u64, (u64, Counts)> {
     let mut points: BTreeMap<u64, (u64, Counts)> = BTreeMap::new();
-    let mut active: BTreeMap<(String, String, String), Vec<[u64; 2]>> = BTreeMap::new();
+    let active = visit(records, query, |_, second, counts| {
+        if let (Some(second), Some(counts)) = (second, counts) {
+            points.entry(second).or_default().1.add(counts);
+        }
+    });
+    for ranges in active.into_values() {
+        for [first, last] in merged(ranges) {
+            for second in first..=last {
+                if query.takes_second(second) {
+                    points.entry(second).or_default().0 += 1;
+                }
+            }
+        }
+    }
+    points
+}
+
+/// Warm ranges by node, tenant and graph.
+type ActiveRanges = BTreeMap<(String, String, String), Vec<[u64; 2]>>;
+
+/// Calls `each` once per graph usage `query` takes (second and counts `None`), then once per
+/// second of it the query takes, each record once; returns the graphs' warm ranges by node.
+fn visit(
+    records: &[UsageRecord],
+    query: &UsageQuery,
+    mut each: impl FnMut(&super::GraphUsage, Option<u64>, Option<&Counts>),
+) -> ActiveRanges {
+    let mut active = ActiveRanges::new();
     for record in unique(records) {
         for usage in &record.graphs {
             if !query.takes_graph(&usage.tenant, &usage.graph) {
                 continue;
             }
+            each(usage, None, None);
             for (second, counts) in &usage.seconds {
                 if query.takes_second(*second) {
-                    points.entry(*second).or_default().1.add(counts);
+                    each(usage, Some(*second), Some(counts));
                 }
             }
             active
@@ -107,16 +119,7 @@ pub fn series(records: &[UsageRecord], query: &UsageQuery) -> BTreeMap<u64, (u64
                 .extend(usage.active.iter().copied());
         }
     }
-    for ranges in active.into_values() {
-        for [first, last] in merged(ranges) {
-            for second in first..=last {
-                if query.takes_second(second) {
-                    points.entry(second).or_default().0 += 1;
-                }
-            }
-        }
-    }
-    points
+    active
 }
 
 /// Each record once, by id.

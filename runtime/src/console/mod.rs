@@ -6,9 +6,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
-use axum::middleware::Next;
+use axum::extract::State;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -38,8 +37,8 @@ pub(crate) fn router(console: Arc<Console>) -> Router {
     let api = Router::new()
         .route("/console/api/overview", get(overview))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&console),
-            operator_only,
+            console.operators.clone(),
+            crate::control::operator_only,
         ));
     Router::new()
         .route("/console", get(|| file("text/html; charset=utf-8", INDEX)))
@@ -61,24 +60,6 @@ async fn file(content_type: &'static str, body: &'static str) -> Response {
         body,
     )
         .into_response()
-}
-
-async fn operator_only(
-    State(console): State<Arc<Console>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        Some(token) if console.operators.contains(token) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("not an operator token").into_response(),
-        None => ApiError::unauthorized("missing bearer token").into_response(),
-    }
 }
 
 fn unavailable(err: RepoError) -> ApiError {

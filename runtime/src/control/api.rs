@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use omnigraph_cloud_actors::RepoError;
@@ -34,28 +32,10 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/control/v1/usage", get(usage))
         .route("/control/v1/publish", post(republish))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::clone(&control),
-            operator_only,
+            control.operators.clone(),
+            super::operator_only,
         ))
         .with_state(control)
-}
-
-async fn operator_only(
-    State(control): State<Arc<Control>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let token = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
-    match token {
-        Some(token) if control.operators.contains(token) => next.run(request).await,
-        Some(_) => ApiError::unauthorized("not an operator token").into_response(),
-        None => ApiError::unauthorized("missing bearer token").into_response(),
-    }
 }
 
 fn internal(err: RepoError) -> ApiError {

@@ -78,6 +78,30 @@ impl Operators {
     }
 }
 
+/// Middleware: only a request with an operator's bearer token passes.
+pub(crate) async fn operator_only(
+    axum::extract::State(operators): axum::extract::State<Operators>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token {
+        Some(token) if operators.contains(token) => next.run(request).await,
+        Some(_) => {
+            omnigraph_cloud_http::ApiError::unauthorized("not an operator token").into_response()
+        }
+        None => {
+            omnigraph_cloud_http::ApiError::unauthorized("missing bearer token").into_response()
+        }
+    }
+}
+
 impl Control {
     /// Reads the operators' token hashes and the bundle key `config` names.
     pub(crate) fn load(config: &ControlConfig, store: GraphStore) -> Result<Arc<Control>, String> {
