@@ -2,7 +2,8 @@
 # Runs the whole test suite on a fresh machine: installs what the build and the tests need
 # when it is missing (protoc and mold via scripts/env.sh, curl and jq for the README
 # walkthrough, iproute2 for the partition test, moto and schemathesis in virtual
-# environments, Chromium and playwright-core for the console test), then runs
+# environments, Chromium and playwright-core for the console test, the deployment linters in
+# deploy/validate.sh's own environment), then runs
 # the dependency guards and the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,6 +63,13 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --all-targets "$@"
 fi
+
+# The deployment packaging (docs/deploy.md): the Dockerfile, chart and Terraform validated
+# offline, then the chart's rendered configuration run as a 3-node cluster plus a worker
+# against moto, with the binary the tests built.
+export OMNIGRAPH_NODE_BIN="$CARGO_TARGET_DIR/debug/omnigraph-cloud"
+deploy/validate.sh
+"${OMNIGRAPH_DEPLOY_VENV:-$HOME/.cache/omnigraph-cloud/deploy-venv}/bin/python" deploy/smoke.py
 
 # The README's other command builds the node: it must reuse this build (docs/benchmarks.md,
 # "Build profiles").
