@@ -7,12 +7,20 @@ use std::path::Path;
 use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
 use omnigraph_cloud_config::ROOT_BUNDLE_PATH;
 use omnigraph_cloud_http::bundle;
+use omnigraph_cloud_http::signing::SigningKey;
+
+/// A signing key from a PKCS#8 PEM file.
+pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey, String> {
+    let pem = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
+}
 
 /// Publishes `payload` signed with `key` to the root `config` names. A serial not above the
 /// one published already is refused: nodes would refuse it as a rollback.
 pub(crate) fn publish(config: Option<&Path>, key: &Path, payload: &Path) -> Result<(), String> {
     let config = crate::load_config(config)?;
-    let key = crate::tools::read_signing_key(key)?;
+    let key = read_signing_key(key)?;
     let bytes = std::fs::read(payload)
         .map_err(|err| format!("cannot read {}: {err}", payload.display()))?;
     let serial = bundle::parse_payload(&bytes)

@@ -213,15 +213,8 @@ fn keygen(out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// A signing key from a PKCS#8 PEM file.
-pub(crate) fn read_signing_key(path: &Path) -> Result<SigningKey, String> {
-    let pem = std::fs::read_to_string(path)
-        .map_err(|err| format!("cannot read {}: {err}", path.display()))?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|err| format!("{}: {err}", path.display()))
-}
-
 fn sign(key: &Path, payload: &Path, out: Option<&Path>) -> Result<(), String> {
-    let key = read_signing_key(key)?;
+    let key = crate::publish::read_signing_key(key)?;
     let bytes = std::fs::read(payload)
         .map_err(|err| format!("cannot read {}: {err}", payload.display()))?;
     let signed = bundle::sign(&bytes, &key).map_err(|err| err.to_string())?;
