@@ -2,10 +2,16 @@
 //! and benchmarks: a real S3-compatible server (moto) on a loopback port, and a
 //! fault-injecting S3 proxy in front of it.
 //!
-//! Depends on: nothing of ours (it talks S3 and HTTP). Used by: tests and benchmarks.
+//! Also the chaos harness: [`scenario`] runs a cluster of node processes under a seeded
+//! schedule of faults, and [`history`] checks what its clients saw.
+//!
+//! Depends on: nothing of ours (it talks S3 and HTTP, and runs the node binary). Used by:
+//! tests, benchmarks and `og-chaos`.
 
+pub mod history;
 mod proxy;
 mod s3_server;
+pub mod scenario;
 
 pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};

@@ -4,6 +4,7 @@
 mod actors;
 mod auth;
 mod cache;
+mod chaos;
 mod cluster;
 mod coalescer;
 mod console;

@@ -1,0 +1,427 @@
+//! A chaos run: a cluster of real node processes on one root (moto behind the fault proxy),
+//! concurrent clients writing unique ids and reading, and a seeded schedule of faults; then
+//! every node healed, the graph read in full, and the history checked ([`crate::history`]).
+//!
+//! Everything random comes from the seed: which faults, when, on which node, which client
+//! writes or reads where. Replaying a seed replays the schedule (the machine's timing still
+//! varies, so a replay reproduces the faults, not every interleaving).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use crate::history::{Operation, Verdict, check};
+use crate::{ErrorRule, FaultProxy, Faults, Latency, Op, S3Server, aws_env_for};
+
+const TOKEN: &str = "chaos-token";
+const SECRET: &str = "chaos-cluster-secret-0123456789abcdef";
+const SCHEMA: &str = include_str!("../../examples/team.pg");
+const INSERT: &str = "query ins($name: String) { insert Person { name: $name } }";
+const COUNT: &str = "query n() { match { $p: Person } return { count($p) as n } }";
+const ALL: &str = "query all() { match { $p: Person } return { $p.name } }";
+const GRAPH: &str = "chaos";
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub seed: u64,
+    pub duration: Duration,
+    pub nodes: usize,
+    pub clients: u32,
+    /// The `omnigraph-cloud` binary.
+    pub binary: PathBuf,
+    /// Where the history goes (JSON lines); none if unset.
+    pub history: Option<PathBuf>,
+}
+
+/// What a run did and found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    pub seed: u64,
+    pub faults: Vec<String>,
+    pub verdict: Verdict,
+    pub present: usize,
+}
+
+/// The faults a schedule draws from.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Kill,
+    Pause,
+    SlowStore,
+    StoreErrors,
+}
+
+struct Node {
+    config: PathBuf,
+    port: u16,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Drop for Node {
+    /// A run that ends early (a panic) leaves no process behind.
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+impl Node {
+    fn start(&mut self, binary: &Path, env: &[(&'static str, String)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("node log");
+        let child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("node starts");
+        self.child = Some(child);
+    }
+
+    /// kill -9, and reap it.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status();
+        }
+    }
+}
+
+/// Runs `scenario` and checks its history.
+pub async fn run(scenario: &Scenario) -> Outcome {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let root = dir.path();
+    std::fs::write(root.join("secret"), SECRET).unwrap();
+    std::fs::create_dir(root.join("policies")).unwrap();
+    std::fs::write(
+        root.join("policies/_default.cedar"),
+        "permit (principal, action, resource);",
+    )
+    .unwrap();
+    let s3 = S3Server::start()
+        .await
+        .expect("moto (scripts/test.sh installs it)");
+    s3.create_bucket("chaos").await.unwrap();
+    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), s3.endpoint())
+        .await
+        .unwrap();
+    let env = aws_env_for(&proxy.endpoint());
+    let seed_port = free_udp_port();
+    let mut nodes: Vec<Node> = (0..scenario.nodes)
+        .map(|i| {
+            let port = free_tcp_port();
+            let gossip = if i == 0 { seed_port } else { free_udp_port() };
+            let config = root.join(format!("n{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "[node]\nid = \"n{i}\"\n[server]\nbind = \"127.0.0.1:{port}\"\nmetrics_bind = \"off\"\n\
+                     shutdown_grace = \"5s\"\n[storage]\nroot = \"s3://chaos/run\"\n\
+                     [leases]\nttl = \"6s\"\nsafety_margin = \"2s\"\n\
+                     [cluster]\nsecret_file = \"{root}/secret\"\ngossip_bind = \"127.0.0.1:{gossip}\"\n\
+                     seeds = [\"127.0.0.1:{seed_port}\"]\ngossip_interval = \"200ms\"\n\
+                     [usage]\nenabled = false\n[auth]\npolicy_dir = \"{root}/policies\"\n\
+                     [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"chaos\"\ntenant = \"chaos\"\n",
+                    root = root.display()
+                ),
+            )
+            .unwrap();
+            Node {
+                config,
+                port,
+                log: root.join(format!("n{i}.log")),
+                child: None,
+            }
+        })
+        .collect();
+    for node in &mut nodes {
+        node.start(&scenario.binary, &env);
+    }
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(8))
+        .build()
+        .unwrap();
+    let ports: Vec<u16> = nodes.iter().map(|node| node.port).collect();
+    for port in &ports {
+        wait_ready(&http, *port).await;
+    }
+    let created = post(
+        &http,
+        ports[0],
+        "/graphs",
+        json!({"graph_id": GRAPH, "schema_source": SCHEMA}),
+    )
+    .await;
+    assert_eq!(created.0, 201, "graph created: {:?}", created);
+
+    let history: Arc<Mutex<Vec<Operation>>> = Arc::default();
+    let started = Instant::now();
+    let deadline = started + scenario.duration;
+    let clock = move || started.elapsed().as_millis() as u64;
+    let clients: Vec<_> = (0..scenario.clients)
+        .map(|client| {
+            let (http, ports, history) = (http.clone(), ports.clone(), Arc::clone(&history));
+            let mut rng =
+                fastrand::Rng::with_seed(scenario.seed ^ ((u64::from(client) + 1) * 0x9E37));
+            tokio::spawn(async move {
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let port = ports[rng.usize(..ports.len())];
+                    let insert = rng.f64() < 0.75;
+                    let id = insert.then(|| format!("c{client}-{n}"));
+                    n += 1;
+                    let invoke_ms = clock();
+                    let (status, version, epoch) = match &id {
+                        Some(id) => {
+                            let body = json!({"query": INSERT, "params": {"name": id}});
+                            let (status, headers) =
+                                post(&http, port, &format!("/graphs/{GRAPH}/mutate"), body).await;
+                            (
+                                status,
+                                header(&headers, "x-omnigraph-manifest-version"),
+                                header(&headers, "x-omnigraph-lease-epoch"),
+                            )
+                        }
+                        None => {
+                            let (status, headers) = read(&http, port, COUNT).await;
+                            (
+                                status,
+                                header(&headers, "x-omnigraph-manifest-version"),
+                                None,
+                            )
+                        }
+                    };
+                    history.lock().unwrap().push(Operation {
+                        client,
+                        op: if insert { "insert" } else { "read" }.into(),
+                        graph: GRAPH.into(),
+                        branch: "main".into(),
+                        id,
+                        invoke_ms,
+                        return_ms: clock(),
+                        status,
+                        version,
+                        epoch,
+                    });
+                }
+            })
+        })
+        .collect();
+
+    // The schedule: a fault every 2 to 5 s, each lasting 1 to 4 s.
+    let mut rng = fastrand::Rng::with_seed(scenario.seed);
+    let mut faults = Vec::new();
+    while Instant::now() + Duration::from_secs(6) < deadline {
+        tokio::time::sleep(Duration::from_millis(rng.u64(2000..5000))).await;
+        let fault = [
+            Fault::Kill,
+            Fault::Pause,
+            Fault::SlowStore,
+            Fault::StoreErrors,
+        ][rng.usize(..4)];
+        let node = rng.usize(..nodes.len());
+        let lasting = Duration::from_millis(rng.u64(1000..4000));
+        faults.push(format!(
+            "{:.1}s {fault:?} n{node} for {:.1}s",
+            started.elapsed().as_secs_f64(),
+            lasting.as_secs_f64()
+        ));
+        match fault {
+            Fault::Kill => {
+                nodes[node].kill();
+                tokio::time::sleep(lasting).await;
+                nodes[node].start(&scenario.binary, &env);
+            }
+            Fault::Pause => {
+                nodes[node].signal("-STOP");
+                tokio::time::sleep(lasting).await;
+                nodes[node].signal("-CONT");
+            }
+            Fault::SlowStore => {
+                let slow = Latency {
+                    p50_ms: 400,
+                    jitter_ms: 200,
+                };
+                proxy.set_faults(Faults {
+                    latency: [(Op::Put, slow), (Op::Get, slow)].into(),
+                    ..Faults::default()
+                });
+                tokio::time::sleep(lasting).await;
+                proxy.set_faults(Faults::default());
+            }
+            Fault::StoreErrors => {
+                proxy.set_faults(Faults {
+                    errors: vec![ErrorRule {
+                        ops: vec![Op::Put],
+                        key_contains: None,
+                        rate: 0.2,
+                        status: 503,
+                        code: None,
+                    }],
+                    ..Faults::default()
+                });
+                tokio::time::sleep(lasting).await;
+                proxy.set_faults(Faults::default());
+            }
+        }
+    }
+    for client in clients {
+        let _ = client.await;
+    }
+
+    // Heal: every node up, the store clean; then read everything.
+    proxy.set_faults(Faults::default());
+    for node in &mut nodes {
+        if node.child.is_none() {
+            node.start(&scenario.binary, &env);
+        }
+    }
+    for port in &ports {
+        wait_ready(&http, *port).await;
+    }
+    let present = final_state(&http, ports[0]).await;
+    for node in &mut nodes {
+        node.signal("-TERM");
+    }
+    for node in &mut nodes {
+        if let Some(mut child) = node.child.take() {
+            let _ = child.wait();
+        }
+    }
+    let history = std::mem::take(&mut *history.lock().unwrap());
+    if let Some(path) = &scenario.history {
+        let lines: Vec<String> = history
+            .iter()
+            .map(|op| serde_json::to_string(op).unwrap())
+            .collect();
+        std::fs::write(path, lines.join("\n") + "\n").expect("history written");
+    }
+    let verdict = check(&history, &present);
+    Outcome {
+        seed: scenario.seed,
+        faults,
+        verdict,
+        present: present.len(),
+    }
+}
+
+async fn post(
+    http: &reqwest::Client,
+    port: u16,
+    path: &str,
+    body: Value,
+) -> (u16, reqwest::header::HeaderMap) {
+    match http
+        .post(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let _ = response.bytes().await;
+            (status, headers)
+        }
+        Err(_) => (0, reqwest::header::HeaderMap::new()),
+    }
+}
+
+async fn read(http: &reqwest::Client, port: u16, query: &str) -> (u16, reqwest::header::HeaderMap) {
+    match http
+        .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/query"))
+        .bearer_auth(TOKEN)
+        .header("x-omnigraph-read-version", "confirm")
+        .json(&json!({"query": query}))
+        .send()
+        .await
+    {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let _ = response.bytes().await;
+            (status, headers)
+        }
+        Err(_) => (0, reqwest::header::HeaderMap::new()),
+    }
+}
+
+fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.parse().ok()
+}
+
+/// Every name in the graph, read once the cluster is healed (retried while it settles).
+async fn final_state(http: &reqwest::Client, port: u16) -> BTreeSet<String> {
+    for _ in 0..60 {
+        if let Ok(response) = http
+            .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/query"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"query": ALL}))
+            .send()
+            .await
+            && response.status().is_success()
+            && let Ok(body) = response.json::<Value>().await
+        {
+            return body["rows"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|row| row["p.name"].as_str().map(str::to_string))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("the healed cluster never answered the final read");
+}
+
+async fn wait_ready(http: &reqwest::Client, port: u16) {
+    for _ in 0..240 {
+        if let Ok(response) = http
+            .get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            && response.status().is_success()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("node on port {port} never became ready");
+}
+
+fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
