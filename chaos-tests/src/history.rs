@@ -62,6 +62,9 @@ pub struct Verdict {
     pub went_backwards: Vec<String>,
     pub shared_versions: Vec<String>,
     pub unfenced: Vec<String>,
+    /// Acknowledged writes whose answer said neither version nor epoch: rules 2 to 4 could
+    /// not see them.
+    pub unstamped: Vec<String>,
 }
 
 impl Verdict {
@@ -71,6 +74,7 @@ impl Verdict {
             && self.went_backwards.is_empty()
             && self.shared_versions.is_empty()
             && self.unfenced.is_empty()
+            && self.unstamped.is_empty()
     }
 }
 
@@ -84,6 +88,9 @@ pub fn check(history: &[Operation], present: &BTreeSet<String>) -> Verdict {
         let Some(id) = &op.id else { continue };
         if op.acknowledged() {
             verdict.acknowledged_writes += 1;
+            if op.version.is_none() || op.epoch.is_none() {
+                verdict.unstamped.push(id.clone());
+            }
             if !present.contains(id) {
                 verdict.lost.push(id.clone());
             }

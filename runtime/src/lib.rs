@@ -177,6 +177,7 @@ impl Node {
         );
         omnigraph_cloud_actors::start_maintenance(&registry);
         let usage = meter.as_ref().map(|meter| {
+            registry.meter_usage(Arc::clone(meter));
             let flush = UsageFlush::new(
                 Arc::clone(meter),
                 registry.store().clone(),
@@ -284,8 +285,9 @@ impl Node {
             info!("operator console at /console");
         }
         if config.node.controls() {
-            let control = control::Control::load(&config.control, registry.store().clone())
-                .map_err(NodeError::Control)?;
+            let control =
+                control::Control::load(&config.control, &config.limits, registry.store().clone())
+                    .map_err(NodeError::Control)?;
             app = app.merge(control::router(control));
             info!("control plane role: /control/v1 for operators");
         }
@@ -395,7 +397,7 @@ impl Node {
 pub async fn rebuild_control(config: &NodeConfig) -> Result<serde_json::Value, String> {
     let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
         .map_err(|err| err.to_string())?;
-    let control = control::Control::load(&config.control, store)?;
+    let control = control::Control::load(&config.control, &config.limits, store)?;
     control.rebuild().await.map_err(|err| err.to_string())
 }
 

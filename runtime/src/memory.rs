@@ -57,6 +57,10 @@ pub(crate) fn watch(
     let high = budget.bytes / 10 * 9;
     MemoryWatch(Some(tokio::spawn(async move {
         let mut above = false;
+        // The resident memory after the last eviction round: another round only if memory
+        // fell since (evictions help) or grew well past it (new graphs warmed meanwhile), so
+        // that memory held elsewhere (the cache, the allocator) does not evict every graph.
+        let mut after_shedding: Option<usize> = None;
         loop {
             if let Some(bytes) = resident_bytes() {
                 resident.set(bytes as i64);
@@ -69,8 +73,13 @@ pub(crate) fn watch(
                     );
                 }
                 above = bytes > high;
-                if above {
+                let worth_it =
+                    after_shedding.is_none_or(|last| bytes < last || bytes > last + last / 10);
+                if above && worth_it {
                     repos.shed_for_memory().await;
+                    after_shedding = resident_bytes();
+                } else if !above {
+                    after_shedding = None;
                 }
             }
             tokio::time::sleep(SAMPLE_EVERY).await;

@@ -35,6 +35,9 @@ use crate::RepoKey;
 /// Whether the leases the authority was granted under are still held (a local check).
 pub(crate) type Authority = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Most recent copies a repo keeps for stale-ok reads.
+const MAX_RECENT: usize = 512;
+
 pub(crate) struct RepoCache {
     pub(crate) key: RepoKey,
     pub(crate) node: NodeCache,
@@ -171,6 +174,11 @@ impl RepoCache {
         if authoritative {
             entries.map.insert(key, value);
         } else {
+            if entries.recent.len() >= MAX_RECENT && !entries.recent.contains_key(&key) {
+                // Listings from ever-new offsets would otherwise pile up on a node that only
+                // reads: start over (a stale-ok read then asks the store once more).
+                entries.recent.clear();
+            }
             entries.recent.insert(key, (value, read_at.sent));
         }
     }

@@ -64,6 +64,8 @@ struct Inner {
     warm_set_pending: AtomicBool,
     /// The shutdown's record of the warm set is made: no other may follow.
     warm_set_closed: AtomicBool,
+    /// Where a graph's use counts as a warm second of its tenant's usage, when metered.
+    usage: std::sync::OnceLock<Arc<crate::usage::UsageMeter>>,
 }
 
 struct Slot {
@@ -94,6 +96,7 @@ impl Registry {
                 warm_set_saves: Mutex::new(()),
                 warm_set_pending: AtomicBool::new(false),
                 warm_set_closed: AtomicBool::new(false),
+                usage: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -146,6 +149,12 @@ impl Registry {
         }
     }
 
+    /// Counts every second a graph is used here as a warm second of its usage (the meter's
+    /// 1 s tick counts the seconds it is warm but unused).
+    pub fn meter_usage(&self, meter: Arc<crate::usage::UsageMeter>) {
+        let _ = self.inner.usage.set(meter);
+    }
+
     /// The repo for `key`, activated if cold, leased for the duration of one request.
     pub async fn repo(&self, key: &RepoKey) -> Result<ActiveRepo, RepoError> {
         for _ in 0..MAX_ACTIVATION_ATTEMPTS {
@@ -162,6 +171,9 @@ impl Registry {
                 }
             };
             if let Some(guard) = handle.shared.activity.enter() {
+                if let Some(usage) = self.inner.usage.get() {
+                    usage.active(key);
+                }
                 return Ok(ActiveRepo::new(handle, guard));
             }
             // Closing (evicted or being deleted): drop the stale slot and try again.

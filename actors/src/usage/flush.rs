@@ -146,24 +146,36 @@ pub async fn read_records_for(
 }
 
 /// Every usage record under the root from day `from` to day `to` (inclusive, `YYYY-MM-DD`;
-/// `None`: no bound). A record that does not parse is skipped with a warning.
+/// `None`: no bound): one listing of the days, one of each day taken, then the records, a few
+/// at a time. A record that does not parse is skipped with a warning.
 pub async fn read_records(
     store: &GraphStore,
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Vec<UsageRecord>, RepoError> {
-    let mut records = Vec::new();
-    for path in store.list_system_objects(USAGE_DIR).await? {
-        let day = path
-            .strip_prefix(USAGE_DIR)
-            .and_then(|rest| rest.trim_start_matches('/').split('/').next())
-            .unwrap_or_default();
-        if from.is_some_and(|from| day < from) || to.is_some_and(|to| day > to) {
+    use futures::{StreamExt, TryStreamExt};
+    let mut paths = Vec::new();
+    for day in store.list_folders(USAGE_DIR).await? {
+        if from.is_some_and(|from| day.as_str() < from) || to.is_some_and(|to| day.as_str() > to) {
             continue;
         }
-        let Some(bytes) = store.get_system_object(&path, None).await? else {
-            continue;
-        };
+        paths.extend(
+            store
+                .list_system_objects(&format!("{USAGE_DIR}/{day}"))
+                .await?,
+        );
+    }
+    let fetched: Vec<(String, Option<bytes::Bytes>)> = futures::stream::iter(paths)
+        .map(|path| async move {
+            let bytes = store.get_system_object(&path, None).await?;
+            Ok::<_, RepoError>((path, bytes))
+        })
+        .buffered(16)
+        .try_collect()
+        .await?;
+    let mut records = Vec::new();
+    for (path, bytes) in fetched {
+        let Some(bytes) = bytes else { continue };
         match serde_json::from_slice::<UsageRecord>(&bytes) {
             Ok(record) if record.format == USAGE_FORMAT => records.push(record),
             Ok(record) => {

@@ -43,13 +43,13 @@ impl UsageMeter {
         count(entry.seconds.entry(second).or_default());
     }
 
-    /// A request of `kind` (`read`, `write`, `manage`) answered for the graph, which is warm
-    /// this second to answer it.
+    /// A request of `kind` (`read`, `write`, `manage`) admitted for the graph. Warm seconds
+    /// are counted apart, from the graphs actually warm (a request may name a graph that does
+    /// not exist, or one warm on another node).
     pub fn request(&self, key: &RepoKey, kind: &str) {
         self.counts(key.tenant.as_str(), key.graph.as_str(), |counts| {
             *counts.requests.entry(kind.to_string()).or_default() += 1;
         });
-        self.active(key);
     }
 
     /// A request of `kind` answered for the tenant outside any graph (listing, creating).

@@ -109,9 +109,13 @@ function render(overview) {
   $("#content").hidden = false;
 }
 
+let loading = false;
+
 async function refresh() {
   const token = sessionStorage.getItem("omnigraph-operator-token");
-  if (!token) return;
+  // One load at a time: a slow overview is not asked for again until it has answered.
+  if (!token || loading) return;
+  loading = true;
   const status = $("#status");
   try {
     const response = await fetch("/console/api/overview", { headers: { Authorization: `Bearer ${token}` } });
@@ -123,6 +127,8 @@ async function refresh() {
   } catch (err) {
     status.className = "error";
     status.textContent = `Could not load the overview: ${err.message}`;
+  } finally {
+    loading = false;
   }
 }
 

@@ -128,7 +128,7 @@ async fn create(
         tokens: Vec::new(),
         quotas: body.quotas.unwrap_or_default(),
     };
-    check_quotas(&record.tenant, &record.quotas)?;
+    check_quotas(&control, &record.tenant, &record.quotas)?;
     directory::save(&control.store, &record)
         .await
         .map_err(internal)?;
@@ -138,11 +138,17 @@ async fn create(
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-/// Quotas are checked as the nodes check a bundle's limits (over the default limits).
-fn check_quotas(tenant: &str, quotas: &TenantLimitsOverride) -> Result<(), ApiError> {
-    let limits = omnigraph_cloud_config::NodeConfig::default_config().limits;
+/// Quotas are checked as the nodes check a bundle's limits, against this node's limits (its
+/// body limits among them): configure the control plane's `[server]` body limits as the data
+/// nodes' largest, or a quota could pass here and make a node refuse the bundle.
+fn check_quotas(
+    control: &Control,
+    tenant: &str,
+    quotas: &TenantLimitsOverride,
+) -> Result<(), ApiError> {
     let overrides = [(tenant.to_string(), quotas.clone())].into();
-    limits
+    control
+        .limits
         .with_overrides(&overrides)
         .map(|_| ())
         .map_err(|err| ApiError::bad_request(format!("quotas: {err}")))
@@ -262,7 +268,7 @@ async fn set_quotas(
     Path(tenant): Path<String>,
     Json(quotas): Json<TenantLimitsOverride>,
 ) -> Result<Json<Value>, ApiError> {
-    check_quotas(&tenant, &quotas)?;
+    check_quotas(&control, &tenant, &quotas)?;
     change(&control, &tenant, |record| {
         record.quotas = quotas;
         Ok(())
@@ -271,20 +277,31 @@ async fn set_quotas(
     .map(answer)
 }
 
-/// Deletes a tenant that has no graph left: its tokens stop working at the nodes' next sync.
+/// Deletes a suspended tenant that has no graph left: it stays suspended on every node, with
+/// no token. Suspended first, so that no graph can be created while its graphs are counted.
 async fn remove(
     State(control): State<Arc<Control>>,
     Path(tenant): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = tenant_id(&tenant)?;
+    if existing(&control, &tenant).await?.state != RecordState::Suspended {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "tenant '{tenant}' is active; suspend it first (and let the nodes sync), so that \
+                 no graph is created while it is deleted"
+            ),
+        ));
+    }
     let graphs = control.store.list_graphs(&id).await.map_err(internal)?;
     if !graphs.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "conflict",
             format!(
-                "tenant '{tenant}' still has {} graphs; delete them first (suspend the tenant \
-                 to stop its requests meanwhile)",
+                "tenant '{tenant}' still has {} graphs; resume it, delete them, suspend it, \
+                 then delete it",
                 graphs.len()
             ),
         ));

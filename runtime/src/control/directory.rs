@@ -85,16 +85,18 @@ pub(crate) async fn save(store: &GraphStore, record: &TenantRecord) -> Result<()
         .await
 }
 
-/// The bundle payload the records make, at `serial`: every tenant not deleted, with its state
-/// and tokens, and its quotas as its limits. A function of the records alone.
+/// The bundle payload the records make, at `serial`: every tenant with its state and tokens
+/// (a deleted one suspended, without tokens), and its quotas as its limits. A function of the
+/// records alone.
 pub(crate) fn bundle_payload(records: &[TenantRecord], serial: u64) -> BundlePayload {
     let mut tenants = BTreeMap::new();
     let mut limits = BTreeMap::new();
     for record in records {
+        // A deleted tenant stays suspended: its tokens are gone, and an identity it has
+        // elsewhere (an OIDC issuer, a node's own tokens file) must not come back with it.
         let state = match record.state {
             RecordState::Active => TenantState::Active,
-            RecordState::Suspended => TenantState::Suspended,
-            RecordState::Deleted => continue,
+            RecordState::Suspended | RecordState::Deleted => TenantState::Suspended,
         };
         let tokens = record
             .tokens

@@ -29,6 +29,8 @@ pub(crate) struct Control {
     store: GraphStore,
     operators: Operators,
     key: SigningKey,
+    /// This node's limits, which quotas are checked against.
+    limits: omnigraph_cloud_config::LimitsConfig,
     clock: omnigraph_cloud_actors::Clock,
     /// One change at a time in this process (a change reads, writes and publishes).
     changes: Mutex<()>,
@@ -104,7 +106,11 @@ pub(crate) async fn operator_only(
 
 impl Control {
     /// Reads the operators' token hashes and the bundle key `config` names.
-    pub(crate) fn load(config: &ControlConfig, store: GraphStore) -> Result<Arc<Control>, String> {
+    pub(crate) fn load(
+        config: &ControlConfig,
+        limits: &omnigraph_cloud_config::LimitsConfig,
+        store: GraphStore,
+    ) -> Result<Arc<Control>, String> {
         let operators = Operators::load(config)?;
         let key_path = config
             .bundle_key_file
@@ -118,6 +124,7 @@ impl Control {
             store,
             operators,
             key,
+            limits: limits.clone(),
             clock: omnigraph_cloud_actors::Clock::system(),
             changes: Mutex::new(()),
         }))
@@ -154,7 +161,7 @@ impl Control {
             .unwrap_or(0);
         // Never behind the clock either, so that a root whose bundle was removed does not
         // restart at a serial nodes refuse.
-        let serial = (published + 1).max(self.now_ms());
+        let serial = published.saturating_add(1).max(self.now_ms());
         let payload = directory::bundle_payload(&records, serial);
         let bytes = serde_json::to_vec(&payload).expect("a bundle payload serializes");
         let signed = bundle::sign(&bytes, &self.key).map_err(|err| RepoError::Internal {

@@ -194,16 +194,35 @@ async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it()
     let operator = control.client_with_token(OPERATOR);
     assert_eq!(operator.get("/control/v1/tenants").await.text, before);
 
-    // A tenant with graphs is not deleted; without them it is, and its token stops working.
+    // An active tenant is not deleted, nor a suspended one with graphs; a suspended one
+    // without graphs is, and its token stops working.
+    operator
+        .delete("/control/v1/tenants/acme")
+        .await
+        .expect_error(409, "conflict", "suspend it first");
+    operator
+        .post("/control/v1/tenants/acme/suspend", json!({}))
+        .await
+        .expect(200);
     operator
         .delete("/control/v1/tenants/acme")
         .await
         .expect_error(409, "conflict", "still has 1 graphs");
+    operator
+        .post("/control/v1/tenants/acme/resume", json!({}))
+        .await
+        .expect(200);
+    assert!(status_within(&acme, "/graphs/g/snapshot", 200).await);
     acme.delete("/graphs/g").await.expect(200);
+    operator
+        .post("/control/v1/tenants/acme/suspend", json!({}))
+        .await
+        .expect(200);
     operator
         .delete("/control/v1/tenants/acme")
         .await
         .expect(200);
+    // Deleted: suspended on the nodes, without its token.
     assert!(status_within(&acme, "/graphs", 401).await);
     operator.get("/control/v1/tenants/acme").await.expect(404);
     plane.data.shutdown().await;

@@ -124,6 +124,8 @@ async fn the_usage_command_prints_totals_from_the_root() {
             .expect(200);
     }
     client.count_people("g", "main").await;
+    // Warm seconds are counted by a 1 s tick over the warm graphs.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     node.shutdown().await;
 
     let config = node.root.join("usage.toml");
