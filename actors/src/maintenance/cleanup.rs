@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use omnigraph::db::{CleanupPolicyOptions, Omnigraph};
+use omnigraph::db::{CleanupPolicyOptions, Omnigraph, ReadTarget};
 use omnigraph_cloud_cluster::lease::LeaseKind;
 use tokio::time::Instant;
 
@@ -73,8 +73,13 @@ impl RepoMaintenance {
             // (and forking tables) beside the cleanup.
             self.compaction.validate().await.map_err(lease_failure)?;
             let writer_epoch = self.writer.validate().await.map_err(lease_failure)?;
+            // A branch that has not written a table reads main's version of it from when the
+            // branch was made: keep at least every version from there to main's latest.
+            let for_branches = versions_branches_read(&own)
+                .await
+                .map_err(|err| format!("reading the branches' snapshots: {err}"))?;
             let options = CleanupPolicyOptions {
-                keep_versions: Some(self.retention.keep_versions),
+                keep_versions: Some(self.retention.keep_versions.max(for_branches)),
                 older_than: Some(self.retention.keep_for),
             };
             let mut writer_fence = self.writer.fence(writer_epoch);
@@ -116,4 +121,31 @@ impl RepoMaintenance {
             |p, r| p.last_cleanup = Some(r),
         );
     }
+}
+
+/// How many of main's latest versions of a table cleanup must keep so that every branch
+/// still reads the version it was made from: for each table a branch has not written itself
+/// (its entry names main's table), main's latest version minus the branch's, plus one.
+async fn versions_branches_read(engine: &Omnigraph) -> Result<u32, omnigraph::error::OmniError> {
+    let main = engine.snapshot_of(ReadTarget::branch("main")).await?;
+    let mut keep = 0u64;
+    for branch in engine.branch_list().await? {
+        if branch == "main" {
+            continue;
+        }
+        let snapshot = engine
+            .snapshot_of(ReadTarget::branch(branch.as_str()))
+            .await?;
+        for entry in snapshot.entries() {
+            let on_main = entry
+                .table_branch
+                .as_deref()
+                .is_none_or(|table_branch| table_branch == "main");
+            if let (true, Some(latest)) = (on_main, main.entry(&entry.table_key)) {
+                let needed = latest.table_version.saturating_sub(entry.table_version) + 1;
+                keep = keep.max(needed);
+            }
+        }
+    }
+    Ok(u32::try_from(keep).unwrap_or(u32::MAX))
 }

@@ -302,3 +302,45 @@ async fn cleanup_never_runs_beside_a_write_in_flight() {
     assert_eq!(client.count_people("g", "feature").await, 7);
     assert_eq!(client.count_people("g", "main").await, 7);
 }
+
+/// A branch that has not yet written a table reads main's version of it from when it was
+/// made: cleanup must keep that version however many main has written since.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_keeps_the_versions_a_branch_still_reads() {
+    let node = TestNode::start_with(
+        "[maintenance]\ninterval = \"1s\"\ntrigger_versions = 1\nkeep_versions = 3\n\
+         keep_for = \"0s\"\nbackoff = \"1s\"\n",
+    )
+    .await;
+    let client = node.client();
+    client.create_graph("g").await;
+    client.insert_person("g", "first", 1).await.expect(200);
+    client.create_branch("g", "feature").await;
+    for i in 0..8 {
+        client
+            .insert_person("g", &format!("main-{i}"), i)
+            .await
+            .expect(200);
+    }
+    let cleaned = eventually(Duration::from_secs(30), || {
+        let client = client.clone();
+        async move {
+            let report = maintenance_report(&client).await;
+            report["backlog"]["versions_since_run"] == 0
+                && report["last_cleanup"]["outcome"] == "done"
+        }
+    })
+    .await;
+    assert!(cleaned, "a cleanup ran after the main writes");
+    assert_eq!(client.count_people("g", "feature").await, 1);
+    client
+        .post(
+            "/graphs/g/mutate",
+            json!({"query": crate::support::INSERT_PERSON,
+                   "params": {"name": "on-feature", "age": 1}, "branch": "feature"}),
+        )
+        .await
+        .expect(200);
+    assert_eq!(client.count_people("g", "feature").await, 2);
+    assert_eq!(client.count_people("g", "main").await, 9);
+}
