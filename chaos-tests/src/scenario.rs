@@ -331,32 +331,25 @@ async fn post(
     path: &str,
     body: Value,
 ) -> (u16, reqwest::header::HeaderMap) {
-    match http
+    let request = http
         .post(format!("http://127.0.0.1:{port}{path}"))
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await
-    {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let _ = response.bytes().await;
-            (status, headers)
-        }
-        Err(_) => (0, reqwest::header::HeaderMap::new()),
-    }
+        .json(&body);
+    answer(request).await
 }
 
+/// A query that asks for its version wherever it runs.
 async fn read(http: &reqwest::Client, port: u16, query: &str) -> (u16, reqwest::header::HeaderMap) {
-    match http
+    let request = http
         .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/query"))
-        .bearer_auth(TOKEN)
         .header("x-omnigraph-read-version", "confirm")
-        .json(&json!({"query": query}))
-        .send()
-        .await
-    {
+        .json(&json!({"query": query}));
+    answer(request).await
+}
+
+/// The status and headers of `request`'s answer, its body read to the end; status 0 when no
+/// answer came.
+async fn answer(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap) {
+    match request.bearer_auth(TOKEN).send().await {
         Ok(response) => {
             let status = response.status().as_u16();
             let headers = response.headers().clone();

@@ -272,22 +272,29 @@ impl Node {
         };
         let members = state.membership.clone();
         let mut app = router(state);
-        if config.control.operator_tokens_file.is_some() {
-            let operators =
-                control::Operators::load(&config.control).map_err(NodeError::Control)?;
+        // The operators' tokens, read once for the console and the control plane.
+        let operators = match &config.control.operator_tokens_file {
+            Some(_) => Some(control::Operators::load(&config.control).map_err(NodeError::Control)?),
+            None => None,
+        };
+        if let Some(operators) = &operators {
             let roles = config.node.roles.iter().map(|role| role.as_str()).collect();
             app = app.merge(console::router(Arc::new(console::Console {
                 registry: registry.clone(),
-                operators,
+                operators: operators.clone(),
                 roles,
                 members,
             })));
             info!("operator console at /console");
         }
-        if config.node.controls() {
-            let control =
-                control::Control::load(&config.control, &config.limits, registry.store().clone())
-                    .map_err(NodeError::Control)?;
+        if let (true, Some(operators)) = (config.node.controls(), operators) {
+            let control = control::Control::load(
+                &config.control,
+                operators,
+                &config.limits,
+                registry.store().clone(),
+            )
+            .map_err(NodeError::Control)?;
             app = app.merge(control::router(control));
             info!("control plane role: /control/v1 for operators");
         }
@@ -397,7 +404,8 @@ impl Node {
 pub async fn rebuild_control(config: &NodeConfig) -> Result<serde_json::Value, String> {
     let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
         .map_err(|err| err.to_string())?;
-    let control = control::Control::load(&config.control, &config.limits, store)?;
+    let operators = control::Operators::load(&config.control)?;
+    let control = control::Control::load(&config.control, operators, &config.limits, store)?;
     control.rebuild().await.map_err(|err| err.to_string())
 }
 

@@ -105,13 +105,13 @@ pub(crate) async fn operator_only(
 }
 
 impl Control {
-    /// Reads the operators' token hashes and the bundle key `config` names.
+    /// The control plane of `operators`, signing with the bundle key `config` names.
     pub(crate) fn load(
         config: &ControlConfig,
+        operators: Operators,
         limits: &omnigraph_cloud_config::LimitsConfig,
         store: GraphStore,
     ) -> Result<Arc<Control>, String> {
-        let operators = Operators::load(config)?;
         let key_path = config
             .bundle_key_file
             .as_ref()
