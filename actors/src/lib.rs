@@ -16,6 +16,7 @@ pub mod origin;
 mod probe;
 mod registry;
 mod repo;
+pub mod sim;
 pub mod stamp;
 mod storage;
 pub mod usage;

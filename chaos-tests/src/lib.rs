@@ -12,6 +12,7 @@ pub mod history;
 mod proxy;
 mod s3_server;
 pub mod scenario;
+pub mod simulation;
 
 pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};

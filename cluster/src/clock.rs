@@ -34,6 +34,14 @@ impl Clock {
         }
     }
 
+    /// A clock whose wall time starts at `wall_ms` and advances with tokio's clock: a
+    /// simulation's nodes each get one, with their own skew, so that a seed replays exactly.
+    pub fn following_tokio_from(wall_ms: u64) -> Clock {
+        Clock {
+            anchor: Some((wall_ms, Instant::now())),
+        }
+    }
+
     /// Now, on the monotonic clock.
     pub fn now(&self) -> Instant {
         Instant::now()

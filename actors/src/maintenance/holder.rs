@@ -204,7 +204,13 @@ impl Fence {
     /// A fence that stays open for an hour: for unit tests of fenced work.
     #[cfg(test)]
     pub(crate) fn open_for_tests() -> Fence {
-        let deadline = Instant::now() + std::time::Duration::from_secs(3600);
+        Fence::open_for_tests_during(std::time::Duration::from_secs(3600))
+    }
+
+    /// A fence that stays open for `open` from now: for unit tests of fenced work.
+    #[cfg(test)]
+    pub(crate) fn open_for_tests_during(open: std::time::Duration) -> Fence {
+        let deadline = Instant::now() + open;
         let (holder, view) = watch::channel(Some((1, deadline)));
         // The holder must outlive the fence: a dropped holder passes it.
         std::mem::forget(holder);

@@ -10,7 +10,7 @@
 mod activity;
 mod actor;
 mod branches;
-mod coalescer;
+pub(crate) mod coalescer;
 mod export;
 mod handle;
 mod maintenance_actors;
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 pub use export::ExportStream;
 pub use handle::{ActiveRepo, RepoHandle, SnapshotInfo, TableInfo};
-pub use messages::{RepoMsg, WriteOp, WriteOutcome};
+pub use messages::{RepoMsg, WriteOp, WriteOutcome, Written};
 
 pub(crate) use activity::Activity;
 pub(crate) use supervisor::{RepoSupervisor, SupervisorArgs};

@@ -2,13 +2,17 @@
 //!
 //! `og-chaos run --seed 7 --binary target/debug/omnigraph-cloud` runs one seed and prints its
 //! verdict; `og-chaos long --runs 50` runs seeds one after another and prints the table.
+//! `og-chaos sim --seeds 100000` runs seeds of the deterministic simulation, and
+//! `og-chaos sim --seed 7` replays one of them with its faults and verdict.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use omnigraph_cloud_actors::sim::SimConfig;
 use omnigraph_cloud_chaos::scenario::{Scenario, run};
+use omnigraph_cloud_chaos::simulation;
 
 #[derive(Parser)]
 #[command(about = "Chaos runs of an omnigraph-cloud cluster, checked")]
@@ -37,6 +41,19 @@ enum Command {
         first: u64,
         #[command(flatten)]
         shape: Shape,
+    },
+    /// The deterministic simulation (no processes, no Lance): seeds `first..first+seeds`,
+    /// or one seed replayed in full with `--seed`.
+    Sim {
+        #[arg(long, conflicts_with_all = ["seeds", "first"])]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        #[arg(long, default_value_t = 1)]
+        first: u64,
+        /// With `--seed`: also print every request of the run.
+        #[arg(long)]
+        history: bool,
     },
 }
 
@@ -82,6 +99,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Sim {
+            seed: Some(seed),
+            history,
+            ..
+        } => replay(seed, history),
+        Command::Sim {
+            seed: None,
+            seeds,
+            first,
+            ..
+        } => simulate(first, seeds),
         Command::Long { runs, first, shape } => {
             println!(
                 "| seed | faults | operations | acknowledged writes | indeterminate | lost | backwards | shared versions | unfenced |"
@@ -113,5 +141,65 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+    }
+}
+
+/// One simulated seed, in full.
+fn replay(seed: u64, history: bool) -> ExitCode {
+    let (run, verdict) = simulation::run_and_check(seed, &SimConfig::default());
+    for fault in &run.faults {
+        println!(
+            "fault at {:>6} ms for {:>5} ms: {:?}",
+            fault.at.as_millis(),
+            fault.lasts.as_millis(),
+            fault.fault
+        );
+    }
+    if history {
+        for op in simulation::operations(&run) {
+            println!("{}", serde_json::to_string(&op).expect("json"));
+        }
+        for commit in &run.commits {
+            println!(
+                "commit version {} by n{} under epoch {}, landed at {} ms: {:?}",
+                commit.version, commit.node, commit.epoch, commit.landed_ms, commit.ids
+            );
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&verdict).expect("json"));
+    if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("seed {seed} FAILED");
+        ExitCode::FAILURE
+    }
+}
+
+/// Seeds `first..first+seeds` of the simulation, with totals and the seeds that failed.
+fn simulate(first: u64, seeds: u64) -> ExitCode {
+    let config = SimConfig::default();
+    let started = std::time::Instant::now();
+    let mut totals = simulation::SimTotals::default();
+    for seed in first..first + seeds {
+        let (_, verdict) = simulation::run_and_check(seed, &config);
+        totals.add(&verdict);
+        if !verdict.passed() {
+            eprintln!(
+                "seed {seed} FAILED (replay: og-chaos sim --seed {seed}): {}",
+                serde_json::to_string(&verdict).expect("json")
+            );
+        }
+        let done = seed - first + 1;
+        if done % 1000 == 0 && done < seeds {
+            eprintln!("{done} seeds, {:.0} s", started.elapsed().as_secs_f64());
+        }
+    }
+    let took = started.elapsed();
+    println!("{}", totals.table(took));
+    if totals.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("failed seeds: {:?}", totals.failed);
+        ExitCode::FAILURE
     }
 }

@@ -45,6 +45,7 @@ mod target;
 pub(crate) use gather::Gather;
 pub(crate) use publish::execute;
 pub(crate) use queue::{Coalescer, Unit};
+pub(crate) use target::{Publication, Publisher};
 
 #[cfg(test)]
 mod publish_tests;

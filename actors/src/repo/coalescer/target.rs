@@ -49,6 +49,12 @@ pub(crate) trait Publisher: Send + Sync {
     /// The caller's error for an engine failure on `branch` (a missing branch named as such).
     async fn explain(&self, branch: &str, err: OmniError) -> RepoError;
 
+    /// Now on the clock the graph's commits are stamped with, in microseconds since the Unix
+    /// epoch: the engine stamps them with the system's wall clock.
+    fn wall_us(&self) -> i64 {
+        omnigraph_cloud_cluster::Clock::system().wall_ms() as i64 * 1000
+    }
+
     /// The `__manifest` version of `branch` now; `None` when it cannot be read (the write it
     /// follows is durable all the same).
     async fn version(&self, branch: &str) -> Option<u64>;
