@@ -58,6 +58,14 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 ./scripts/check-deps.sh
 
+# A chaos build of the node (docs/chaos.md): the engine's failpoints compiled in, for the
+# test that aborts a writer between commit phases. It rebuilds the engine and our crates, not
+# Lance; the normal build below puts the normal binary back in place.
+cargo build --locked -p omnigraph-cloud --features chaos
+export OMNIGRAPH_CHAOS_NODE_BIN="$CARGO_TARGET_DIR/debug/omnigraph-cloud-chaos-build"
+cp "$CARGO_TARGET_DIR/debug/omnigraph-cloud" "$OMNIGRAPH_CHAOS_NODE_BIN"
+export OMNIGRAPH_TEST_CHAOS_BUILD=require
+
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast "$@"
 else

@@ -17,6 +17,7 @@ macro_rules! outln {
     };
 }
 
+mod failpoints;
 mod lease_cli;
 mod publish;
 mod tools;
@@ -144,6 +145,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if let Err(message) = failpoints::arm_from_env() {
+                eprintln!("error: {message}");
+                return ExitCode::from(2);
+            }
             init_logging(&config);
             // The engine's futures are large; give worker threads room beyond the 2 MiB default.
             let runtime = tokio::runtime::Builder::new_multi_thread()

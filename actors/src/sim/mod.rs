@@ -155,7 +155,7 @@ async fn simulate(seed: u64, config: &SimConfig) -> SimRun {
         client.await.expect("a client task");
     }
     let mut history = std::mem::take(&mut *history.lock().expect("history"));
-    history.sort_by(|a: &SimOp, b| (a.invoke_ms, a.client).cmp(&(b.invoke_ms, b.client)));
+    history.sort_by_key(|op: &SimOp| (op.invoke_ms, op.client));
     // Requests in flight land within a store timeout plus a straggler; then the store is read.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let commits = world.manifest.lock().expect("manifest").clone();

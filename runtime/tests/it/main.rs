@@ -10,6 +10,7 @@ mod coalescer;
 mod console;
 mod control;
 mod defects;
+mod failpoints;
 mod fencing;
 mod input;
 mod isolation;

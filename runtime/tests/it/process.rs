@@ -26,10 +26,21 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) async fn start(config: &Path, port: u16) -> Server {
+        Server::start_binary(Path::new(BIN), config, port, &[]).await
+    }
+
+    /// [`Server::start`] of the binary at `binary`, with `envs` set.
+    pub(crate) async fn start_binary(
+        binary: &Path,
+        config: &Path,
+        port: u16,
+        envs: &[(&str, &str)],
+    ) -> Server {
         let metrics_port = free_port();
-        let child = Command::new(BIN)
+        let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(config)
+            .envs(envs.iter().copied())
             .env(
                 "OMNIGRAPH_CLOUD_SERVER__METRICS_BIND",
                 format!("127.0.0.1:{metrics_port}"),
@@ -85,7 +96,7 @@ impl Drop for Server {
     }
 }
 
-fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
+pub(crate) fn write_config(dir: &Path, port: u16) -> std::path::PathBuf {
     let path = dir.join("node.toml");
     std::fs::write(
         &path,
