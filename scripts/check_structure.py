@@ -5,6 +5,9 @@
 2. No import cycle between the modules of a crate. Modules are compared with their siblings:
    an import from `a/b/c.rs` of `crate::a::d::X` is an edge `b -> d` among the children of `a`.
    Imports of an ancestor or a descendant are containment, not layering, and are not edges.
+3. The crates that serve requests (`cluster`, `actors`, `http`) never name the control
+   plane's API (`/control/`): the control plane is never on the request path. They cannot
+   call its code either, which lives in `runtime`, above them.
 
 Usage: scripts/check_structure.py [crate-dir ...]   (default: every crate of the workspace)
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 MAX_LINES = 500
 ROOT = Path(__file__).resolve().parent.parent
 CRATES = ["config", "cluster", "actors", "http", "runtime", "chaos-tests"]
+DATA_PLANE = ["cluster", "actors", "http"]
 
 
 def module_path(src: Path, file: Path) -> tuple:
@@ -161,6 +165,18 @@ def check_crate(crate: Path) -> list:
             edge = sibling_edge(module, target)
             if edge:
                 edges[edge[0]].add(edge[1])
+    if crate.name in DATA_PLANE:
+        for module, file in modules.items():
+            code = [
+                line
+                for line in code_before_tests(file.read_text()).splitlines()
+                if not line.lstrip().startswith("//")
+            ]
+            if any("/control/" in line for line in code):
+                problems.append(
+                    f"{file.relative_to(ROOT)}: names the control plane's API; the data plane "
+                    "must never call it (docs/control-plane.md)"
+                )
     for component in tangles(edges):
         names = ", ".join("/".join(m) for m in component)
         problems.append(f"{crate.name}: modules that import each other in a cycle: {names}")
@@ -177,7 +193,10 @@ def main() -> int:
     for problem in problems:
         print(f"error: {problem}")
     if not problems:
-        print(f"structure guards: ok (files under {MAX_LINES} lines before tests, no module cycles)")
+        print(
+            f"structure guards: ok (files under {MAX_LINES} lines before tests, no module "
+            "cycles, no call of the control plane from the data plane)"
+        )
     return 1 if problems else 0
 
 

@@ -62,8 +62,9 @@ pub struct Verdict {
     pub went_backwards: Vec<String>,
     pub shared_versions: Vec<String>,
     pub unfenced: Vec<String>,
-    /// Acknowledged writes whose answer said neither version nor epoch: rules 2 to 4 could
-    /// not see them.
+    /// Acknowledged writes whose answer said no version or no epoch: rules 2 to 4 could not
+    /// see them. Counted, not a failure: a write is acknowledged without its version when
+    /// the version could not be read within the writer's lease (docs/cluster.md).
     pub unstamped: Vec<String>,
 }
 
@@ -74,7 +75,6 @@ impl Verdict {
             && self.went_backwards.is_empty()
             && self.shared_versions.is_empty()
             && self.unfenced.is_empty()
-            && self.unstamped.is_empty()
     }
 }
 

@@ -1,6 +1,7 @@
-//! A chaos run: a cluster of real node processes on one root (moto behind the fault proxy),
-//! concurrent clients writing unique ids and reading, and a seeded schedule of faults; then
-//! every node healed, the graph read in full, and the history checked ([`crate::history`]).
+//! A chaos run: a cluster of real node processes on one root (moto, behind a fault proxy per
+//! node), concurrent clients writing unique ids and reading, and a seeded schedule of faults;
+//! then every node healed, the graph read in full, and the history checked
+//! ([`crate::history`]).
 //!
 //! Everything random comes from the seed: which faults, when, on which node, which client
 //! writes or reads where. Replaying a seed replays the schedule (the machine's timing still
@@ -55,12 +56,16 @@ enum Fault {
     Pause,
     SlowStore,
     StoreErrors,
+    /// One node cannot reach the store: its proxy drops every connection.
+    StorePartition,
 }
 
 struct Node {
     config: PathBuf,
     port: u16,
     log: PathBuf,
+    /// The store's address and credentials: its own proxy.
+    env: Vec<(&'static str, String)>,
     child: Option<Child>,
 }
 
@@ -72,7 +77,7 @@ impl Drop for Node {
 }
 
 impl Node {
-    fn start(&mut self, binary: &Path, env: &[(&'static str, String)]) {
+    fn start(&mut self, binary: &Path) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -81,7 +86,7 @@ impl Node {
         let child = Command::new(binary)
             .args(["serve", "--config"])
             .arg(&self.config)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log)
@@ -122,10 +127,20 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         .await
         .expect("moto (scripts/test.sh installs it)");
     s3.create_bucket("chaos").await.unwrap();
-    let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), s3.endpoint())
-        .await
-        .unwrap();
-    let env = aws_env_for(&proxy.endpoint());
+    // Each node reaches the store through a proxy of its own, so that one node can be cut
+    // off from it while the others are not.
+    let mut proxies = Vec::new();
+    for _ in 0..scenario.nodes {
+        let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), s3.endpoint())
+            .await
+            .unwrap();
+        proxies.push(proxy);
+    }
+    let set_faults = |faults: Faults| {
+        for proxy in &proxies {
+            proxy.set_faults(faults.clone());
+        }
+    };
     let seed_port = free_udp_port();
     let mut nodes: Vec<Node> = (0..scenario.nodes)
         .map(|i| {
@@ -150,12 +165,13 @@ pub async fn run(scenario: &Scenario) -> Outcome {
                 config,
                 port,
                 log: root.join(format!("n{i}.log")),
+                env: aws_env_for(&proxies[i].endpoint()),
                 child: None,
             }
         })
         .collect();
     for node in &mut nodes {
-        node.start(&scenario.binary, &env);
+        node.start(&scenario.binary);
     }
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(8))
@@ -238,7 +254,8 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             Fault::Pause,
             Fault::SlowStore,
             Fault::StoreErrors,
-        ][rng.usize(..4)];
+            Fault::StorePartition,
+        ][rng.usize(..5)];
         let node = rng.usize(..nodes.len());
         let lasting = Duration::from_millis(rng.u64(1000..4000));
         faults.push(format!(
@@ -250,7 +267,7 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             Fault::Kill => {
                 nodes[node].kill();
                 tokio::time::sleep(lasting).await;
-                nodes[node].start(&scenario.binary, &env);
+                nodes[node].start(&scenario.binary);
             }
             Fault::Pause => {
                 nodes[node].signal("-STOP");
@@ -262,15 +279,15 @@ pub async fn run(scenario: &Scenario) -> Outcome {
                     p50_ms: 400,
                     jitter_ms: 200,
                 };
-                proxy.set_faults(Faults {
+                set_faults(Faults {
                     latency: [(Op::Put, slow), (Op::Get, slow)].into(),
                     ..Faults::default()
                 });
                 tokio::time::sleep(lasting).await;
-                proxy.set_faults(Faults::default());
+                set_faults(Faults::default());
             }
             Fault::StoreErrors => {
-                proxy.set_faults(Faults {
+                set_faults(Faults {
                     errors: vec![ErrorRule {
                         ops: vec![Op::Put],
                         key_contains: None,
@@ -281,7 +298,15 @@ pub async fn run(scenario: &Scenario) -> Outcome {
                     ..Faults::default()
                 });
                 tokio::time::sleep(lasting).await;
-                proxy.set_faults(Faults::default());
+                set_faults(Faults::default());
+            }
+            Fault::StorePartition => {
+                proxies[node].set_faults(Faults {
+                    partition: true,
+                    ..Faults::default()
+                });
+                tokio::time::sleep(lasting).await;
+                proxies[node].set_faults(Faults::default());
             }
         }
     }
@@ -290,10 +315,10 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     }
 
     // Heal: every node up, the store clean; then read everything.
-    proxy.set_faults(Faults::default());
+    set_faults(Faults::default());
     for node in &mut nodes {
         if node.child.is_none() {
-            node.start(&scenario.binary, &env);
+            node.start(&scenario.binary);
         }
     }
     for port in &ports {

@@ -112,15 +112,15 @@ fn main() -> ExitCode {
         } => simulate(first, seeds),
         Command::Long { runs, first, shape } => {
             println!(
-                "| seed | faults | operations | acknowledged writes | indeterminate | lost | backwards | shared versions | unfenced |"
+                "| seed | faults | operations | acknowledged writes | indeterminate | lost | backwards | shared versions | unfenced | without a version |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|");
             let mut failed = Vec::new();
             for seed in first..first + runs {
                 let outcome = runtime.block_on(run(&scenario(seed, &shape, None)));
                 let v = &outcome.verdict;
                 println!(
-                    "| {seed} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {seed} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     outcome.faults.len(),
                     v.operations,
                     v.acknowledged_writes,
@@ -128,9 +128,14 @@ fn main() -> ExitCode {
                     v.lost.len(),
                     v.went_backwards.len(),
                     v.shared_versions.len(),
-                    v.unfenced.len()
+                    v.unfenced.len(),
+                    v.unstamped.len()
                 );
                 if !v.passed() {
+                    eprintln!(
+                        "seed {seed} FAILED (replay: og-chaos run --seed {seed}): {}",
+                        serde_json::to_string(&outcome).expect("json")
+                    );
                     failed.push(seed);
                 }
             }

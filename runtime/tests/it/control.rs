@@ -17,6 +17,7 @@ struct Plane {
     _policies: TempDir,
     root: TempDir,
     control_toml: String,
+    data_toml: String,
     data: TestNode,
 }
 
@@ -56,9 +57,17 @@ impl Plane {
             _policies: policies,
             root,
             control_toml,
+            data_toml,
             data,
         };
         (plane, control)
+    }
+}
+
+impl Plane {
+    /// Another data node on the plane's root.
+    async fn start_data(&self) -> TestNode {
+        TestNode::start_on(self.root.path(), &self.data_toml).await
     }
 }
 
@@ -301,4 +310,81 @@ async fn a_new_control_process_answers_byte_for_byte_from_the_root() {
     let control = TestNode::start_on(plane.root.path(), &plane.control_toml).await;
     let after = answers(control.client_with_token(OPERATOR)).await;
     assert_eq!(before, after);
+}
+
+/// The control plane is off the request path: stopped for 60 s, every data node goes on
+/// serving every tenant it provisioned (the whole data API suite, `workflow::full_workflow`,
+/// on each node, at the start of the minute and at its end), a node started meanwhile
+/// serves them too, and writes and reads go on throughout the minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_api_suite_passes_on_every_data_node_with_the_control_plane_stopped() {
+    let (mut plane, mut control) = Plane::start().await;
+    let operator = control.client_with_token(OPERATOR);
+    let mut tokens = Vec::new();
+    for tenant in ["acme", "globex", "initech", "umbrella"] {
+        operator
+            .post("/control/v1/tenants", json!({"tenant": tenant}))
+            .await
+            .expect(201);
+        let issued = operator
+            .post(
+                &format!("/control/v1/tenants/{tenant}/tokens"),
+                json!({"actor": "ops"}),
+            )
+            .await
+            .expect(201);
+        tokens.push(issued["token"].as_str().unwrap().to_string());
+    }
+    let mut second = plane.start_data().await;
+    for node in [&plane.data, &second] {
+        for token in &tokens {
+            assert!(status_within(&node.client_with_token(token), "/graphs", 200).await);
+        }
+    }
+
+    control.shutdown().await;
+    let stopped = tokio::time::Instant::now();
+    // The suite on each node, one tenant each.
+    crate::workflow::full_workflow(&plane.data.client_with_token(&tokens[0])).await;
+    crate::workflow::full_workflow(&second.client_with_token(&tokens[1])).await;
+    // A node that starts while the control plane is down reads the tenants from the root.
+    second.shutdown().await;
+    let second = plane.start_data().await;
+    // Both tenants read and write on both nodes until the control plane has been down for
+    // a minute.
+    let writers = [&plane.data, &second];
+    let mut round = 0;
+    while stopped.elapsed() < Duration::from_secs(60) {
+        for (tenant, token) in tokens[..2].iter().enumerate() {
+            for node in [&plane.data, &second] {
+                let client = node.client_with_token(token);
+                client.get("/graphs").await.expect(200);
+                client.get("/graphs/knowledge/snapshot").await.expect(200);
+            }
+            // These nodes do not forward: a write goes to the node holding the graph's writer
+            // lease, which a read may also have taken while it was free (421 names it).
+            let name = format!("r{round}-{tenant}");
+            let mut statuses = Vec::new();
+            for node in [writers[tenant], writers[1 - tenant]] {
+                let status = node
+                    .client_with_token(token)
+                    .insert_person("knowledge", &name, 1)
+                    .await
+                    .status
+                    .as_u16();
+                statuses.push(status);
+                if status == 200 {
+                    break;
+                }
+            }
+            assert_eq!(statuses.last(), Some(&200), "round {round}: {statuses:?}");
+        }
+        round += 1;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert!(round >= 30, "{round} rounds in the minute");
+    // After the minute, the whole suite again on each node, for the two tenants not used yet.
+    crate::workflow::full_workflow(&second.client_with_token(&tokens[2])).await;
+    crate::workflow::full_workflow(&plane.data.client_with_token(&tokens[3])).await;
+    plane.data.shutdown().await;
 }
