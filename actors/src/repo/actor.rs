@@ -252,6 +252,7 @@ impl Actor for RepoActor {
                     }
                 }
             }
+            #[cfg(feature = "test-seams")]
             RepoMsg::Crash => panic!(
                 "fault injected: repo actor for {} crashed",
                 state.shared.key

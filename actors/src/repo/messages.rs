@@ -32,7 +32,8 @@ pub enum RepoMsg {
     /// activation that could not: then the engine is opened again as the authority's.
     ClaimAuthority,
     /// Fault injection for tests and chaos runs: the actor panics while handling it, and its
-    /// supervisor restarts it with a fresh engine handle.
+    /// supervisor restarts it with a fresh engine handle. `test-seams` builds only.
+    #[cfg(feature = "test-seams")]
     Crash,
 }
 

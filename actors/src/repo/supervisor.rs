@@ -27,7 +27,8 @@ pub(crate) struct RepoSupervisor;
 pub(crate) enum SupervisorMsg {
     /// Evicts the repo if it has been idle for `idle_timeout`, else re-arms.
     IdleCheck,
-    /// Makes the current actor panic (fault injection).
+    /// Makes the current actor panic (fault injection, `test-seams` builds only).
+    #[cfg(feature = "test-seams")]
     CrashChild,
 }
 
@@ -96,6 +97,7 @@ impl Actor for RepoSupervisor {
                     arm_idle_check(&myself, state.idle_timeout);
                 }
             }
+            #[cfg(feature = "test-seams")]
             SupervisorMsg::CrashChild => {
                 if let Some(child) = &state.child {
                     let _ = child.cast(RepoMsg::Crash);
