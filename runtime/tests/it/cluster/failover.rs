@@ -113,8 +113,13 @@ async fn a_draining_holder_hands_over_without_an_error() {
     let holder = cluster.nodes.remove(0);
     let readyz = format!("http://127.0.0.1:{}/readyz", holder.port);
     holder.server.signal("TERM");
-    let draining = reqwest::get(&readyz).await.unwrap().status();
-    assert_eq!(draining, 503, "/readyz turns 503 as the drain begins");
+    // The signal is handled asynchronously: /readyz turns 503 once the drain has begun.
+    let draining = crate::support::eventually(Duration::from_millis(900), || {
+        let readyz = readyz.clone();
+        async move { reqwest::get(&readyz).await.is_ok_and(|r| r.status() == 503) }
+    })
+    .await;
+    assert!(draining, "/readyz turns 503 as the drain begins");
     let status = tokio::task::spawn_blocking(move || holder.server.wait_exit())
         .await
         .unwrap();
