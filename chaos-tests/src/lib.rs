@@ -16,3 +16,4 @@ pub mod simulation;
 
 pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};
+pub use scenario::{free_tcp_port, free_udp_port};

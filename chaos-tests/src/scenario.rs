@@ -428,7 +428,8 @@ async fn wait_ready(http: &reqwest::Client, port: u16) {
     panic!("node on port {port} never became ready");
 }
 
-fn free_tcp_port() -> u16 {
+/// A TCP port on loopback that nothing listens on now.
+pub fn free_tcp_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -436,7 +437,8 @@ fn free_tcp_port() -> u16 {
         .port()
 }
 
-fn free_udp_port() -> u16 {
+/// A UDP port on loopback that nothing is bound to now.
+pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -4,8 +4,8 @@
 //! a lost race is a manifest conflict, an unreachable store an error whose message the node
 //! classes as unavailable or internal.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use omnigraph::error::{ManifestConflictDetails, ManifestError, ManifestErrorKind, OmniError};
@@ -30,8 +30,6 @@ pub(super) struct ModelGraph {
     link: Link,
     catalog: Arc<Catalog>,
     clock: Clock,
-    /// The version this handle last saw: its next commit expects the head to be there.
-    base: Mutex<u64>,
     /// The writer-lease epoch this node publishes under (set before each unit).
     epoch: AtomicU64,
 }
@@ -43,7 +41,6 @@ impl ModelGraph {
             link,
             catalog: Arc::new(build_catalog(&schema).expect("the model catalog builds")),
             clock,
-            base: Mutex::new(1),
             epoch: AtomicU64::new(0),
         }
     }
@@ -59,8 +56,7 @@ impl ModelGraph {
     /// Publishes `ids` as one commit. Like the engine's writes, it reads the head first and
     /// then swaps it for its commit, so a race is lost only to a commit landing in between.
     async fn commit(&self, ids: Vec<String>) -> Result<(), OmniError> {
-        self.refresh().await?;
-        let base = *self.base.lock().expect("base");
+        let base = self.head().await?;
         let (node, epoch) = (self.link.node, self.epoch.load(Ordering::Relaxed));
         let created_us = self.wall_us();
         let landed = self
@@ -69,13 +65,9 @@ impl ModelGraph {
                 Box::pin(async move { cas(&world, base, ids, node, epoch, created_us) })
             })
             .await
-            .map_err(|message| OmniError::Lance(message.to_string()))?;
-        match landed {
-            Ok(version) => {
-                *self.base.lock().expect("base") = version;
-                Ok(())
-            }
-            Err(actual) => Err(OmniError::Manifest(ManifestError {
+            .map_err(store_error)?;
+        landed.map(|_| ()).map_err(|actual| {
+            OmniError::Manifest(ManifestError {
                 kind: ManifestErrorKind::Conflict,
                 message: format!("expected __manifest at version {base}, found {actual}"),
                 details: Some(ManifestConflictDetails::ExpectedVersionMismatch {
@@ -83,9 +75,22 @@ impl ModelGraph {
                     expected: base,
                     actual,
                 }),
-            })),
-        }
+            })
+        })
     }
+
+    /// The manifest's head as the store has it now.
+    async fn head(&self) -> Result<u64, OmniError> {
+        self.link
+            .call(|world| Box::pin(async move { world.head() }))
+            .await
+            .map_err(store_error)
+    }
+}
+
+/// A failed store request as the engine reports it.
+fn store_error(message: &str) -> OmniError {
+    OmniError::Lance(message.to_string())
 }
 
 /// The store's side of a publish: a new commit if the head is still at `base`, else the head.
@@ -168,13 +173,8 @@ impl Publisher for ModelGraph {
     }
 
     async fn refresh(&self) -> Result<(), OmniError> {
-        let head = self
-            .link
-            .call(|world| Box::pin(async move { world.head() }))
-            .await
-            .map_err(|message| OmniError::Lance(message.to_string()))?;
-        *self.base.lock().expect("base") = head;
-        Ok(())
+        // Every commit reads the head first, so catching up is that read alone.
+        self.head().await.map(|_| ())
     }
 
     async fn nothing_published_since(&self, _branch: &str, since_us: i64) -> bool {
@@ -200,9 +200,6 @@ impl Publisher for ModelGraph {
 
     async fn version(&self, _branch: &str) -> Option<u64> {
         // Like the engine's strong read: the head as the store has it now.
-        self.link
-            .call(|world| Box::pin(async move { world.head() }))
-            .await
-            .ok()
+        self.head().await.ok()
     }
 }

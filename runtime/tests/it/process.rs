@@ -1,6 +1,5 @@
 //! The `omnigraph-cloud` binary as an operator runs it: real processes, signals, restarts.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -11,13 +10,7 @@ use crate::support::{Client, eventually};
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_omnigraph-cloud");
 
-pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use omnigraph_cloud_chaos::free_tcp_port as free_port;
 
 pub(crate) struct Server {
     pub(crate) child: Child,

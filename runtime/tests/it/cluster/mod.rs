@@ -171,13 +171,7 @@ struct NodeSpec {
     gossip: Option<(u16, u16)>,
 }
 
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use omnigraph_cloud_chaos::free_udp_port;
 
 fn node_config(
     dir: &Path,
