@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use omnigraph_cloud_actors::{GraphStore, RepoKey, StoreMetrics};
+use omnigraph_cloud_actors::RepoKey;
 use omnigraph_cloud_cluster::Clock;
 use omnigraph_cloud_cluster::lease::{Acquired, LeaseKind, LeaseStore, LeaseTiming};
 use omnigraph_cloud_config::{GraphId, TenantId};
@@ -47,7 +47,7 @@ pub(crate) fn run(command: LeaseCommand) -> ExitCode {
 async fn dispatch(command: LeaseCommand) -> Result<(), String> {
     match command {
         LeaseCommand::Show(args) => {
-            let (leases, key) = open(&args)?;
+            let (leases, key) = open(&args).await?;
             let now = Clock::system().wall_ms();
             let mut shown = Vec::new();
             for kind in LeaseKind::ALL {
@@ -75,7 +75,7 @@ async fn dispatch(command: LeaseCommand) -> Result<(), String> {
             let kind = LeaseKind::parse(&kind).ok_or_else(|| {
                 format!("unknown lease kind '{kind}': writer, recovery or compaction")
             })?;
-            let (leases, key) = open(&repo)?;
+            let (leases, key) = open(&repo).await?;
             contend(&leases, &key, kind, epochs, hold.into()).await
         }
     }
@@ -119,7 +119,7 @@ async fn contend(
     }
 }
 
-fn open(args: &RepoArgs) -> Result<(LeaseStore, RepoKey), String> {
+async fn open(args: &RepoArgs) -> Result<(LeaseStore, RepoKey), String> {
     let config = crate::load_config(args.config.as_deref())?;
     let (tenant, graph) = args
         .repo
@@ -129,8 +129,7 @@ fn open(args: &RepoArgs) -> Result<(LeaseStore, RepoKey), String> {
         TenantId::new(tenant).map_err(|err| err.to_string())?,
         GraphId::new(graph).map_err(|err| err.to_string())?,
     );
-    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
-        .map_err(|err| err.to_string())?;
+    let store = omnigraph_cloud::open_root_for_command(&config).await?;
     let leases = store.leases(LeaseTiming {
         ttl: config.leases.ttl,
         safety_margin: config.leases.safety_margin,

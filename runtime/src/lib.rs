@@ -192,11 +192,6 @@ impl Node {
             config.cluster.rebalance_interval,
             config.cluster.rebalance_max_share,
         );
-        if let (Some(node), true) = (config.node.id.clone(), config.node.serves()) {
-            // The graphs warm at this node's last eviction or shutdown, opened again before
-            // they are asked for (docs/cache.md).
-            registry.restore_warm_set_in_background(node);
-        }
         info!(
             holder = registry.holder_id(),
             serve = config.node.serves(),
@@ -211,6 +206,12 @@ impl Node {
             Some(registry.store().clone()),
         )
         .await?;
+        if let (Some(node), true) = (config.node.id.clone(), config.node.serves()) {
+            // The graphs warm at this node's last eviction or shutdown, opened again before
+            // they are asked for (docs/cache.md); after the bundle, which says which tenants
+            // have a root of their own.
+            registry.restore_warm_set_in_background(node);
+        }
         if auth.verifier.mode() == AuthMode::None {
             warn!(bind = %config.server.bind, "authentication is off: every request acts in tenant 'default' with every permission");
         } else {
@@ -295,6 +296,9 @@ impl Node {
                 registry.store().clone(),
             )
             .map_err(NodeError::Control)?;
+            if let Err(err) = control.load_tenant_roots().await {
+                warn!(error = %err, "tenant directory unreadable at start; tenants' own roots are routed after the next change");
+            }
             app = app.merge(control::router(control));
             info!("control plane role: /control/v1 for operators");
         }
@@ -397,6 +401,42 @@ impl Node {
         info!("omnigraph-cloud node stopped");
         served
     }
+}
+
+/// Opens the root `config` names for a command run outside a node, with the tenants that have
+/// a root of their own routed there: as the control plane's tenant directory under the root
+/// says, then as the bundle the config names (a file, or the root) says.
+pub async fn open_root_for_command(config: &NodeConfig) -> Result<GraphStore, String> {
+    use omnigraph_cloud_config::{BundleSource, ROOT_BUNDLE_PATH};
+    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
+        .map_err(|err| err.to_string())?;
+    let records = control::directory::load_all(&store)
+        .await
+        .map_err(|err| err.to_string())?;
+    let mut roots = control::directory::tenant_roots(&records);
+    if let Some(bundle) = &config.auth.bundle {
+        let envelope = match &bundle.source {
+            BundleSource::File(path) => Some(
+                std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?,
+            ),
+            BundleSource::Root => store
+                .get_system_object(ROOT_BUNDLE_PATH, None)
+                .await
+                .map_err(|err| err.to_string())?
+                .map(|bytes| bytes.to_vec()),
+            BundleSource::Url(_) => None,
+        };
+        if let Some(envelope) = envelope {
+            let from_bundle =
+                omnigraph_cloud_http::bundle_tenants::roots_of_bundle(&envelope, &bundle.public_key)
+                    .map_err(|err| format!("auth.bundle: {err}"))?;
+            roots.extend(from_bundle);
+        }
+    }
+    store
+        .set_tenant_roots(&roots)
+        .map_err(|err| err.to_string())?;
+    Ok(store)
 }
 
 /// `omnigraph-cloud control rebuild`: the control plane's state read back from the root named

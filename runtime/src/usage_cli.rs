@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::Args;
 use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
-use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
 use serde_json::json;
 
 #[derive(Args)]
@@ -47,8 +46,7 @@ async fn print(args: UsageArgs) -> Result<(), String> {
         tenant: args.tenant,
         graph: args.graph,
     };
-    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
-        .map_err(|err| err.to_string())?;
+    let store = omnigraph_cloud::open_root_for_command(&config).await?;
     let records = read_records_for(&store, &query)
         .await
         .map_err(|err| err.to_string())?;

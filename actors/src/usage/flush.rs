@@ -6,6 +6,7 @@
 //! answer was lost, is retried under the same id, and is written at most once. A record not
 //! yet written stays queued, before any newer one.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,9 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
-use super::{USAGE_DIR, USAGE_FORMAT, UsageMeter, UsageRecord};
+use omnigraph_cloud_config::TenantId;
+
+use super::{GraphUsage, USAGE_DIR, USAGE_FORMAT, UsageMeter, UsageRecord};
 use crate::{GraphStore, Registry, RepoError};
 
 /// A node's usage records: what it counted, and those not written yet.
@@ -31,7 +34,9 @@ struct State {
     sequence: u64,
     /// The start of the span the next record covers.
     since_ms: u64,
-    unsent: Vec<UsageRecord>,
+    /// Records not written yet, each with the tenant whose own root it goes to (`None`: the
+    /// node's root).
+    unsent: Vec<(Option<TenantId>, UsageRecord)>,
 }
 
 impl UsageFlush {
@@ -82,23 +87,38 @@ impl UsageFlush {
         let graphs = self.meter.take();
         if !graphs.is_empty() {
             state.sequence += 1;
-            let record = UsageRecord {
-                format: USAGE_FORMAT.into(),
-                id: format!("{}-{}-{:08}", self.node, self.boot_ms, state.sequence),
-                node: self.node.clone(),
-                from_ms: state.since_ms,
-                to_ms: now,
-                graphs,
-            };
-            state.unsent.push(record);
+            let id = format!("{}-{}-{:08}", self.node, self.boot_ms, state.sequence);
+            // A tenant on a root of its own has its usage there, in a record of its own.
+            let mut by_root: BTreeMap<Option<TenantId>, Vec<GraphUsage>> = BTreeMap::new();
+            for graph in graphs {
+                let own_root = TenantId::new(&graph.tenant)
+                    .ok()
+                    .filter(|tenant| self.store.tenant_root(tenant).is_some());
+                by_root.entry(own_root).or_default().push(graph);
+            }
+            for (tenant, graphs) in by_root {
+                let id = match &tenant {
+                    Some(tenant) => format!("{id}.{tenant}"),
+                    None => id.clone(),
+                };
+                let record = UsageRecord {
+                    format: USAGE_FORMAT.into(),
+                    id,
+                    node: self.node.clone(),
+                    from_ms: state.since_ms,
+                    to_ms: now,
+                    graphs,
+                };
+                state.unsent.push((tenant, record));
+            }
         }
         state.since_ms = now;
         let mut written = 0;
-        while let Some(record) = state.unsent.first() {
+        while let Some((tenant, record)) = state.unsent.first() {
             let bytes = serde_json::to_vec(record).expect("a usage record serializes");
             let created = self
                 .store
-                .create_system_object(&record_path(record), bytes)
+                .create_system_object(tenant.as_ref(), &record_path(record), bytes)
                 .await?;
             if !created {
                 debug!(id = %record.id, "usage record written already (a retried flush)");
@@ -145,10 +165,23 @@ pub async fn read_records_for(
     read_records(store, from.as_deref(), to.as_deref()).await
 }
 
-/// Every usage record under the root from day `from` to day `to` (inclusive, `YYYY-MM-DD`;
-/// `None`: no bound): one listing of the days, one of each day taken, then the records, a few
-/// at a time. A record that does not parse is skipped with a warning.
+/// Every usage record from day `from` to day `to` (inclusive, `YYYY-MM-DD`; `None`: no bound),
+/// in the node's root and in every tenant's own root.
 pub async fn read_records(
+    store: &GraphStore,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<Vec<UsageRecord>, RepoError> {
+    let mut records = Vec::new();
+    for root in store.roots() {
+        records.extend(read_records_in(&root, from, to).await?);
+    }
+    Ok(records)
+}
+
+/// The usage records of one root: one listing of the days, one of each day taken, then the
+/// records, a few at a time. A record that does not parse is skipped with a warning.
+async fn read_records_in(
     store: &GraphStore,
     from: Option<&str>,
     to: Option<&str>,
@@ -235,7 +268,7 @@ mod tests {
         // A write whose answer was lost is retried: the record exists already, and counts once.
         let first = records[0].clone();
         let again = store
-            .create_system_object(&record_path(&first), serde_json::to_vec(&first).unwrap())
+            .create_system_object(None, &record_path(&first), serde_json::to_vec(&first).unwrap())
             .await
             .unwrap();
         assert!(!again, "create-if-absent refuses the second write");

@@ -7,7 +7,7 @@ use super::record::{LeaseKind, LeaseRecord};
 use crate::RepoKey;
 
 /// The folder of every lease object, under the storage root.
-pub(super) const LEASE_DIR: &str = "_system/leases";
+pub const LEASE_DIR: &str = "_system/leases";
 
 /// A lease object as found by [`super::LeaseStore::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,7 +41,7 @@ mod record;
 mod store;
 
 pub use backend::{CasOutcome, LeaseBackend, Stored};
-pub use codec::ListedLease;
+pub use codec::{LEASE_DIR, ListedLease};
 pub(crate) use codec::nonce;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;

@@ -13,8 +13,8 @@
 //! "policies": {"<tenant>|_default": {"cedar": "..."} | {"yaml": "..."}},
 //! "actor_allowlist": ["alice", ...], "limits": {"<tenant>": {"requests_per_second": 50}}}`
 //! (`limits` takes the keys of `[limits.tenants.<tenant>]`, laid over the configured ones), and
-//! `"tenants": {"<tenant>": {"state": "active"|"suspended", "tokens": [{"sha256", "actor"}]}}`
-//! as a control plane publishes them ([`super::bundle_tenants`]). The signature covers the exact payload bytes, so no
+//! `"tenants": {"<tenant>": {"state": "active"|"suspended", "tokens": [{"sha256", "actor"}],
+//! "storage_root": "s3://..."}}` as a control plane publishes them ([`super::bundle_tenants`]). The signature covers the exact payload bytes, so no
 //! canonical JSON is needed. `serial` must grow: an older signed bundle replayed is refused.
 
 use std::collections::{BTreeMap, HashMap, HashSet};

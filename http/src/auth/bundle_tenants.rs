@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use omnigraph_cloud_config::{ActorId, TenantId};
+use omnigraph_cloud_config::{ActorId, StorageRoot, TenantId};
 use serde::{Deserialize, Serialize};
 
 use super::static_tokens::{HashedToken, StaticTokens};
@@ -17,6 +17,10 @@ pub struct BundleTenant {
     pub state: TenantState,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tokens: Vec<BundleToken>,
+    /// A storage root of the tenant's own (`s3://bucket[/prefix]` or `file:///abs/path`) for
+    /// its graphs, leases and usage; absent, the node's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_root: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,19 @@ pub struct BundleToken {
 pub(crate) struct CompiledTenants {
     pub(crate) tokens: StaticTokens,
     pub(crate) suspended: HashSet<TenantId>,
+    /// The tenants with a storage root of their own.
+    pub(crate) roots: BTreeMap<TenantId, StorageRoot>,
+}
+
+/// A tenant's own storage root as a bundle or the provisioning API names it: S3, or an
+/// absolute local directory (for a single node); never `memory://`, which no two processes
+/// share, nor a relative path, which would depend on each node's working directory.
+pub fn parse_tenant_root(value: &str) -> Result<StorageRoot, String> {
+    let expected = "s3://bucket[/prefix] or file:///absolute/path";
+    if !(value.starts_with("s3://") || value.starts_with("file:///")) {
+        return Err(format!("'{value}' is not {expected}"));
+    }
+    StorageRoot::parse(value).map_err(|_| format!("'{value}' is not {expected}"))
 }
 
 /// Checks every tenant of a bundle: valid tenant and actor names, 64 hex digits per token, no
@@ -51,8 +68,14 @@ pub(crate) struct CompiledTenants {
 pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<CompiledTenants, String> {
     let mut hashed = Vec::new();
     let mut suspended = HashSet::new();
+    let mut roots = BTreeMap::new();
     for (name, tenant) in tenants {
         let id = TenantId::new(name).map_err(|err| format!("tenant '{name}': {err}"))?;
+        if let Some(root) = &tenant.storage_root {
+            let root = parse_tenant_root(root)
+                .map_err(|err| format!("tenant '{name}', storage_root: {err}"))?;
+            roots.insert(id.clone(), root);
+        }
         if tenant.state == TenantState::Suspended {
             suspended.insert(id.clone());
         }
@@ -76,5 +99,19 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
     }
     let tokens = StaticTokens::from_hashed(hashed)
         .map_err(|actor| format!("a token of actor '{actor}' is listed twice"))?;
-    Ok(CompiledTenants { tokens, suspended })
+    Ok(CompiledTenants {
+        tokens,
+        suspended,
+        roots,
+    })
+}
+
+/// The tenants' own roots in a signed bundle, verified against `public_key`: what a command
+/// run outside a node (`omnigraph-cloud usage`, `leases`) routes by.
+pub fn roots_of_bundle(
+    envelope: &[u8],
+    public_key: &[u8; 32],
+) -> Result<BTreeMap<TenantId, StorageRoot>, String> {
+    let (payload, _) = super::bundle::open(envelope, public_key).map_err(|err| err.to_string())?;
+    compile(&payload.tenants).map(|compiled| compiled.roots)
 }

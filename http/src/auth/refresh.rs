@@ -206,7 +206,8 @@ struct BundleSync {
     policy: Arc<PolicyStore>,
     /// The tenant limits a bundle may set; `None` where nothing admits requests.
     limits: Option<Arc<LiveLimits>>,
-    /// The storage root, for a bundle published there (`source = "root"`).
+    /// The storage root, for a bundle published there (`source = "root"`), and where the
+    /// bundle's tenant roots are installed.
     root: Option<GraphStore>,
     /// Serial and payload digest of the bundle in force.
     current: Option<(u64, [u8; 32])>,
@@ -285,6 +286,11 @@ impl BundleSync {
                 });
             }
             _ => {}
+        }
+        // Tenants' own roots first: a root that cannot be opened refuses the bundle whole.
+        if let Some(root) = &self.root {
+            root.set_tenant_roots(&prepared.tenants.roots)
+                .map_err(|err| BundleError::Invalid(format!("tenant storage roots: {err}")))?;
         }
         self.install_keys(&prepared);
         if let Some(oidc) = self.verifier.oidc() {

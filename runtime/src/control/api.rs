@@ -7,9 +7,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use omnigraph_cloud_actors::RepoError;
+use omnigraph_cloud_actors::{GraphStore, RepoError, StoreMetrics};
 use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
 use omnigraph_cloud_config::{ActorId, TenantId, TenantLimitsOverride};
+use omnigraph_cloud_http::bundle_tenants::parse_tenant_root;
 use omnigraph_cloud_http::{ApiError, sha256_hex};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -60,6 +61,7 @@ fn view(record: &TenantRecord) -> Value {
         "updated_ms": record.updated_ms,
         "tokens": record.tokens.iter().map(|t| json!({"id": t.id, "actor": t.actor, "created_ms": t.created_ms})).collect::<Vec<_>>(),
         "quotas": record.quotas,
+        "storage_root": record.storage_root,
     })
 }
 
@@ -100,6 +102,9 @@ struct CreateTenant {
     tenant: String,
     #[serde(default)]
     quotas: Option<TenantLimitsOverride>,
+    /// A root of the tenant's own (`s3://bucket[/prefix]`), fixed from now on.
+    #[serde(default)]
+    storage_root: Option<String>,
 }
 
 async fn create(
@@ -107,6 +112,9 @@ async fn create(
     Json(body): Json<CreateTenant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = tenant_id(&body.tenant)?;
+    if let Some(root) = &body.storage_root {
+        check_root(root).await?;
+    }
     let _one = control.changes.lock().await;
     if let Some(record) = directory::load(&control.store, id.as_str())
         .await
@@ -127,6 +135,7 @@ async fn create(
         updated_ms: now,
         tokens: Vec::new(),
         quotas: body.quotas.unwrap_or_default(),
+        storage_root: body.storage_root,
     };
     check_quotas(&control, &record.tenant, &record.quotas)?;
     directory::save(&control.store, &record)
@@ -136,6 +145,22 @@ async fn create(
     let mut answer = view(&record);
     answer["bundle_serial"] = json!(serial);
     Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// A tenant's own root must parse as the nodes parse it, and pass the probe every node runs
+/// on its own root at start (it enforces conditional writes), so that a bucket that does not
+/// exist, or that the nodes' credentials cannot write, is refused here and not at the
+/// tenant's first request.
+async fn check_root(root: &str) -> Result<(), ApiError> {
+    let bad = |message: String| ApiError::bad_request(format!("storage_root: {message}"));
+    let spec = parse_tenant_root(root).map_err(bad)?;
+    let store = GraphStore::open(&spec, StoreMetrics::unregistered())
+        .map_err(|err| bad(format!("'{root}' cannot be opened: {err}")))?;
+    store
+        .probe_conditional_writes()
+        .await
+        .map_err(|err| bad(format!("'{root}' failed the conditional-write probe: {err}")))?;
+    Ok(())
 }
 
 /// Quotas are checked as the nodes check a bundle's limits, against this node's limits (its

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use omnigraph_cloud_actors::{GraphStore, RepoError};
-use omnigraph_cloud_config::TenantLimitsOverride;
+use omnigraph_cloud_config::{StorageRoot, TenantId, TenantLimitsOverride};
 use omnigraph_cloud_http::bundle::BundlePayload;
-use omnigraph_cloud_http::bundle_tenants::{BundleTenant, BundleToken, TenantState};
+use omnigraph_cloud_http::bundle_tenants::{
+    BundleTenant, BundleToken, TenantState, parse_tenant_root,
+};
 use serde::{Deserialize, Serialize};
 
 const TENANTS_DIR: &str = "tenants";
@@ -27,6 +29,9 @@ pub(crate) struct TenantRecord {
     /// Its limits, over the nodes' configured ones (`[limits.tenants.<t>]` keys).
     #[serde(default)]
     pub(crate) quotas: TenantLimitsOverride,
+    /// Its own storage root, fixed at creation; `None`: the control plane's root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) storage_root: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,6 +83,19 @@ pub(crate) async fn load_all(store: &GraphStore) -> Result<Vec<TenantRecord>, Re
     Ok(records)
 }
 
+/// The tenants with a root of their own, as the records say (deleted ones too: their graphs,
+/// if any were left, are still there).
+pub(crate) fn tenant_roots(records: &[TenantRecord]) -> BTreeMap<TenantId, StorageRoot> {
+    records
+        .iter()
+        .filter_map(|record| {
+            let tenant = TenantId::new(&record.tenant).ok()?;
+            let root = parse_tenant_root(record.storage_root.as_deref()?).ok()?;
+            Some((tenant, root))
+        })
+        .collect()
+}
+
 pub(crate) async fn save(store: &GraphStore, record: &TenantRecord) -> Result<(), RepoError> {
     let bytes = serde_json::to_vec_pretty(record).expect("a tenant record serializes");
     store
@@ -107,7 +125,12 @@ pub(crate) fn bundle_payload(records: &[TenantRecord], serial: u64) -> BundlePay
                 groups: Vec::new(),
             })
             .collect();
-        tenants.insert(record.tenant.clone(), BundleTenant { state, tokens });
+        let tenant = BundleTenant {
+            state,
+            tokens,
+            storage_root: record.storage_root.clone(),
+        };
+        tenants.insert(record.tenant.clone(), tenant);
         if record.quotas != TenantLimitsOverride::default() {
             limits.insert(record.tenant.clone(), record.quotas.clone());
         }

@@ -130,6 +130,14 @@ impl Control {
         }))
     }
 
+    /// Routes this process's reads of a tenant's graphs and usage to its own root, as the
+    /// records say: at start, before the first change does it.
+    pub(crate) async fn load_tenant_roots(&self) -> Result<(), RepoError> {
+        let records = directory::load_all(&self.store).await?;
+        self.store
+            .set_tenant_roots(&directory::tenant_roots(&records))
+    }
+
     fn now_ms(&self) -> u64 {
         self.clock.wall_ms()
     }
@@ -153,6 +161,9 @@ impl Control {
     /// Publishes the bundle every tenant record makes, with the next serial; which serial.
     pub(crate) async fn publish(&self) -> Result<u64, RepoError> {
         let records = directory::load_all(&self.store).await?;
+        // This process reads tenants' graphs and usage too (deletion, usage queries).
+        self.store
+            .set_tenant_roots(&directory::tenant_roots(&records))?;
         let published = self
             .store
             .get_system_object(ROOT_BUNDLE_PATH, None)

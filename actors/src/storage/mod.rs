@@ -5,15 +5,12 @@
 //! `_schema.pg` exists: the engine claims that object first (create-if-absent) on init, and
 //! [`GraphStore::delete_graph`] removes it first, so a half-deleted graph is already gone.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
-use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
-use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, RetryConfig};
-use omnigraph_cloud_cluster::lease::{LeaseStore, LeaseTiming, LocalBackend, ObjectStoreBackend};
+use object_store::ObjectStoreExt;
+use omnigraph_cloud_cluster::lease::{LeaseStore, LeaseTiming};
 use omnigraph_cloud_cluster::{StoreOp, list_under, listing_version};
 use omnigraph_cloud_config::{GraphId, StorageRoot, TenantId};
 
@@ -22,29 +19,22 @@ use crate::metrics::StoreMetrics;
 use crate::probe::{self, ProbeError, ProbeReport};
 use crate::{RepoError, RepoKey};
 
+mod roots;
+mod s3;
+
+use roots::{Location, Root, RoutedLeases, TenantRoots, tenant_under};
+
 const SCHEMA_OBJECT: &str = "_schema.pg";
 const GRAPH_SUFFIX: &str = ".omni";
 
-/// The storage root of a node, resolved into an object store.
+/// The storage root of a node, resolved into an object store, and the roots of the tenants
+/// that have their own ([`GraphStore::set_tenant_roots`]): every operation on a tenant's graph
+/// goes to its tenant's root.
 #[derive(Debug, Clone)]
 pub struct GraphStore {
-    inner: Arc<Inner>,
+    home: Arc<Root>,
+    tenants: Arc<TenantRoots>,
     cache: NodeCache,
-}
-
-#[derive(Debug)]
-struct Inner {
-    location: Location,
-    store: Arc<dyn ObjectStore>,
-    metrics: StoreMetrics,
-    /// Keeps a `memory://` root's private directory alive as long as the store.
-    _ephemeral: Option<tempfile::TempDir>,
-}
-
-#[derive(Debug)]
-enum Location {
-    Local(PathBuf),
-    S3 { bucket: String, prefix: String },
 }
 
 impl GraphStore {
@@ -54,38 +44,54 @@ impl GraphStore {
     /// `memory://` is backed by a private temporary directory removed when the store is
     /// dropped: the engine opens graphs by URI and has no in-memory URI of its own.
     pub fn open(root: &StorageRoot, metrics: StoreMetrics) -> Result<GraphStore, RepoError> {
-        let (location, store, ephemeral): (Location, Arc<dyn ObjectStore>, _) = match root {
-            StorageRoot::File(path) => {
-                std::fs::create_dir_all(path)?;
-                let store = LocalFileSystem::new_with_prefix(path)?;
-                (Location::Local(path.clone()), Arc::new(store), None)
-            }
-            StorageRoot::Memory => {
-                let dir = tempfile::Builder::new()
-                    .prefix("omnigraph-memory-")
-                    .tempdir()?;
-                let path = dir.path().to_path_buf();
-                let store = LocalFileSystem::new_with_prefix(&path)?;
-                (Location::Local(path), Arc::new(store), Some(dir))
-            }
-            StorageRoot::S3 { bucket, prefix } => {
-                let store = s3_store_from_env(bucket)?;
-                let location = Location::S3 {
-                    bucket: bucket.clone(),
-                    prefix: prefix.clone(),
-                };
-                (location, Arc::new(store), None)
-            }
-        };
         Ok(GraphStore {
-            inner: Arc::new(Inner {
-                location,
-                store,
-                metrics,
-                _ephemeral: ephemeral,
-            }),
+            home: Arc::new(Root::open(root, metrics)?),
+            tenants: Arc::default(),
             cache: NodeCache::off(CacheMetrics::unregistered()),
         })
+    }
+
+    /// Gives each tenant of `roots` its own storage root (a tenant mapped to this node's root,
+    /// or not in `roots`, uses this node's). Roots are opened here, without a request to
+    /// them; if one cannot be, nothing changes. A tenant's root must not change once it has
+    /// graphs: repos open already keep the root they were opened on.
+    pub fn set_tenant_roots(
+        &self,
+        roots: &BTreeMap<TenantId, StorageRoot>,
+    ) -> Result<(), RepoError> {
+        self.tenants
+            .replace(roots, &self.home.spec, &self.home.metrics)
+    }
+
+    /// The root of `tenant` when it is not this node's.
+    pub fn tenant_root(&self, tenant: &TenantId) -> Option<StorageRoot> {
+        self.tenants.get(tenant).map(|root| root.spec.clone())
+    }
+
+    /// The root holding `tenant`'s graphs, leases, maintenance status and usage.
+    fn root(&self, tenant: &TenantId) -> Arc<Root> {
+        self.tenants
+            .get(tenant)
+            .unwrap_or_else(|| Arc::clone(&self.home))
+    }
+
+    /// Every distinct root, this node's first, each as a store of its own (no tenant routes,
+    /// no cache): where usage records are read from.
+    pub fn roots(&self) -> Vec<GraphStore> {
+        let mut roots = vec![Arc::clone(&self.home)];
+        for root in self.tenants.snapshot().values() {
+            if !roots.iter().any(|known| known.spec == root.spec) {
+                roots.push(Arc::clone(root));
+            }
+        }
+        roots
+            .into_iter()
+            .map(|home| GraphStore {
+                home,
+                tenants: Arc::default(),
+                cache: NodeCache::off(CacheMetrics::unregistered()),
+            })
+            .collect()
     }
 
     /// The same root, read through `cache` (by default there is none).
@@ -100,20 +106,14 @@ impl GraphStore {
 
     /// The URI the engine opens for `key`.
     pub fn graph_uri(&self, key: &RepoKey) -> String {
-        let relative = graph_relative_path(&key.tenant, &key.graph);
-        match &self.inner.location {
-            Location::Local(root) => root.join(relative).to_string_lossy().into_owned(),
-            Location::S3 { bucket, prefix } if prefix.is_empty() => {
-                format!("s3://{bucket}/{relative}")
-            }
-            Location::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}/{relative}"),
-        }
+        self.root(&key.tenant)
+            .uri(&graph_relative_path(&key.tenant, &key.graph))
     }
 
     /// Prepares the place where a new graph will be initialised (local roots need the
     /// directory to exist before `Omnigraph::init`).
     pub(crate) async fn prepare_graph_location(&self, key: &RepoKey) -> Result<(), RepoError> {
-        if let Location::Local(_) = self.inner.location {
+        if let Location::Local(_) = self.root(&key.tenant).location {
             tokio::fs::create_dir_all(self.graph_uri(key)).await?;
         }
         Ok(())
@@ -121,51 +121,54 @@ impl GraphStore {
 
     /// Checks that the store enforces conditional writes (see [`crate::probe`]).
     pub async fn probe_conditional_writes(&self) -> Result<ProbeReport, ProbeError> {
-        let supports_update = matches!(self.inner.location, Location::S3 { .. });
+        let supports_update = matches!(self.home.location, Location::S3 { .. });
         let store = probe::Counted {
-            store: self.inner.store.as_ref(),
-            metrics: &self.inner.metrics,
+            store: self.home.store.as_ref(),
+            metrics: &self.home.metrics,
         };
-        probe::run(&store, &self.object_path(""), supports_update).await
+        probe::run(&store, &self.home.object_path(""), supports_update).await
     }
 
-    /// The leases of every repo under this root (see [`omnigraph_cloud_cluster::lease`]).
+    /// The leases of every repo (see [`omnigraph_cloud_cluster::lease`]), each in its
+    /// tenant's root.
     pub fn leases(&self, timing: LeaseTiming) -> LeaseStore {
-        let backend: Arc<dyn omnigraph_cloud_cluster::lease::LeaseBackend> =
-            match &self.inner.location {
-                Location::Local(root) => Arc::new(LocalBackend::new(root.clone())),
-                Location::S3 { .. } => Arc::new(ObjectStoreBackend::new(
-                    Arc::clone(&self.inner.store),
-                    self.object_path(""),
-                )),
-            };
-        LeaseStore::new(backend, Arc::new(self.inner.metrics.clone()), timing)
+        let backend = RoutedLeases {
+            home: Arc::clone(&self.home.leases),
+            tenants: Arc::clone(&self.tenants),
+        };
+        LeaseStore::new(
+            Arc::new(backend),
+            Arc::new(self.home.metrics.clone()),
+            timing,
+        )
     }
 
     /// Whether the graph exists (its schema object is present).
     pub async fn graph_exists(&self, key: &RepoKey) -> Result<bool, RepoError> {
-        let path = self.object_path(&format!(
+        let root = self.root(&key.tenant);
+        let path = root.object_path(&format!(
             "{}/{SCHEMA_OBJECT}",
             graph_relative_path(&key.tenant, &key.graph)
         ));
-        let exists = match self.inner.store.head(&path).await {
+        let exists = match root.store.head(&path).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(err) => Err(err.into()),
         };
         // Counted under the graph only when it exists: probing ids must not grow the series.
         match exists {
-            Ok(true) => self.inner.metrics.record(StoreOp::Head, Some(key)),
-            _ => self.inner.metrics.record_tenant(StoreOp::Head, &key.tenant),
+            Ok(true) => root.metrics.record(StoreOp::Head, Some(key)),
+            _ => root.metrics.record_tenant(StoreOp::Head, &key.tenant),
         }
         exists
     }
 
     /// The tenant's graphs, sorted by id.
     pub async fn list_graphs(&self, tenant: &TenantId) -> Result<Vec<GraphId>, RepoError> {
-        let prefix = self.object_path(&format!("tenants/{tenant}/graphs"));
-        self.inner.metrics.record_tenant(StoreOp::List, tenant);
-        let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
+        let root = self.root(tenant);
+        let prefix = root.object_path(&format!("tenants/{tenant}/graphs"));
+        root.metrics.record_tenant(StoreOp::List, tenant);
+        let listing = match root.store.list_with_delimiter(Some(&prefix)).await {
             Ok(listing) => listing,
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
             Err(err) => return Err(err.into()),
@@ -199,35 +202,30 @@ impl GraphStore {
     /// Removes every object of a graph. The schema object goes first, so that a crash
     /// part-way leaves residue that no longer counts as a graph.
     pub async fn delete_graph(&self, key: &RepoKey) -> Result<(), RepoError> {
+        let root = self.root(&key.tenant);
         let relative = graph_relative_path(&key.tenant, &key.graph);
-        let schema = self.object_path(&format!("{relative}/{SCHEMA_OBJECT}"));
-        self.inner
-            .metrics
-            .record_tenant(StoreOp::Delete, &key.tenant);
-        match self.inner.store.delete(&schema).await {
+        let schema = root.object_path(&format!("{relative}/{SCHEMA_OBJECT}"));
+        root.metrics.record_tenant(StoreOp::Delete, &key.tenant);
+        match root.store.delete(&schema).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(err) => return Err(err.into()),
         }
-        match &self.inner.location {
+        match &root.location {
             Location::Local(_) => match tokio::fs::remove_dir_all(self.graph_uri(key)).await {
                 Ok(()) => Ok(()),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(err) => Err(err.into()),
             },
             Location::S3 { .. } => {
-                let prefix = self.object_path(&relative);
-                self.inner.metrics.record_tenant(StoreOp::List, &key.tenant);
-                self.inner
-                    .metrics
-                    .record_tenant(StoreOp::Delete, &key.tenant);
-                let locations = self
-                    .inner
+                let prefix = root.object_path(&relative);
+                root.metrics.record_tenant(StoreOp::List, &key.tenant);
+                root.metrics.record_tenant(StoreOp::Delete, &key.tenant);
+                let locations = root
                     .store
                     .list(Some(&prefix))
                     .map_ok(|meta| meta.location)
                     .boxed();
-                self.inner
-                    .store
+                root.store
                     .delete_stream(locations)
                     .try_collect::<Vec<_>>()
                     .await?;
@@ -238,12 +236,7 @@ impl GraphStore {
 
     /// How many recovery sidecars (`__recovery/*.json`) the graph has: one listing.
     pub(crate) async fn recovery_sidecars(&self, key: &RepoKey) -> Result<usize, RepoError> {
-        let prefix = self.object_path(&format!(
-            "{}/__recovery",
-            graph_relative_path(&key.tenant, &key.graph)
-        ));
-        self.inner.metrics.record(StoreOp::List, Some(key));
-        let listed = list_under(self.inner.store.as_ref(), &prefix).await?;
+        let listed = self.list_in_graph(key, "/__recovery").await?;
         Ok(listed
             .iter()
             .filter(|(path, _)| path.ends_with(".json"))
@@ -252,82 +245,110 @@ impl GraphStore {
 
     /// Every object of the graph, as (path relative to the graph, size).
     pub(crate) async fn graph_files(&self, key: &RepoKey) -> Result<Vec<(String, u64)>, RepoError> {
-        let prefix = self.object_path(&graph_relative_path(&key.tenant, &key.graph));
-        self.inner.metrics.record(StoreOp::List, Some(key));
-        let listed = list_under(self.inner.store.as_ref(), &prefix).await?;
+        let listed = self.list_in_graph(key, "").await?;
         Ok(listed
             .into_iter()
             .map(|(path, meta)| (path, meta.size))
             .collect())
     }
 
-    /// Records a repo's maintenance progress under `_system/maintenance/` (soft state).
+    async fn list_in_graph(
+        &self,
+        key: &RepoKey,
+        folder: &str,
+    ) -> Result<Vec<(String, object_store::ObjectMeta)>, RepoError> {
+        let root = self.root(&key.tenant);
+        let relative = graph_relative_path(&key.tenant, &key.graph);
+        let prefix = root.object_path(&format!("{relative}{folder}"));
+        root.metrics.record(StoreOp::List, Some(key));
+        Ok(list_under(root.store.as_ref(), &prefix).await?)
+    }
+
+    /// Records a repo's maintenance progress under `_system/maintenance/` (soft state), in
+    /// its tenant's root.
     pub(crate) async fn put_maintenance_status(
         &self,
         key: &RepoKey,
         progress: &impl serde::Serialize,
     ) -> Result<(), RepoError> {
         let bytes = serde_json::to_vec_pretty(progress).expect("progress serializes");
-        self.put_system_object(&maintenance_status_path(key), bytes, Some(key))
-            .await
+        let root = self.root(&key.tenant);
+        root.metrics.record(StoreOp::Put, Some(key));
+        root.store
+            .put(&root.object_path(&maintenance_status_path(key)), bytes.into())
+            .await?;
+        Ok(())
     }
 
     pub(crate) async fn get_maintenance_status<T: serde::de::DeserializeOwned>(
         &self,
         key: &RepoKey,
     ) -> Result<Option<T>, RepoError> {
-        let bytes = self
-            .get_system_object(&maintenance_status_path(key), Some(key))
-            .await?;
+        let bytes = get_object(
+            &self.root(&key.tenant),
+            &maintenance_status_path(key),
+            Some(key),
+        )
+        .await?;
         // Soft state: an unreadable status is as good as none.
         Ok(bytes.and_then(|bytes| serde_json::from_slice(&bytes).ok()))
     }
 
-    /// Every maintenance status object, with a version that changes on each write.
+    /// Every maintenance status object, with a version that changes on each write: those of
+    /// this node's root (less the tenants routed elsewhere), and each routed tenant's.
     pub(crate) async fn list_maintenance_status(
         &self,
     ) -> Result<Vec<(RepoKey, String)>, RepoError> {
-        let prefix = self.object_path(MAINTENANCE_DIR);
-        self.inner.metrics.record(StoreOp::List, None);
-        let listed = list_under(self.inner.store.as_ref(), &prefix).await?;
-        Ok(listed
+        let routed = self.tenants.snapshot();
+        let mut statuses: Vec<(RepoKey, String)> = list_statuses(&self.home, MAINTENANCE_DIR)
+            .await?
             .into_iter()
-            .filter_map(|(path, meta)| {
-                let (tenant, file) = path.split_once('/')?;
-                let graph = file.strip_suffix(".json")?;
-                let key = RepoKey::new(TenantId::new(tenant).ok()?, GraphId::new(graph).ok()?);
-                Some((key, listing_version(&meta)))
-            })
-            .collect())
+            .filter(|(key, _)| !routed.contains_key(&key.tenant))
+            .collect();
+        for (tenant, root) in routed.iter() {
+            let folder = format!("{MAINTENANCE_DIR}/{tenant}");
+            statuses.extend(
+                list_statuses(root, &folder)
+                    .await?
+                    .into_iter()
+                    .filter(|(key, _)| &key.tenant == tenant),
+            );
+        }
+        Ok(statuses)
     }
 
-    /// Writes soft state under `_system/` (`relative` starts there), counted under `key`'s
-    /// graph when it is about one.
+    /// Writes soft state under `_system/` (`relative` starts there) in this node's root,
+    /// counted under `key`'s graph when it is about one.
     pub async fn put_system_object(
         &self,
         relative: &str,
         bytes: Vec<u8>,
         key: Option<&RepoKey>,
     ) -> Result<(), RepoError> {
-        self.inner.metrics.record(StoreOp::Put, key);
-        self.inner
+        self.home.metrics.record(StoreOp::Put, key);
+        self.home
             .store
-            .put(&self.object_path(relative), bytes.into())
+            .put(&self.home.object_path(relative), bytes.into())
             .await?;
         Ok(())
     }
 
-    /// Writes soft state that is never rewritten (a usage record), if absent: `false` when
-    /// the object exists already.
+    /// Writes soft state that is never rewritten (a usage record), if absent, in `tenant`'s
+    /// root (this node's for `None`): `false` when the object exists already.
     pub(crate) async fn create_system_object(
         &self,
+        tenant: Option<&TenantId>,
         relative: &str,
         bytes: Vec<u8>,
     ) -> Result<bool, RepoError> {
-        self.inner.metrics.record(StoreOp::Put, None);
+        let root = match tenant {
+            Some(tenant) => self.root(tenant),
+            None => Arc::clone(&self.home),
+        };
+        root.metrics.record(StoreOp::Put, None);
         let create = object_store::PutOptions::from(object_store::PutMode::Create);
-        let path = self.object_path(relative);
-        match self.inner.store.put_opts(&path, bytes.into(), create).await {
+        let path = root.object_path(relative);
+        match root.store.put_opts(&path, bytes.into(), create).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(err) => Err(err.into()),
@@ -339,8 +360,8 @@ impl GraphStore {
         &self,
         relative: &str,
     ) -> Result<Vec<String>, RepoError> {
-        self.inner.metrics.record(StoreOp::List, None);
-        let listed = list_under(self.inner.store.as_ref(), &self.object_path(relative)).await?;
+        self.home.metrics.record(StoreOp::List, None);
+        let listed = list_under(self.home.store.as_ref(), &self.home.object_path(relative)).await?;
         let mut paths: Vec<String> = listed
             .into_iter()
             .map(|(path, _)| format!("{relative}/{path}"))
@@ -351,9 +372,9 @@ impl GraphStore {
 
     /// The names of the folders directly under `relative` (one delimited listing).
     pub async fn list_folders(&self, relative: &str) -> Result<Vec<String>, RepoError> {
-        self.inner.metrics.record(StoreOp::List, None);
-        let prefix = self.object_path(relative);
-        let listing = match self.inner.store.list_with_delimiter(Some(&prefix)).await {
+        self.home.metrics.record(StoreOp::List, None);
+        let prefix = self.home.object_path(relative);
+        let listing = match self.home.store.list_with_delimiter(Some(&prefix)).await {
             Ok(listing) => listing,
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
             Err(err) => return Err(err.into()),
@@ -373,22 +394,39 @@ impl GraphStore {
         relative: &str,
         key: Option<&RepoKey>,
     ) -> Result<Option<bytes::Bytes>, RepoError> {
-        self.inner.metrics.record(StoreOp::Get, key);
-        match self.inner.store.get(&self.object_path(relative)).await {
-            Ok(result) => Ok(Some(result.bytes().await?)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(err) => Err(err.into()),
-        }
+        get_object(&self.home, relative, key).await
     }
+}
 
-    fn object_path(&self, relative: &str) -> ObjectPath {
-        match &self.inner.location {
-            Location::S3 { prefix, .. } if !prefix.is_empty() => {
-                ObjectPath::from(format!("{prefix}/{relative}"))
-            }
-            _ => ObjectPath::from(relative),
-        }
+async fn get_object(
+    root: &Root,
+    relative: &str,
+    key: Option<&RepoKey>,
+) -> Result<Option<bytes::Bytes>, RepoError> {
+    root.metrics.record(StoreOp::Get, key);
+    match root.store.get(&root.object_path(relative)).await {
+        Ok(result) => Ok(Some(result.bytes().await?)),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(err) => Err(err.into()),
     }
+}
+
+/// The maintenance status objects under `folder` of `root` (`_system/maintenance` or one
+/// tenant's folder in it), by repo.
+async fn list_statuses(root: &Root, folder: &str) -> Result<Vec<(RepoKey, String)>, RepoError> {
+    root.metrics.record(StoreOp::List, None);
+    let listed = list_under(root.store.as_ref(), &root.object_path(folder)).await?;
+    Ok(listed
+        .into_iter()
+        .filter_map(|(path, meta)| {
+            let full = format!("{folder}/{path}");
+            let tenant = tenant_under(MAINTENANCE_DIR, &full)?;
+            let file = full.strip_prefix(MAINTENANCE_DIR)?.strip_prefix('/')?;
+            let graph = file.strip_prefix(tenant)?.strip_prefix('/')?.strip_suffix(".json")?;
+            let key = RepoKey::new(TenantId::new(tenant).ok()?, GraphId::new(graph).ok()?);
+            Some((key, listing_version(&meta)))
+        })
+        .collect())
 }
 
 const MAINTENANCE_DIR: &str = "_system/maintenance";
@@ -399,47 +437,6 @@ fn maintenance_status_path(key: &RepoKey) -> String {
 
 fn graph_relative_path(tenant: &TenantId, graph: &GraphId) -> String {
     format!("tenants/{tenant}/graphs/{graph}{GRAPH_SUFFIX}")
-}
-
-/// Builds an S3 client the way the engine does, so that both see the same store.
-fn s3_store_from_env(bucket: &str) -> Result<object_store::aws::AmazonS3, RepoError> {
-    // As Lance's defaults: a few retries, so that an unreachable store fails fast (503)
-    // rather than holding requests for minutes.
-    let retry = RetryConfig {
-        max_retries: 3,
-        retry_timeout: std::time::Duration::from_secs(30),
-        ..RetryConfig::default()
-    };
-    let mut builder = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .with_retry(retry);
-    let endpoint = std::env::var("AWS_ENDPOINT_URL_S3")
-        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
-        .ok()
-        .filter(|value| !value.trim().is_empty());
-    if let Some(endpoint) = endpoint {
-        if endpoint.starts_with("http://") {
-            builder = builder.with_allow_http(true);
-        }
-        builder = builder.with_endpoint(endpoint);
-    }
-    if env_truthy("AWS_ALLOW_HTTP") {
-        builder = builder.with_allow_http(true);
-    }
-    if env_truthy("AWS_S3_FORCE_PATH_STYLE") {
-        builder = builder.with_virtual_hosted_style_request(false);
-    }
-    if std::env::var("AWS_REGION").is_err() && std::env::var("AWS_DEFAULT_REGION").is_err() {
-        builder = builder.with_region("us-east-1");
-    }
-    Ok(builder.build()?)
-}
-
-fn env_truthy(name: &str) -> bool {
-    matches!(
-        std::env::var(name).as_deref(),
-        Ok("1" | "true" | "TRUE" | "True" | "yes" | "YES" | "on" | "ON")
-    )
 }
 
 #[cfg(test)]
