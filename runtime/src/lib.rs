@@ -416,9 +416,9 @@ pub async fn open_root_for_command(config: &NodeConfig) -> Result<GraphStore, St
     let mut roots = control::directory::tenant_roots(&records);
     if let Some(bundle) = &config.auth.bundle {
         let envelope = match &bundle.source {
-            BundleSource::File(path) => Some(
-                std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?,
-            ),
+            BundleSource::File(path) => {
+                Some(std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?)
+            }
             BundleSource::Root => store
                 .get_system_object(ROOT_BUNDLE_PATH, None)
                 .await
@@ -427,9 +427,11 @@ pub async fn open_root_for_command(config: &NodeConfig) -> Result<GraphStore, St
             BundleSource::Url(_) => None,
         };
         if let Some(envelope) = envelope {
-            let from_bundle =
-                omnigraph_cloud_http::bundle_tenants::roots_of_bundle(&envelope, &bundle.public_key)
-                    .map_err(|err| format!("auth.bundle: {err}"))?;
+            let from_bundle = omnigraph_cloud_http::bundle_tenants::roots_of_bundle(
+                &envelope,
+                &bundle.public_key,
+            )
+            .map_err(|err| format!("auth.bundle: {err}"))?;
             roots.extend(from_bundle);
         }
     }

@@ -275,7 +275,10 @@ impl GraphStore {
         let root = self.root(&key.tenant);
         root.metrics.record(StoreOp::Put, Some(key));
         root.store
-            .put(&root.object_path(&maintenance_status_path(key)), bytes.into())
+            .put(
+                &root.object_path(&maintenance_status_path(key)),
+                bytes.into(),
+            )
             .await?;
         Ok(())
     }
@@ -422,7 +425,10 @@ async fn list_statuses(root: &Root, folder: &str) -> Result<Vec<(RepoKey, String
             let full = format!("{folder}/{path}");
             let tenant = tenant_under(MAINTENANCE_DIR, &full)?;
             let file = full.strip_prefix(MAINTENANCE_DIR)?.strip_prefix('/')?;
-            let graph = file.strip_prefix(tenant)?.strip_prefix('/')?.strip_suffix(".json")?;
+            let graph = file
+                .strip_prefix(tenant)?
+                .strip_prefix('/')?
+                .strip_suffix(".json")?;
             let key = RepoKey::new(TenantId::new(tenant).ok()?, GraphId::new(graph).ok()?);
             Some((key, listing_version(&meta)))
         })

@@ -239,6 +239,9 @@ mod tests {
         );
         assert_eq!(tenant_under(LEASE_DIR, "_system/leases"), None);
         assert_eq!(tenant_under(LEASE_DIR, "_system/nodes/n1.json"), None);
-        assert_eq!(tenant_under("_system/maintenance", "_system/maintenance/t/g.json"), Some("t"));
+        assert_eq!(
+            tenant_under("_system/maintenance", "_system/maintenance/t/g.json"),
+            Some("t")
+        );
     }
 }

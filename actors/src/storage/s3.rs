@@ -45,4 +45,3 @@ fn env_truthy(name: &str) -> bool {
         Ok("1" | "true" | "TRUE" | "True" | "yes" | "YES" | "on" | "ON")
     )
 }
-

@@ -268,7 +268,11 @@ mod tests {
         // A write whose answer was lost is retried: the record exists already, and counts once.
         let first = records[0].clone();
         let again = store
-            .create_system_object(None, &record_path(&first), serde_json::to_vec(&first).unwrap())
+            .create_system_object(
+                None,
+                &record_path(&first),
+                serde_json::to_vec(&first).unwrap(),
+            )
             .await
             .unwrap();
         assert!(!again, "create-if-absent refuses the second write");

@@ -26,7 +26,14 @@ pub(super) async fn handle(
     let body = body.collect().await.map_err(|_| DropConnection)?.to_bytes();
     let op = classify(&parts.method, parts.uri.path(), parts.uri.query());
     let key = object_key(parts.uri.path(), parts.uri.query());
-    shared.record(op, &key);
+    let bucket = parts
+        .uri
+        .path()
+        .trim_start_matches('/')
+        .split('/')
+        .next()
+        .unwrap_or("");
+    shared.record(op, bucket, &key);
     tracing::debug!(target: "og_s3_proxy", ?op, %key, "request");
     let faults = shared.faults.read().expect("faults lock").clone();
 

@@ -42,8 +42,11 @@ impl Shared {
     }
 
     /// Counts a request seen, before faults are applied.
-    pub(super) fn record(&self, op: Op, key: &str) {
-        self.stats.lock().expect("stats lock").record(op, key);
+    pub(super) fn record(&self, op: Op, bucket: &str, key: &str) {
+        self.stats
+            .lock()
+            .expect("stats lock")
+            .record(op, bucket, key);
     }
 
     /// Whether a hold rule takes this request (counting it against the rule's `max_held`).

@@ -41,8 +41,8 @@ mod record;
 mod store;
 
 pub use backend::{CasOutcome, LeaseBackend, Stored};
-pub use codec::{LEASE_DIR, ListedLease};
 pub(crate) use codec::nonce;
+pub use codec::{LEASE_DIR, ListedLease};
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use node::{NodeLeases, NodeRecord};

@@ -24,7 +24,7 @@ use aws_lc_rs::signature::{ED25519, UnparsedPublicKey};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use jsonwebtoken::jwk::JwkSet;
-use omnigraph_cloud_config::TenantLimitsOverride;
+use omnigraph_cloud_config::{StorageRoot, TenantId, TenantLimitsOverride};
 use serde::{Deserialize, Serialize};
 
 use super::bundle_tenants::{self, BundleTenant, CompiledTenants};
@@ -143,6 +143,16 @@ pub fn open(
         .verify(&payload, &signature)
         .map_err(|_| BundleError::BadSignature)?;
     Ok((parse_payload(&payload)?, payload))
+}
+
+/// The tenants' own roots in a signed bundle, verified against `public_key`: what a command
+/// run outside a node (`omnigraph-cloud usage`, `leases`) routes by.
+pub fn tenant_roots(
+    envelope: &[u8],
+    public_key: &[u8; 32],
+) -> Result<BTreeMap<TenantId, StorageRoot>, String> {
+    let (payload, _) = open(envelope, public_key).map_err(|err| err.to_string())?;
+    bundle_tenants::compile(&payload.tenants).map(|compiled| compiled.roots)
 }
 
 /// Verifies and compiles a bundle as a node would before swapping it in, without

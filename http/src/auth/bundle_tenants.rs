@@ -106,12 +106,31 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
     })
 }
 
-/// The tenants' own roots in a signed bundle, verified against `public_key`: what a command
-/// run outside a node (`omnigraph-cloud usage`, `leases`) routes by.
-pub fn roots_of_bundle(
-    envelope: &[u8],
-    public_key: &[u8; 32],
-) -> Result<BTreeMap<TenantId, StorageRoot>, String> {
-    let (payload, _) = super::bundle::open(envelope, public_key).map_err(|err| err.to_string())?;
-    compile(&payload.tenants).map(|compiled| compiled.roots)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_root(root: &str) -> BTreeMap<String, BundleTenant> {
+        let tenant = BundleTenant {
+            storage_root: Some(root.into()),
+            ..BundleTenant::default()
+        };
+        [("acme".to_string(), tenant)].into()
+    }
+
+    #[test]
+    fn a_tenant_root_is_shared_storage_named_absolutely() {
+        let compiled = compile(&with_root("s3://acme-graphs/prod")).unwrap();
+        assert_eq!(
+            compiled.roots[&TenantId::new("acme").unwrap()],
+            StorageRoot::S3 {
+                bucket: "acme-graphs".into(),
+                prefix: "prod".into()
+            }
+        );
+        for refused in ["memory://", "file://./data", "s3://A", "gs://bucket"] {
+            let err = compile(&with_root(refused)).unwrap_err();
+            assert!(err.contains("storage_root"), "{refused}: {err}");
+        }
+    }
 }

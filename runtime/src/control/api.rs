@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use omnigraph_cloud_actors::{GraphStore, RepoError, StoreMetrics};
 use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
+use omnigraph_cloud_actors::{GraphStore, RepoError, StoreMetrics};
 use omnigraph_cloud_config::{ActorId, TenantId, TenantLimitsOverride};
 use omnigraph_cloud_http::bundle_tenants::parse_tenant_root;
 use omnigraph_cloud_http::{ApiError, sha256_hex};
@@ -156,10 +156,11 @@ async fn check_root(root: &str) -> Result<(), ApiError> {
     let spec = parse_tenant_root(root).map_err(bad)?;
     let store = GraphStore::open(&spec, StoreMetrics::unregistered())
         .map_err(|err| bad(format!("'{root}' cannot be opened: {err}")))?;
-    store
-        .probe_conditional_writes()
-        .await
-        .map_err(|err| bad(format!("'{root}' failed the conditional-write probe: {err}")))?;
+    store.probe_conditional_writes().await.map_err(|err| {
+        bad(format!(
+            "'{root}' failed the conditional-write probe: {err}"
+        ))
+    })?;
     Ok(())
 }
 

@@ -23,6 +23,7 @@ mod routes;
 mod stale;
 mod storage;
 mod support;
+mod tenant_roots;
 mod tenants;
 mod usage;
 mod warm;

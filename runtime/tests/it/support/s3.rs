@@ -14,6 +14,16 @@ pub struct S3Backend {
     _env: tokio::sync::OwnedMutexGuard<()>,
 }
 
+impl S3Backend {
+    /// Another bucket on the same server, behind the same proxy.
+    pub async fn create_bucket(&self, bucket: &str) {
+        self._server
+            .create_bucket(bucket)
+            .await
+            .expect("bucket created");
+    }
+}
+
 /// The S3 backend, or `None` (with a note) when moto is not installed and S3 tests are not
 /// required. `scripts/test.sh` installs moto and sets `OMNIGRAPH_TEST_S3=require`.
 pub async fn s3_backend() -> Option<S3Backend> {
