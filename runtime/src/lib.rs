@@ -427,11 +427,9 @@ pub async fn open_root_for_command(config: &NodeConfig) -> Result<GraphStore, St
             BundleSource::Url(_) => None,
         };
         if let Some(envelope) = envelope {
-            let from_bundle = omnigraph_cloud_http::bundle_tenants::roots_of_bundle(
-                &envelope,
-                &bundle.public_key,
-            )
-            .map_err(|err| format!("auth.bundle: {err}"))?;
+            let from_bundle =
+                omnigraph_cloud_http::bundle::tenant_roots(&envelope, &bundle.public_key)
+                    .map_err(|err| format!("auth.bundle: {err}"))?;
             roots.extend(from_bundle);
         }
     }

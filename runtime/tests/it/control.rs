@@ -9,20 +9,22 @@ use tempfile::TempDir;
 
 use crate::support::{Client, PERMIT_ALL, TestNode, eventually, policy_dir};
 
-const OPERATOR: &str = "operator-secret";
+pub(crate) const OPERATOR: &str = "operator-secret";
 
-/// A control node and a data node on one root.
-struct Plane {
+/// What a control plane and its data nodes are configured with: the bundle key, the operator
+/// tokens file, and a permissive policy for the data nodes.
+pub(crate) struct ControlFiles {
     _files: TempDir,
     _policies: TempDir,
-    root: TempDir,
-    control_toml: String,
-    data_toml: String,
-    data: TestNode,
+    /// `[node] roles = ["control"]` and its `[control]` files.
+    pub(crate) control_toml: String,
+    /// Static tokens from the bundle the control plane publishes to the root, synced every
+    /// 200 ms; usage flushed every second.
+    pub(crate) data_toml: String,
 }
 
-impl Plane {
-    async fn start() -> (Plane, TestNode) {
+impl ControlFiles {
+    pub(crate) fn new() -> ControlFiles {
         let files = TempDir::new().unwrap();
         let key = SigningKey::generate(KeyKind::Ed25519).unwrap();
         let key_path = files.path().join("bundle-key.pem");
@@ -36,14 +38,12 @@ impl Plane {
             ),
         )
         .unwrap();
-        let root = TempDir::new().unwrap();
         let control_toml = format!(
             "[node]\nroles = [\"control\"]\n[control]\noperator_tokens_file = {:?}\n\
              bundle_key_file = {:?}\n",
             operators.display().to_string(),
             key_path.display().to_string()
         );
-        let control = TestNode::start_on(root.path(), &control_toml).await;
         let policies = policy_dir(&[("_default.cedar", PERMIT_ALL)]);
         let data_toml = format!(
             "auth.mode = \"static\"\nauth.policy_dir = {:?}\n[auth.bundle]\nsource = \"root\"\n\
@@ -51,23 +51,56 @@ impl Plane {
             policies.path().display().to_string(),
             key.ed25519_public_base64().unwrap()
         );
-        let data = TestNode::start_on(root.path(), &data_toml).await;
-        let plane = Plane {
+        ControlFiles {
             _files: files,
             _policies: policies,
-            root,
             control_toml,
             data_toml,
-            data,
-        };
-        (plane, control)
+        }
     }
 }
 
+/// Whether the control plane's usage query shows `writes` writes to `tenant`'s `graph` within
+/// 10 s (usage records are flushed every second).
+pub(crate) async fn usage_shows_writes(
+    operator: &Client,
+    tenant: &str,
+    graph: &str,
+    writes: u64,
+) -> bool {
+    eventually(Duration::from_secs(10), || {
+        let operator = operator.clone();
+        let path = format!("/control/v1/usage?tenant={tenant}");
+        async move {
+            let usage = operator.get(&path).await.json;
+            usage["totals"]
+                .as_array()
+                .and_then(|totals| totals.iter().find(|t| t["graph"] == graph))
+                .is_some_and(|g| g["requests"]["write"] == writes)
+        }
+    })
+    .await
+}
+
+/// A control node and a data node on one root.
+struct Plane {
+    files: ControlFiles,
+    root: TempDir,
+    data: TestNode,
+}
+
 impl Plane {
+    async fn start() -> (Plane, TestNode) {
+        let files = ControlFiles::new();
+        let root = TempDir::new().unwrap();
+        let control = TestNode::start_on(root.path(), &files.control_toml).await;
+        let data = TestNode::start_on(root.path(), &files.data_toml).await;
+        (Plane { files, root, data }, control)
+    }
+
     /// Another data node on the plane's root.
     async fn start_data(&self) -> TestNode {
-        TestNode::start_on(self.root.path(), &self.data_toml).await
+        TestNode::start_on(self.root.path(), &self.files.data_toml).await
     }
 }
 
@@ -148,19 +181,8 @@ async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it()
     assert!(status_within(&acme, "/graphs/g/snapshot", 200).await);
 
     // Usage from the data node's records, through the control plane.
-    let counted = eventually(Duration::from_secs(10), || {
-        let operator = operator.clone();
-        async move {
-            let usage = operator.get("/control/v1/usage?tenant=acme").await.json;
-            usage["totals"]
-                .as_array()
-                .and_then(|totals| totals.iter().find(|t| t["graph"] == "g"))
-                .is_some_and(|g| g["requests"]["write"] == 1)
-        }
-    })
-    .await;
     assert!(
-        counted,
+        usage_shows_writes(&operator, "acme", "g", 1).await,
         "the data node's usage records reach the control plane"
     );
     let seconds = operator
@@ -181,7 +203,7 @@ async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it()
         &config,
         format!(
             "{}[storage]\nroot = \"file://{}\"\n",
-            plane.control_toml,
+            plane.files.control_toml,
             plane.root.path().display()
         ),
     )
@@ -199,7 +221,7 @@ async fn an_operator_provisions_a_tenant_that_the_data_plane_serves_without_it()
     let summary: serde_json::Value = serde_json::from_slice(&rebuilt.stdout).unwrap();
     assert_eq!(summary["tenants"][0]["tenant"], "acme");
     assert_eq!(summary["tenants"][0]["tokens"], 1);
-    let control = TestNode::start_on(plane.root.path(), &plane.control_toml).await;
+    let control = TestNode::start_on(plane.root.path(), &plane.files.control_toml).await;
     let operator = control.client_with_token(OPERATOR);
     assert_eq!(operator.get("/control/v1/tenants").await.text, before);
 
@@ -307,7 +329,7 @@ async fn a_new_control_process_answers_byte_for_byte_from_the_root() {
     assert_eq!(reads, (0..10_000u64).map(|i| 1 + i % 5).sum::<u64>());
     // The state wiped (the process gone) and rebuilt from the root by a new process.
     control.shutdown().await;
-    let control = TestNode::start_on(plane.root.path(), &plane.control_toml).await;
+    let control = TestNode::start_on(plane.root.path(), &plane.files.control_toml).await;
     let after = answers(control.client_with_token(OPERATOR)).await;
     assert_eq!(before, after);
 }

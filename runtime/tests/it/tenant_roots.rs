@@ -8,13 +8,10 @@ use omnigraph_cloud_actors::usage::{UsageQuery, fold, read_records};
 use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
 use omnigraph_cloud_cluster::lease::LeaseTiming;
 use omnigraph_cloud_config::{StorageRoot, TenantId};
-use omnigraph_cloud_http::signing::{KeyKind, SigningKey};
 use serde_json::json;
-use tempfile::TempDir;
 
-use crate::support::{PERMIT_ALL, TestNode, eventually, policy_dir, s3_backend};
-
-const OPERATOR: &str = "operator-secret";
+use crate::control::{ControlFiles, OPERATOR, usage_shows_writes};
+use crate::support::{TestNode, s3_backend};
 
 fn store(bucket: &str, prefix: &str) -> GraphStore {
     let root = StorageRoot::S3 {
@@ -30,19 +27,8 @@ async fn a_tenant_on_its_own_bucket_keeps_everything_there() {
     let own_bucket = format!("og-own-{}", std::process::id());
     s3.create_bucket(&own_bucket).await;
 
-    let files = TempDir::new().unwrap();
-    let key = SigningKey::generate(KeyKind::Ed25519).unwrap();
-    let key_path = files.path().join("bundle-key.pem");
-    std::fs::write(&key_path, key.to_pkcs8_pem().unwrap()).unwrap();
-    let operators = files.path().join("operators.sha256");
-    std::fs::write(&operators, omnigraph_cloud_http::sha256_hex(OPERATOR)).unwrap();
-    let control_toml = format!(
-        "[node]\nroles = [\"control\"]\n[control]\noperator_tokens_file = {:?}\n\
-         bundle_key_file = {:?}\n",
-        operators.display().to_string(),
-        key_path.display().to_string()
-    );
-    let mut control = TestNode::start_s3(&s3, "plane", &control_toml).await;
+    let files = ControlFiles::new();
+    let mut control = TestNode::start_s3(&s3, "plane", &files.control_toml).await;
     let operator = control.client_with_token(OPERATOR);
 
     // Roots the nodes could not share, or that fail the probe, are refused up front.
@@ -87,14 +73,7 @@ async fn a_tenant_on_its_own_bucket_keeps_everything_there() {
         tokens.push(issued["token"].as_str().unwrap().to_string());
     }
 
-    let policies = policy_dir(&[("_default.cedar", PERMIT_ALL)]);
-    let data_toml = format!(
-        "auth.mode = \"static\"\nauth.policy_dir = {:?}\n[auth.bundle]\nsource = \"root\"\n\
-         public_key = \"{}\"\nsync_interval = \"200ms\"\n[usage]\nflush_interval = \"1s\"\n",
-        policies.path().display().to_string(),
-        key.ed25519_public_base64().unwrap()
-    );
-    let mut data = TestNode::start_s3(&s3, "plane", &data_toml).await;
+    let mut data = TestNode::start_s3(&s3, "plane", &files.data_toml).await;
     s3.proxy.reset_stats();
     let acme = data.client_with_token(&tokens[0]);
     let globex = data.client_with_token(&tokens[1]);
@@ -181,19 +160,8 @@ async fn a_tenant_on_its_own_bucket_keeps_everything_there() {
     assert_eq!(tenants_in(&shared_usage), ["globex"]);
 
     // The control plane folds both roots together: acme's three writes are there.
-    let counted = eventually(Duration::from_secs(10), || {
-        let operator = operator.clone();
-        async move {
-            let usage = operator.get("/control/v1/usage?tenant=acme").await.json;
-            usage["totals"]
-                .as_array()
-                .and_then(|totals| totals.iter().find(|t| t["graph"] == "g"))
-                .is_some_and(|g| g["requests"]["write"] == 3)
-        }
-    })
-    .await;
     assert!(
-        counted,
+        usage_shows_writes(&operator, "acme", "g", 3).await,
         "acme's usage in its own root reaches the control plane"
     );
     let all = fold(&[own_usage, shared_usage].concat(), &UsageQuery::default());
