@@ -3,34 +3,48 @@
 //! A history is one JSON line per operation a client made: what it asked, when it sent it and
 //! when the answer came (or did not), and what the answer said about where it landed (the
 //! `__manifest` version, and for a write the writer-lease epoch). After the run every node is
-//! healed and the graph read in full; the checker then holds the history against that final
+//! healed and each branch read in full; the checker then holds the history against that final
 //! state and against itself:
 //!
-//! 1. **Nothing acknowledged is lost**: every write answered 2xx is in the final state.
-//!    A write refused with a 4xx is not (it must not half-apply). A write with no answer,
-//!    or a 5xx, is indeterminate: either is fine.
-//! 2. **Reads never go backwards**: if operation A returned before B was sent, on the same
+//! 1. **Nothing acknowledged is lost**: every write answered 2xx (an insert, each id of a
+//!    load, each id a merge carried) is in the final state of its branch. A write refused
+//!    with a 4xx is not (it must not half-apply). A write with no answer, or a 5xx, is
+//!    indeterminate: either is fine, but all of it or none (a load of several ids, a merge).
+//!    An id a read saw is in the final state too: a write once visible stays.
+//! 2. **Reads see what was acknowledged before them**: an export of a branch holds every id
+//!    acknowledged on that branch before the export was sent.
+//! 3. **Reads never go backwards**: if operation A returned before B was sent, on the same
 //!    graph and branch, B's version is at least A's.
-//! 3. **One publisher per version**: each version is reached under one lease epoch (a
+//! 4. **One publisher per version**: each version is reached under one lease epoch (a
 //!    coalesced batch shares its version and epoch).
-//! 4. **Epochs fence**: no write acknowledged under epoch e carries a version above the first
+//! 5. **Epochs fence**: no write acknowledged under epoch e carries a version above the first
 //!    version acknowledged under a later epoch.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+/// The ids each branch holds after healing.
+pub type FinalState = BTreeMap<String, BTreeSet<String>>;
+
 /// One operation, as the client saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Operation {
     pub client: u32,
-    /// `insert` (a write of one new id) or `read`.
+    /// `insert` (a write of one new id), `load` (of several new ids), `branch` (created from
+    /// main), `merge` (of `source` into `branch`), `read` (a count) or `export`.
     pub op: String,
     pub graph: String,
     pub branch: String,
     /// The id an insert writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The ids a load writes, or an export saw.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+    /// The branch a merge takes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub invoke_ms: u64,
     pub return_ms: u64,
     /// The HTTP status; 0 when no answer came (connection refused, reset, timed out).
@@ -49,16 +63,36 @@ impl Operation {
     fn refused(&self) -> bool {
         (400..500).contains(&self.status)
     }
+
+    /// A write that publishes a version of its branch.
+    fn writes(&self) -> bool {
+        matches!(self.op.as_str(), "insert" | "load" | "merge")
+    }
+
+    /// The ids an insert or a load writes.
+    fn written(&self) -> Vec<&String> {
+        match self.op.as_str() {
+            "insert" => self.id.iter().collect(),
+            "load" => self.ids.iter().collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// What the checks found; empty lists mean the history passed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Verdict {
     pub operations: usize,
+    /// Operations by kind: how many were acknowledged, refused and left indeterminate.
+    pub by_kind: BTreeMap<String, [usize; 3]>,
     pub acknowledged_writes: usize,
     pub indeterminate_writes: usize,
     pub lost: Vec<String>,
     pub refused_but_landed: Vec<String>,
+    /// Indeterminate loads or merges of which some ids landed and some did not.
+    pub partial: Vec<String>,
+    /// Exports that missed an id acknowledged before they were sent.
+    pub stale_reads: Vec<String>,
     pub went_backwards: Vec<String>,
     pub shared_versions: Vec<String>,
     pub unfenced: Vec<String>,
@@ -72,36 +106,155 @@ impl Verdict {
     pub fn passed(&self) -> bool {
         self.lost.is_empty()
             && self.refused_but_landed.is_empty()
+            && self.partial.is_empty()
+            && self.stale_reads.is_empty()
             && self.went_backwards.is_empty()
             && self.shared_versions.is_empty()
             && self.unfenced.is_empty()
     }
 }
 
-/// Checks `history` against the ids found in the graph after healing (`present`).
-pub fn check(history: &[Operation], present: &BTreeSet<String>) -> Verdict {
+/// Checks `history` against the ids each branch held after healing (`present`).
+pub fn check(history: &[Operation], present: &FinalState) -> Verdict {
     let mut verdict = Verdict {
         operations: history.len(),
         ..Verdict::default()
     };
-    for op in history.iter().filter(|op| op.op == "insert") {
-        let Some(id) = &op.id else { continue };
+    for op in history {
+        let outcome = if op.acknowledged() {
+            0
+        } else if op.refused() {
+            1
+        } else {
+            2
+        };
+        verdict.by_kind.entry(op.op.clone()).or_default()[outcome] += 1;
+    }
+    let none = BTreeSet::new();
+    let on = |branch: &str| present.get(branch).unwrap_or(&none);
+    for op in history
+        .iter()
+        .filter(|op| matches!(op.op.as_str(), "insert" | "load"))
+    {
+        let ids = op.written();
+        let landed: Vec<&&String> = ids
+            .iter()
+            .filter(|id| on(&op.branch).contains(**id))
+            .collect();
+        let name = || format!("{} of {:?} on {}", op.op, ids, op.branch);
         if op.acknowledged() {
             verdict.acknowledged_writes += 1;
             if op.version.is_none() || op.epoch.is_none() {
-                verdict.unstamped.push(id.clone());
+                verdict.unstamped.push(name());
             }
-            if !present.contains(id) {
-                verdict.lost.push(id.clone());
+            for id in ids.iter().filter(|id| !on(&op.branch).contains(**id)) {
+                verdict
+                    .lost
+                    .push(format!("{id} ({} on {})", op.op, op.branch));
             }
         } else if op.refused() {
-            if present.contains(id) {
+            if !landed.is_empty() {
                 verdict
                     .refused_but_landed
-                    .push(format!("{id} (status {})", op.status));
+                    .push(format!("{} (status {})", name(), op.status));
             }
         } else {
             verdict.indeterminate_writes += 1;
+            if !landed.is_empty() && landed.len() < ids.len() {
+                verdict.partial.push(format!(
+                    "{}: {} of {} landed",
+                    name(),
+                    landed.len(),
+                    ids.len()
+                ));
+            }
+        }
+    }
+    // What each branch was acknowledged to hold, and when.
+    let mut acknowledged: BTreeMap<&str, Vec<(u64, &String)>> = BTreeMap::new();
+    for op in history.iter().filter(|op| op.acknowledged()) {
+        for id in op.written() {
+            acknowledged
+                .entry(op.branch.as_str())
+                .or_default()
+                .push((op.return_ms, id));
+        }
+    }
+    let mut merges: Vec<&Operation> = history.iter().filter(|op| op.op == "merge").collect();
+    merges.sort_by_key(|op| op.return_ms);
+    for merge in merges {
+        let Some(source) = &merge.source else {
+            continue;
+        };
+        // The ids acknowledged on the source before the merge was sent: the merge carries them.
+        let carried: Vec<&String> = acknowledged
+            .get(source.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(returned, _)| *returned < merge.invoke_ms)
+            .map(|(_, id)| *id)
+            .collect();
+        let target = on(&merge.branch);
+        let landed = carried.iter().filter(|id| target.contains(**id)).count();
+        let name = format!(
+            "merge of {source} into {} by client {}",
+            merge.branch, merge.client
+        );
+        if merge.acknowledged() {
+            verdict.acknowledged_writes += 1;
+            for id in carried.iter().filter(|id| !target.contains(**id)) {
+                verdict.lost.push(format!("{id} ({name})"));
+            }
+            let carried: Vec<(u64, &String)> = carried
+                .into_iter()
+                .map(|id| (merge.return_ms, id))
+                .collect();
+            acknowledged
+                .entry(merge.branch.as_str())
+                .or_default()
+                .extend(carried);
+        } else if merge.refused() {
+            if landed > 0 {
+                verdict
+                    .refused_but_landed
+                    .push(format!("{name} (status {})", merge.status));
+            }
+        } else {
+            verdict.indeterminate_writes += 1;
+            if landed > 0 && landed < carried.len() {
+                verdict.partial.push(format!(
+                    "{name}: {landed} of {} carried ids landed",
+                    carried.len()
+                ));
+            }
+        }
+    }
+    for export in history
+        .iter()
+        .filter(|op| op.op == "export" && op.acknowledged())
+    {
+        let seen: BTreeSet<&String> = export.ids.iter().collect();
+        let missed: Vec<&String> = acknowledged
+            .get(export.branch.as_str())
+            .into_iter()
+            .flatten()
+            .filter(|(returned, id)| *returned < export.invoke_ms && !seen.contains(id))
+            .map(|(_, id)| *id)
+            .collect();
+        if let Some(first) = missed.first() {
+            verdict.stale_reads.push(format!(
+                "export of {} by client {} sent at {} missed {} acknowledged ids ({first}, ...)",
+                export.branch,
+                export.client,
+                export.invoke_ms,
+                missed.len()
+            ));
+        }
+        for id in seen.iter().filter(|id| !on(&export.branch).contains(**id)) {
+            verdict.lost.push(format!(
+                "{id} (seen by an export of {}, then gone)",
+                export.branch
+            ));
         }
     }
     let mut by_branch: BTreeMap<(&str, &str), Vec<&Operation>> = BTreeMap::new();
@@ -156,7 +309,7 @@ fn backwards(ops: &[&Operation]) -> Vec<String> {
 /// Versions reached by writes under more than one epoch.
 fn shared_versions(ops: &[&Operation]) -> Vec<String> {
     let mut epochs: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
-    for op in ops.iter().filter(|op| op.op == "insert") {
+    for op in ops.iter().filter(|op| op.writes()) {
         if let (Some(version), Some(epoch)) = (op.version, op.epoch) {
             epochs.entry(version).or_default().insert(epoch);
         }
@@ -171,14 +324,14 @@ fn shared_versions(ops: &[&Operation]) -> Vec<String> {
 /// Writes acknowledged under an epoch with a version above the first one of a later epoch.
 fn unfenced(ops: &[&Operation]) -> Vec<String> {
     let mut first_of: BTreeMap<u64, u64> = BTreeMap::new();
-    for op in ops.iter().filter(|op| op.op == "insert") {
+    for op in ops.iter().filter(|op| op.writes()) {
         if let (Some(version), Some(epoch)) = (op.version, op.epoch) {
             let first = first_of.entry(epoch).or_insert(version);
             *first = (*first).min(version);
         }
     }
     let mut found = Vec::new();
-    for op in ops.iter().filter(|op| op.op == "insert") {
+    for op in ops.iter().filter(|op| op.writes()) {
         let (Some(version), Some(epoch)) = (op.version, op.epoch) else {
             continue;
         };
@@ -187,9 +340,9 @@ fn unfenced(ops: &[&Operation]) -> Vec<String> {
             && version > later
         {
             found.push(format!(
-                "{:?} acknowledged under epoch {epoch} at version {version}, above version \
+                "{} {:?} acknowledged under epoch {epoch} at version {version}, above version \
                  {later} of a later epoch",
-                op.id
+                op.op, op.id
             ));
         }
     }
@@ -219,11 +372,16 @@ mod tests {
             status,
             version: (landed.0 > 0).then_some(landed.0),
             epoch: (landed.1 > 0).then_some(landed.1),
+            ..Operation::default()
         }
     }
 
-    fn present(ids: &[&str]) -> BTreeSet<String> {
-        ids.iter().map(|id| id.to_string()).collect()
+    fn present(ids: &[&str]) -> FinalState {
+        [(
+            "main".to_string(),
+            ids.iter().map(|id| id.to_string()).collect(),
+        )]
+        .into()
     }
 
     #[test]
@@ -248,7 +406,7 @@ mod tests {
             op(2, "insert", "b", (0, 10), 429, (0, 0)),
         ];
         let verdict = check(&history, &present(&["b"]));
-        assert_eq!(verdict.lost, vec!["a".to_string()]);
+        assert_eq!(verdict.lost, ["a (insert on main)"]);
         assert_eq!(verdict.refused_but_landed.len(), 1);
     }
 
@@ -277,5 +435,86 @@ mod tests {
         let verdict = check(&history, &present(&["a", "b", "c", "d"]));
         assert_eq!(verdict.shared_versions.len(), 1, "{verdict:?}");
         assert_eq!(verdict.unfenced.len(), 1, "{verdict:?}");
+    }
+
+    fn with(mut op: Operation, f: impl FnOnce(&mut Operation)) -> Operation {
+        f(&mut op);
+        op
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|id| id.to_string()).collect()
+    }
+
+    #[test]
+    fn a_half_applied_load_and_a_merge_that_dropped_ids_are_found() {
+        let load = |status| {
+            with(op(1, "load", "", (0, 10), status, (3, 1)), |op| {
+                op.ids = ids(&["l1", "l2", "l3"])
+            })
+        };
+        // Indeterminate: all or none.
+        let verdict = check(&[load(503)], &present(&["l1", "l2", "l3"]));
+        assert!(verdict.passed(), "{verdict:?}");
+        assert!(check(&[load(0)], &present(&[])).passed());
+        let verdict = check(&[load(0)], &present(&["l1"]));
+        assert_eq!(verdict.partial.len(), 1, "{verdict:?}");
+        let verdict = check(&[load(200)], &present(&["l1", "l3"]));
+        assert_eq!(verdict.lost, ["l2 (load on main)"]);
+
+        let on_branch = |id: &str, times| {
+            with(op(2, "insert", id, times, 200, (2, 1)), |op| {
+                op.branch = "b".into()
+            })
+        };
+        let merge = |status, times| {
+            with(op(2, "merge", "", times, status, (9, 1)), |op| {
+                op.source = Some("b".into())
+            })
+        };
+        let history = vec![
+            on_branch("x", (0, 5)),
+            on_branch("y", (6, 8)),
+            // Returned after the merge was sent: the merge may or may not carry it.
+            on_branch("z", (7, 12)),
+            merge(200, (10, 20)),
+        ];
+        let mut state = present(&["x"]);
+        state.insert("b".into(), ["x", "y", "z"].map(String::from).into());
+        let verdict = check(&history, &state);
+        assert_eq!(
+            verdict.lost,
+            ["y (merge of b into main by client 2)"],
+            "{verdict:?}"
+        );
+        state.get_mut("main").unwrap().insert("y".into());
+        assert!(check(&history, &state).passed());
+        let mut indeterminate = history.clone();
+        indeterminate[3] = merge(0, (10, 20));
+        state.get_mut("main").unwrap().remove("y");
+        assert_eq!(check(&indeterminate, &state).partial.len(), 1);
+    }
+
+    #[test]
+    fn an_export_missing_an_earlier_write_or_showing_a_write_later_gone_is_found() {
+        let export = |seen: &[&str], times| {
+            with(op(3, "export", "", times, 200, (4, 0)), |op| {
+                op.ids = ids(seen)
+            })
+        };
+        let history = vec![
+            op(1, "insert", "a", (0, 10), 200, (2, 1)),
+            op(2, "insert", "b", (5, 30), 0, (0, 0)),
+            // Sent after a returned, concurrent with b: must hold a; may hold b.
+            export(&["a", "b"], (11, 15)),
+            export(&["a"], (12, 16)),
+            export(&[], (20, 25)),
+        ];
+        let verdict = check(&history, &present(&["a", "b"]));
+        assert_eq!(verdict.stale_reads.len(), 1, "{verdict:?}");
+        assert!(verdict.stale_reads[0].contains("sent at 20"));
+        // b was seen, so it was written: it cannot be gone afterwards.
+        let verdict = check(&history[..3], &present(&["a"]));
+        assert_eq!(verdict.lost, ["b (seen by an export of main, then gone)"]);
     }
 }

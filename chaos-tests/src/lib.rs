@@ -3,7 +3,8 @@
 //! fault-injecting S3 proxy in front of it.
 //!
 //! Also the chaos harness: [`scenario`] runs a cluster of node processes under a seeded
-//! schedule of faults, and [`history`] checks what its clients saw.
+//! schedule of faults, its clients ([`workload`]) record what they saw, and [`history`]
+//! checks it.
 //!
 //! Depends on: nothing of ours (it talks S3 and HTTP, and runs the node binary). Used by:
 //! tests, benchmarks and `og-chaos`.
@@ -13,6 +14,7 @@ mod proxy;
 mod s3_server;
 pub mod scenario;
 pub mod simulation;
+mod workload;
 
 pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};

@@ -1,31 +1,26 @@
 //! A chaos run: a cluster of real node processes on one root (moto, behind a fault proxy per
-//! node), concurrent clients writing unique ids and reading, and a seeded schedule of faults;
-//! then every node healed, the graph read in full, and the history checked
-//! ([`crate::history`]).
+//! node), concurrent clients inserting, loading, branching, merging, reading and exporting
+//! ([`crate::workload`]), and a seeded schedule of faults; then every node healed, each branch
+//! read in full, and the history checked ([`crate::history`]).
 //!
 //! Everything random comes from the seed: which faults, when, on which node, which client
 //! writes or reads where. Replaying a seed replays the schedule (the machine's timing still
 //! varies, so a replay reproduces the faults, not every interleaving).
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::time::Instant;
 
-use crate::history::{Operation, Verdict, check};
+use crate::history::{Verdict, check};
+use crate::workload::{GRAPH, TOKEN, Workload, final_state};
 use crate::{ErrorRule, FaultProxy, Faults, Latency, Op, S3Server, aws_env_for};
 
-const TOKEN: &str = "chaos-token";
 const SECRET: &str = "chaos-cluster-secret-0123456789abcdef";
 const SCHEMA: &str = include_str!("../../examples/team.pg");
-const INSERT: &str = "query ins($name: String) { insert Person { name: $name } }";
-const COUNT: &str = "query n() { match { $p: Person } return { count($p) as n } }";
-const ALL: &str = "query all() { match { $p: Person } return { $p.name } }";
-const GRAPH: &str = "chaos";
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -181,68 +176,17 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     for port in &ports {
         wait_ready(&http, *port).await;
     }
-    let created = post(
-        &http,
-        ports[0],
-        "/graphs",
-        json!({"graph_id": GRAPH, "schema_source": SCHEMA}),
-    )
-    .await;
-    assert_eq!(created.0, 201, "graph created: {:?}", created);
+    create_graph(&http, ports[0]).await;
 
-    let history: Arc<Mutex<Vec<Operation>>> = Arc::default();
     let started = Instant::now();
     let deadline = started + scenario.duration;
-    let clock = move || started.elapsed().as_millis() as u64;
-    let clients: Vec<_> = (0..scenario.clients)
-        .map(|client| {
-            let (http, ports, history) = (http.clone(), ports.clone(), Arc::clone(&history));
-            let mut rng =
-                fastrand::Rng::with_seed(scenario.seed ^ ((u64::from(client) + 1) * 0x9E37));
-            tokio::spawn(async move {
-                let mut n = 0;
-                while Instant::now() < deadline {
-                    let port = ports[rng.usize(..ports.len())];
-                    let insert = rng.f64() < 0.75;
-                    let id = insert.then(|| format!("c{client}-{n}"));
-                    n += 1;
-                    let invoke_ms = clock();
-                    let (status, version, epoch) = match &id {
-                        Some(id) => {
-                            let body = json!({"query": INSERT, "params": {"name": id}});
-                            let (status, headers) =
-                                post(&http, port, &format!("/graphs/{GRAPH}/mutate"), body).await;
-                            (
-                                status,
-                                header(&headers, "x-omnigraph-manifest-version"),
-                                header(&headers, "x-omnigraph-lease-epoch"),
-                            )
-                        }
-                        None => {
-                            let (status, headers) = read(&http, port, COUNT).await;
-                            (
-                                status,
-                                header(&headers, "x-omnigraph-manifest-version"),
-                                None,
-                            )
-                        }
-                    };
-                    history.lock().unwrap().push(Operation {
-                        client,
-                        op: if insert { "insert" } else { "read" }.into(),
-                        graph: GRAPH.into(),
-                        branch: "main".into(),
-                        id,
-                        invoke_ms,
-                        return_ms: clock(),
-                        status,
-                        version,
-                        epoch,
-                    });
-                }
-            })
-        })
-        .collect();
+    let workload = Workload {
+        http: http.clone(),
+        ports: ports.clone(),
+        started,
+        history: Arc::default(),
+    };
+    let clients = workload.spawn(scenario.seed, scenario.clients, deadline);
 
     // The schedule: a fault every 2 to 5 s, each lasting 1 to 4 s.
     let mut rng = fastrand::Rng::with_seed(scenario.seed);
@@ -324,7 +268,8 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     for port in &ports {
         wait_ready(&http, *port).await;
     }
-    let present = final_state(&http, ports[0]).await;
+    let history = std::mem::take(&mut *workload.history.lock().unwrap());
+    let present = final_state(&http, ports[0], &history).await;
     for node in &mut nodes {
         node.signal("-TERM");
     }
@@ -333,7 +278,6 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             let _ = child.wait();
         }
     }
-    let history = std::mem::take(&mut *history.lock().unwrap());
     if let Some(path) = &scenario.history {
         let lines: Vec<String> = history
             .iter()
@@ -346,71 +290,20 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         seed: scenario.seed,
         faults,
         verdict,
-        present: present.len(),
+        present: present.get("main").map_or(0, |ids| ids.len()),
     }
 }
 
-async fn post(
-    http: &reqwest::Client,
-    port: u16,
-    path: &str,
-    body: Value,
-) -> (u16, reqwest::header::HeaderMap) {
-    let request = http
-        .post(format!("http://127.0.0.1:{port}{path}"))
-        .json(&body);
-    answer(request).await
-}
-
-/// A query that asks for its version wherever it runs.
-async fn read(http: &reqwest::Client, port: u16, query: &str) -> (u16, reqwest::header::HeaderMap) {
-    let request = http
-        .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/query"))
-        .header("x-omnigraph-read-version", "confirm")
-        .json(&json!({"query": query}));
-    answer(request).await
-}
-
-/// The status and headers of `request`'s answer, its body read to the end; status 0 when no
-/// answer came.
-async fn answer(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap) {
-    match request.bearer_auth(TOKEN).send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let headers = response.headers().clone();
-            let _ = response.bytes().await;
-            (status, headers)
-        }
-        Err(_) => (0, reqwest::header::HeaderMap::new()),
-    }
-}
-
-fn header(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
-    headers.get(name)?.to_str().ok()?.parse().ok()
-}
-
-/// Every name in the graph, read once the cluster is healed (retried while it settles).
-async fn final_state(http: &reqwest::Client, port: u16) -> BTreeSet<String> {
-    for _ in 0..60 {
-        if let Ok(response) = http
-            .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/query"))
-            .bearer_auth(TOKEN)
-            .json(&json!({"query": ALL}))
-            .send()
-            .await
-            && response.status().is_success()
-            && let Ok(body) = response.json::<Value>().await
-        {
-            return body["rows"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|row| row["p.name"].as_str().map(str::to_string))
-                .collect();
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("the healed cluster never answered the final read");
+/// Creates the run's graph.
+async fn create_graph(http: &reqwest::Client, port: u16) {
+    let response = http
+        .post(format!("http://127.0.0.1:{port}/graphs"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"graph_id": GRAPH, "schema_source": SCHEMA}))
+        .send()
+        .await
+        .expect("graph created");
+    assert_eq!(response.status().as_u16(), 201, "graph created");
 }
 
 async fn wait_ready(http: &reqwest::Client, port: u16) {

@@ -55,6 +55,7 @@ pub fn operations(run: &SimRun) -> Vec<Operation> {
             status: op.status,
             version: op.version,
             epoch: op.epoch,
+            ..Operation::default()
         })
         .collect()
 }
@@ -71,7 +72,10 @@ pub fn check(run: &SimRun) -> SimVerdict {
             .map(|commit| commit.epoch)
             .collect::<std::collections::BTreeSet<_>>()
             .len(),
-        history: history::check(&operations(run), &run.present()),
+        history: history::check(
+            &operations(run),
+            &[("main".to_string(), run.present())].into(),
+        ),
         ..SimVerdict::default()
     };
     let mut holding: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
