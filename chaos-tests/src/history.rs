@@ -24,6 +24,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::linearizable::{self, Event, Kind, Searched};
+
 /// The ids each branch holds after healing.
 pub type FinalState = BTreeMap<String, BTreeSet<String>>;
 
@@ -96,6 +98,11 @@ pub struct Verdict {
     pub went_backwards: Vec<String>,
     pub shared_versions: Vec<String>,
     pub unfenced: Vec<String>,
+    /// Why `main`'s history is not linearizable ([`crate::linearizable::check`]), if not.
+    pub not_linearizable: Vec<String>,
+    /// What the exhaustive search ([`crate::linearizable::search`]) said of the same events:
+    /// `agreed`, `undecided` (too long, or over budget), or `DISAGREED`.
+    pub cross_check: String,
     /// Acknowledged writes whose answer said no version or no epoch: rules 2 to 4 could not
     /// see them. Counted, not a failure: a write is acknowledged without its version when
     /// the version could not be read within the writer's lease (docs/cluster.md).
@@ -111,6 +118,8 @@ impl Verdict {
             && self.went_backwards.is_empty()
             && self.shared_versions.is_empty()
             && self.unfenced.is_empty()
+            && self.not_linearizable.is_empty()
+            && self.cross_check != "DISAGREED"
     }
 }
 
@@ -272,7 +281,80 @@ pub fn check(history: &[Operation], present: &FinalState) -> Verdict {
         verdict.shared_versions.extend(shared_versions(ops));
         verdict.unfenced.extend(unfenced(ops));
     }
+    let events = events(history, present);
+    let fast = linearizable::check(&events);
+    verdict.cross_check = match (linearizable::search(&events, SEARCH_BUDGET), &fast) {
+        (Searched::Undecided, _) => "undecided",
+        (Searched::Linearizable, Ok(())) | (Searched::NotLinearizable, Err(_)) => "agreed",
+        _ => "DISAGREED",
+    }
+    .into();
+    verdict.not_linearizable.extend(fast.err());
     verdict
+}
+
+/// Steps the exhaustive search may take on one history.
+const SEARCH_BUDGET: u64 = 2_000_000;
+
+/// The events of `history` on `main`, with the healed graph as a last read.
+pub fn events(history: &[Operation], present: &FinalState) -> Vec<Event> {
+    let none = BTreeSet::new();
+    let main = present.get("main").unwrap_or(&none);
+    let mut events = Vec::new();
+    for op in history.iter().filter(|op| op.branch == "main") {
+        let acknowledged = (200..300).contains(&op.status);
+        let refused = (400..500).contains(&op.status);
+        let ret = if acknowledged { op.return_ms } else { u64::MAX };
+        let ids: Vec<String> = match op.op.as_str() {
+            "insert" => op.id.iter().cloned().collect(),
+            "load" => op.ids.clone(),
+            "merge" => {
+                let source = op.source.as_deref().unwrap_or_default();
+                present
+                    .get(source)
+                    .into_iter()
+                    .flatten()
+                    .filter(|id| main.contains(*id))
+                    .cloned()
+                    .collect()
+            }
+            "export" if acknowledged => {
+                events.push(Event {
+                    invoke: op.invoke_ms,
+                    ret,
+                    kind: Kind::Read {
+                        ids: op.ids.iter().cloned().collect(),
+                    },
+                });
+                continue;
+            }
+            _ => continue,
+        };
+        if refused {
+            continue;
+        }
+        events.push(Event {
+            invoke: op.invoke_ms,
+            ret,
+            kind: Kind::Add {
+                ids,
+                required: acknowledged,
+            },
+        });
+    }
+    let end = events
+        .iter()
+        .flat_map(|event| [event.invoke, event.ret])
+        .filter(|time| *time != u64::MAX)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    events.push(Event {
+        invoke: end,
+        ret: end,
+        kind: Kind::Read { ids: main.clone() },
+    });
+    events
 }
 
 /// Pairs A before B (A returned before B was sent) where B saw an older version than A.

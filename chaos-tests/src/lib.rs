@@ -10,6 +10,7 @@
 //! tests, benchmarks and `og-chaos`.
 
 pub mod history;
+pub mod linearizable;
 mod proxy;
 mod s3_server;
 pub mod scenario;

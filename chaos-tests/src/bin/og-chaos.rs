@@ -112,24 +112,35 @@ fn main() -> ExitCode {
         } => simulate(first, seeds),
         Command::Long { runs, first, shape } => {
             println!(
-                "| seed | faults | operations | acknowledged writes | indeterminate | lost | backwards | shared versions | unfenced | without a version |"
+                "| seed | faults | operations | acknowledged writes | indeterminate | merges | exports | lost | partial | stale reads | backwards | shared versions | unfenced | without a version | linearizable | cross-check |"
             );
-            println!("|---|---|---|---|---|---|---|---|---|---|");
+            println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             let mut failed = Vec::new();
             for seed in first..first + runs {
                 let outcome = runtime.block_on(run(&scenario(seed, &shape, None)));
                 let v = &outcome.verdict;
+                let acknowledged = |kind: &str| v.by_kind.get(kind).map_or(0, |counts| counts[0]);
                 println!(
-                    "| {seed} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    "| {seed} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     outcome.faults.len(),
                     v.operations,
                     v.acknowledged_writes,
                     v.indeterminate_writes,
+                    acknowledged("merge"),
+                    acknowledged("export"),
                     v.lost.len(),
+                    v.partial.len(),
+                    v.stale_reads.len(),
                     v.went_backwards.len(),
                     v.shared_versions.len(),
                     v.unfenced.len(),
-                    v.unstamped.len()
+                    v.unstamped.len(),
+                    if v.not_linearizable.is_empty() {
+                        "yes"
+                    } else {
+                        "NO"
+                    },
+                    v.cross_check
                 );
                 if !v.passed() {
                     eprintln!(
