@@ -296,7 +296,8 @@ pub fn check(history: &[Operation], present: &FinalState) -> Verdict {
 /// Steps the exhaustive search may take on one history.
 const SEARCH_BUDGET: u64 = 2_000_000;
 
-/// The events of `history` on `main`, with the healed graph as a last read.
+/// The events of `history` on `main`, with the healed graph as a last read: inserts and
+/// loads add their ids, a merge the ids written on its branch that `main` holds in the end.
 pub fn events(history: &[Operation], present: &FinalState) -> Vec<Event> {
     let none = BTreeSet::new();
     let main = present.get("main").unwrap_or(&none);
@@ -308,16 +309,15 @@ pub fn events(history: &[Operation], present: &FinalState) -> Vec<Event> {
         let ids: Vec<String> = match op.op.as_str() {
             "insert" => op.id.iter().cloned().collect(),
             "load" => op.ids.clone(),
-            "merge" => {
-                let source = op.source.as_deref().unwrap_or_default();
-                present
-                    .get(source)
-                    .into_iter()
-                    .flatten()
-                    .filter(|id| main.contains(*id))
-                    .cloned()
-                    .collect()
-            }
+            // What was written on the branch itself (it also holds what it forked from
+            // main) and reached main.
+            "merge" => history
+                .iter()
+                .filter(|written| Some(&written.branch) == op.source.as_ref())
+                .flat_map(|written| written.written())
+                .filter(|id| main.contains(*id))
+                .cloned()
+                .collect(),
             "export" if acknowledged => {
                 events.push(Event {
                     invoke: op.invoke_ms,
@@ -598,5 +598,31 @@ mod tests {
         // b was seen, so it was written: it cannot be gone afterwards.
         let verdict = check(&history[..3], &present(&["a"]));
         assert_eq!(verdict.lost, ["b (seen by an export of main, then gone)"]);
+    }
+
+    /// A branch holds what it forked from main; merged back, only what was written on it
+    /// counts as the merge's (seed 8 of the first run with merges found this).
+    #[test]
+    fn a_merged_branch_brings_only_its_own_writes() {
+        let history = vec![
+            op(1, "insert", "m", (0, 5), 200, (2, 1)),
+            with(op(2, "branch", "", (6, 8), 200, (3, 1)), |op| {
+                op.branch = "b".into()
+            }),
+            with(op(2, "insert", "x", (9, 10), 200, (4, 1)), |op| {
+                op.branch = "b".into()
+            }),
+            with(op(2, "merge", "", (11, 14), 200, (5, 1)), |op| {
+                op.source = Some("b".into())
+            }),
+            with(op(3, "export", "", (15, 16), 200, (5, 0)), |op| {
+                op.ids = ids(&["m", "x"])
+            }),
+        ];
+        let mut state = present(&["m", "x"]);
+        state.insert("b".into(), ["m", "x"].map(String::from).into());
+        let verdict = check(&history, &state);
+        assert!(verdict.passed(), "{verdict:?}");
+        assert_eq!(verdict.cross_check, "agreed");
     }
 }
