@@ -227,7 +227,7 @@ async fn a_damaged_or_missing_cache_directory_never_changes_an_answer() {
 }
 
 /// Every person's name and age, sorted: a read that touches every data page.
-async fn everyone(client: &Client) -> Vec<(String, i64)> {
+pub(crate) async fn everyone(client: &Client) -> Vec<(String, i64)> {
     let query = "query all() { match { $p: Person } return { $p.name, $p.age } }";
     let body = client
         .post("/graphs/g/query", json!({"query": query}))

@@ -4,6 +4,7 @@
 mod actors;
 mod auth;
 mod cache;
+mod cache_disk;
 mod chaos;
 mod cluster;
 mod coalescer;
