@@ -15,8 +15,10 @@ mod proxy;
 mod s3_server;
 pub mod scenario;
 pub mod simulation;
+mod tmpfs;
 mod workload;
 
 pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};
 pub use scenario::{free_tcp_port, free_udp_port};
+pub use tmpfs::Tmpfs;

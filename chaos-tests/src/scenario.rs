@@ -15,8 +15,13 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
+use crate::Tmpfs;
 use crate::history::{Verdict, check};
 use crate::workload::{GRAPH, TOKEN, Workload, final_state};
+
+/// Each node's cache disk, when the run can mount one: smaller than the disk tier, so that
+/// filling it leaves foyer's sparse files no room.
+const CACHE_DISK_BYTES: u64 = 16 * 1024 * 1024;
 use crate::{ErrorRule, FaultProxy, Faults, Latency, Op, S3Server, aws_env_for};
 
 const SECRET: &str = "chaos-cluster-secret-0123456789abcdef";
@@ -53,6 +58,9 @@ enum Fault {
     StoreErrors,
     /// One node cannot reach the store: its proxy drops every connection.
     StorePartition,
+    /// One node's cache disk (a tmpfs of its own) is filled to the last byte, and the node
+    /// restarted meanwhile: the flush of its memory tier at shutdown finds no space.
+    CacheDiskFull,
 }
 
 struct Node {
@@ -98,6 +106,22 @@ impl Node {
         }
     }
 
+    /// SIGTERM, and wait for the node to stop (its shutdown grace is 5 s; kill -9 after 10).
+    async fn stop(&mut self) {
+        self.signal("-TERM");
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        for _ in 0..100 {
+            if child.try_wait().is_ok_and(|status| status.is_some()) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
     fn signal(&self, signal: &str) {
         if let Some(child) = &self.child {
             let _ = Command::new("kill")
@@ -136,6 +160,16 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             proxy.set_faults(faults.clone());
         }
     };
+    // Each node's cache disk on a tmpfs of its own, to fill as a fault; where no tmpfs can
+    // be mounted (without root), no disk tier and no such fault.
+    let disks: Vec<Tmpfs> = (0..scenario.nodes)
+        .map_while(|_| Tmpfs::mount(CACHE_DISK_BYTES))
+        .collect();
+    let disks = if disks.len() == scenario.nodes {
+        disks
+    } else {
+        Vec::new()
+    };
     let seed_port = free_udp_port();
     let mut nodes: Vec<Node> = (0..scenario.nodes)
         .map(|i| {
@@ -151,8 +185,12 @@ pub async fn run(scenario: &Scenario) -> Outcome {
                      [cluster]\nsecret_file = \"{root}/secret\"\ngossip_bind = \"127.0.0.1:{gossip}\"\n\
                      seeds = [\"127.0.0.1:{seed_port}\"]\ngossip_interval = \"200ms\"\n\
                      [usage]\nenabled = false\n[auth]\npolicy_dir = \"{root}/policies\"\n\
-                     [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"chaos\"\ntenant = \"chaos\"\n",
-                    root = root.display()
+                     [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"chaos\"\ntenant = \"chaos\"\n{cache}",
+                    root = root.display(),
+                    cache = disks.get(i).map_or_else(String::new, |disk| format!(
+                        "[cache]\ndir = \"{}\"\nmemory_bytes = 16777216\ndisk_bytes = 268435456\n",
+                        disk.path().display()
+                    )),
                 ),
             )
             .unwrap();
@@ -193,13 +231,15 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     let mut faults = Vec::new();
     while Instant::now() + Duration::from_secs(6) < deadline {
         tokio::time::sleep(Duration::from_millis(rng.u64(2000..5000))).await;
+        let choices = if disks.is_empty() { 5 } else { 6 };
         let fault = [
             Fault::Kill,
             Fault::Pause,
             Fault::SlowStore,
             Fault::StoreErrors,
             Fault::StorePartition,
-        ][rng.usize(..5)];
+            Fault::CacheDiskFull,
+        ][rng.usize(..choices)];
         let node = rng.usize(..nodes.len());
         let lasting = Duration::from_millis(rng.u64(1000..4000));
         faults.push(format!(
@@ -251,6 +291,13 @@ pub async fn run(scenario: &Scenario) -> Outcome {
                 });
                 tokio::time::sleep(lasting).await;
                 proxies[node].set_faults(Faults::default());
+            }
+            Fault::CacheDiskFull => {
+                let filler = disks[node].fill();
+                nodes[node].stop().await;
+                nodes[node].start(&scenario.binary);
+                tokio::time::sleep(lasting).await;
+                let _ = std::fs::remove_file(filler);
             }
         }
     }

@@ -117,7 +117,9 @@ fn main() -> ExitCode {
             println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
             let mut failed = Vec::new();
             for seed in first..first + runs {
-                let outcome = runtime.block_on(run(&scenario(seed, &shape, None)));
+                // Each run's history is kept only if it failed, for a look at what happened.
+                let kept = std::env::temp_dir().join(format!("og-chaos-seed-{seed}.jsonl"));
+                let outcome = runtime.block_on(run(&scenario(seed, &shape, Some(kept.clone()))));
                 let v = &outcome.verdict;
                 let acknowledged = |kind: &str| v.by_kind.get(kind).map_or(0, |counts| counts[0]);
                 println!(
@@ -142,9 +144,13 @@ fn main() -> ExitCode {
                     },
                     v.cross_check
                 );
-                if !v.passed() {
+                if v.passed() {
+                    let _ = std::fs::remove_file(&kept);
+                } else {
                     eprintln!(
-                        "seed {seed} FAILED (replay: og-chaos run --seed {seed}): {}",
+                        "seed {seed} FAILED (replay: og-chaos run --seed {seed}; its history: \
+                         {}): {}",
+                        kept.display(),
                         serde_json::to_string(&outcome).expect("json")
                     );
                     failed.push(seed);
