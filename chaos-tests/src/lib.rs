@@ -11,6 +11,8 @@
 
 pub mod history;
 pub mod linearizable;
+mod netns;
+mod nodes;
 mod proxy;
 mod s3_server;
 pub mod scenario;
@@ -18,6 +20,7 @@ pub mod simulation;
 mod tmpfs;
 mod workload;
 
+pub use netns::Net;
 pub use proxy::{ErrorRule, FaultProxy, Faults, HoldRule, Latency, Op, Stats};
 pub use s3_server::{S3Server, S3ServerError, aws_env_for};
 pub use scenario::{free_tcp_port, free_udp_port};

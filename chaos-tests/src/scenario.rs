@@ -7,22 +7,21 @@
 //! writes or reads where. Replaying a seed replays the schedule (the machine's timing still
 //! varies, so a replay reproduces the faults, not every interleaving).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::Tmpfs;
 use crate::history::{Verdict, check};
+use crate::nodes::{Layout, Node};
 use crate::workload::{GRAPH, TOKEN, Workload, final_state};
 
 /// Each node's cache disk, when the run can mount one: smaller than the disk tier, so that
 /// filling it leaves foyer's sparse files no room.
 const CACHE_DISK_BYTES: u64 = 16 * 1024 * 1024;
-use crate::{ErrorRule, FaultProxy, Faults, Latency, Op, S3Server, aws_env_for};
+use crate::{ErrorRule, FaultProxy, Faults, Latency, Net, Op, S3Server, Tmpfs, aws_env_for};
 
 const SECRET: &str = "chaos-cluster-secret-0123456789abcdef";
 const SCHEMA: &str = include_str!("../../examples/team.pg");
@@ -44,6 +43,10 @@ pub struct Scenario {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
     pub seed: u64,
+    /// `namespaces` (each node in its own, so that nodes can be cut apart) or `loopback`.
+    pub network: &'static str,
+    /// Whether each node had a cache disk of its own to fill.
+    pub cache_disks: bool,
     pub faults: Vec<String>,
     pub verdict: Verdict,
     pub present: usize,
@@ -61,74 +64,9 @@ enum Fault {
     /// One node's cache disk (a tmpfs of its own) is filled to the last byte, and the node
     /// restarted meanwhile: the flush of its memory tier at shutdown finds no space.
     CacheDiskFull,
-}
-
-struct Node {
-    config: PathBuf,
-    port: u16,
-    log: PathBuf,
-    /// The store's address and credentials: its own proxy.
-    env: Vec<(&'static str, String)>,
-    child: Option<Child>,
-}
-
-impl Drop for Node {
-    /// A run that ends early (a panic) leaves no process behind.
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-impl Node {
-    fn start(&mut self, binary: &Path) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .expect("node log");
-        let child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(&self.config)
-            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("node starts");
-        self.child = Some(child);
-    }
-
-    /// kill -9, and reap it.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, and wait for the node to stop (its shutdown grace is 5 s; kill -9 after 10).
-    async fn stop(&mut self) {
-        self.signal("-TERM");
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        for _ in 0..100 {
-            if child.try_wait().is_ok_and(|status| status.is_some()) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-
-    fn signal(&self, signal: &str) {
-        if let Some(child) = &self.child {
-            let _ = Command::new("kill")
-                .args([signal, &child.id().to_string()])
-                .status();
-        }
-    }
+    /// One node cut off from the others (its link to their bridge down), not from the store
+    /// nor the clients.
+    NodePartition,
 }
 
 /// Runs `scenario` and checks its history.
@@ -146,11 +84,27 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         .await
         .expect("moto (scripts/test.sh installs it)");
     s3.create_bucket("chaos").await.unwrap();
+    // Each node in a network namespace of its own, and its cache disk on a tmpfs of its own,
+    // when the run can make them (as root); otherwise loopback ports, no disk tier, and
+    // neither a partition between nodes nor a full cache disk among the faults.
+    let net = Net::build(scenario.nodes);
+    let disks: Vec<Tmpfs> = (0..scenario.nodes)
+        .map_while(|_| Tmpfs::mount(CACHE_DISK_BYTES))
+        .collect();
+    let disks = if disks.len() == scenario.nodes {
+        disks
+    } else {
+        Vec::new()
+    };
     // Each node reaches the store through a proxy of its own, so that one node can be cut
     // off from it while the others are not.
     let mut proxies = Vec::new();
-    for _ in 0..scenario.nodes {
-        let proxy = FaultProxy::start("127.0.0.1:0".parse().unwrap(), s3.endpoint())
+    for i in 0..scenario.nodes {
+        let listen = match &net {
+            Some(net) => format!("{}:0", net.host_ip(i)),
+            None => "127.0.0.1:0".into(),
+        };
+        let proxy = FaultProxy::start(listen.parse().unwrap(), s3.endpoint())
             .await
             .unwrap();
         proxies.push(proxy);
@@ -160,48 +114,14 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             proxy.set_faults(faults.clone());
         }
     };
-    // Each node's cache disk on a tmpfs of its own, to fill as a fault; where no tmpfs can
-    // be mounted (without root), no disk tier and no such fault.
-    let disks: Vec<Tmpfs> = (0..scenario.nodes)
-        .map_while(|_| Tmpfs::mount(CACHE_DISK_BYTES))
-        .collect();
-    let disks = if disks.len() == scenario.nodes {
-        disks
-    } else {
-        Vec::new()
+    let layout = Layout {
+        dir: root,
+        net: net.as_ref(),
+        disks: &disks,
+        seed_port: free_udp_port(),
     };
-    let seed_port = free_udp_port();
     let mut nodes: Vec<Node> = (0..scenario.nodes)
-        .map(|i| {
-            let port = free_tcp_port();
-            let gossip = if i == 0 { seed_port } else { free_udp_port() };
-            let config = root.join(format!("n{i}.toml"));
-            std::fs::write(
-                &config,
-                format!(
-                    "[node]\nid = \"n{i}\"\n[server]\nbind = \"127.0.0.1:{port}\"\nmetrics_bind = \"off\"\n\
-                     shutdown_grace = \"5s\"\n[storage]\nroot = \"s3://chaos/run\"\n\
-                     [leases]\nttl = \"6s\"\nsafety_margin = \"2s\"\n\
-                     [cluster]\nsecret_file = \"{root}/secret\"\ngossip_bind = \"127.0.0.1:{gossip}\"\n\
-                     seeds = [\"127.0.0.1:{seed_port}\"]\ngossip_interval = \"200ms\"\n\
-                     [usage]\nenabled = false\n[auth]\npolicy_dir = \"{root}/policies\"\n\
-                     [[auth.tokens]]\ntoken = \"{TOKEN}\"\nactor = \"chaos\"\ntenant = \"chaos\"\n{cache}",
-                    root = root.display(),
-                    cache = disks.get(i).map_or_else(String::new, |disk| format!(
-                        "[cache]\ndir = \"{}\"\nmemory_bytes = 16777216\ndisk_bytes = 268435456\n",
-                        disk.path().display()
-                    )),
-                ),
-            )
-            .unwrap();
-            Node {
-                config,
-                port,
-                log: root.join(format!("n{i}.log")),
-                env: aws_env_for(&proxies[i].endpoint()),
-                child: None,
-            }
-        })
+        .map(|i| Node::configure(i, &layout, aws_env_for(&proxies[i].endpoint())))
         .collect();
     for node in &mut nodes {
         node.start(&scenario.binary);
@@ -210,36 +130,41 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         .timeout(Duration::from_secs(8))
         .build()
         .unwrap();
-    let ports: Vec<u16> = nodes.iter().map(|node| node.port).collect();
-    for port in &ports {
-        wait_ready(&http, *port).await;
+    let bases: Vec<String> = nodes.iter().map(|node| node.base.clone()).collect();
+    for base in &bases {
+        wait_ready(&http, base).await;
     }
-    create_graph(&http, ports[0]).await;
+    create_graph(&http, &bases[0]).await;
 
     let started = Instant::now();
     let deadline = started + scenario.duration;
     let workload = Workload {
         http: http.clone(),
-        ports: ports.clone(),
+        bases: bases.clone(),
         started,
         history: Arc::default(),
     };
     let clients = workload.spawn(scenario.seed, scenario.clients, deadline);
 
     // The schedule: a fault every 2 to 5 s, each lasting 1 to 4 s.
+    let mut kinds = vec![
+        Fault::Kill,
+        Fault::Pause,
+        Fault::SlowStore,
+        Fault::StoreErrors,
+        Fault::StorePartition,
+    ];
+    if !disks.is_empty() {
+        kinds.push(Fault::CacheDiskFull);
+    }
+    if net.is_some() {
+        kinds.push(Fault::NodePartition);
+    }
     let mut rng = fastrand::Rng::with_seed(scenario.seed);
     let mut faults = Vec::new();
     while Instant::now() + Duration::from_secs(6) < deadline {
         tokio::time::sleep(Duration::from_millis(rng.u64(2000..5000))).await;
-        let choices = if disks.is_empty() { 5 } else { 6 };
-        let fault = [
-            Fault::Kill,
-            Fault::Pause,
-            Fault::SlowStore,
-            Fault::StoreErrors,
-            Fault::StorePartition,
-            Fault::CacheDiskFull,
-        ][rng.usize(..choices)];
+        let fault = kinds[rng.usize(..kinds.len())];
         let node = rng.usize(..nodes.len());
         let lasting = Duration::from_millis(rng.u64(1000..4000));
         faults.push(format!(
@@ -299,6 +224,12 @@ pub async fn run(scenario: &Scenario) -> Outcome {
                 tokio::time::sleep(lasting).await;
                 let _ = std::fs::remove_file(filler);
             }
+            Fault::NodePartition => {
+                let net = net.as_ref().expect("partitions only with namespaces");
+                net.cut(node, true);
+                tokio::time::sleep(lasting).await;
+                net.cut(node, false);
+            }
         }
     }
     for client in clients {
@@ -312,11 +243,11 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             node.start(&scenario.binary);
         }
     }
-    for port in &ports {
-        wait_ready(&http, *port).await;
+    for base in &bases {
+        wait_ready(&http, base).await;
     }
     let history = std::mem::take(&mut *workload.history.lock().unwrap());
-    let present = final_state(&http, ports[0], &history).await;
+    let present = final_state(&http, &bases[0], &history).await;
     for node in &mut nodes {
         node.signal("-TERM");
     }
@@ -335,6 +266,12 @@ pub async fn run(scenario: &Scenario) -> Outcome {
     let verdict = check(&history, &present);
     Outcome {
         seed: scenario.seed,
+        network: if net.is_some() {
+            "namespaces"
+        } else {
+            "loopback"
+        },
+        cache_disks: !disks.is_empty(),
         faults,
         verdict,
         present: present.get("main").map_or(0, |ids| ids.len()),
@@ -342,9 +279,9 @@ pub async fn run(scenario: &Scenario) -> Outcome {
 }
 
 /// Creates the run's graph.
-async fn create_graph(http: &reqwest::Client, port: u16) {
+async fn create_graph(http: &reqwest::Client, base: &str) {
     let response = http
-        .post(format!("http://127.0.0.1:{port}/graphs"))
+        .post(format!("{base}/graphs"))
         .bearer_auth(TOKEN)
         .json(&json!({"graph_id": GRAPH, "schema_source": SCHEMA}))
         .send()
@@ -353,19 +290,16 @@ async fn create_graph(http: &reqwest::Client, port: u16) {
     assert_eq!(response.status().as_u16(), 201, "graph created");
 }
 
-async fn wait_ready(http: &reqwest::Client, port: u16) {
+async fn wait_ready(http: &reqwest::Client, base: &str) {
     for _ in 0..240 {
-        if let Ok(response) = http
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
             && response.status().is_success()
         {
             return;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    panic!("node on port {port} never became ready");
+    panic!("node at {base} never became ready");
 }
 
 /// A TCP port on loopback that nothing listens on now.

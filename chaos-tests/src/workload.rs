@@ -26,11 +26,12 @@ const INSERT: &str = "query ins($name: String) { insert Person { name: $name } }
 const COUNT: &str = "query n() { match { $p: Person } return { count($p) as n } }";
 const ALL: &str = "query all() { match { $p: Person } return { $p.name } }";
 
-/// What the clients share: the nodes' ports, the run's clock and the history.
+/// What the clients share: where the nodes are, the run's clock and the history.
 #[derive(Clone)]
 pub(crate) struct Workload {
     pub(crate) http: reqwest::Client,
-    pub(crate) ports: Vec<u16>,
+    /// Each node's `http://host:port`.
+    pub(crate) bases: Vec<String>,
     pub(crate) started: Instant,
     pub(crate) history: Arc<Mutex<Vec<Operation>>>,
 }
@@ -59,7 +60,7 @@ impl Workload {
         let mut n = 0;
         while Instant::now() < deadline {
             n += 1;
-            let port = self.ports[rng.usize(..self.ports.len())];
+            let port = rng.usize(..self.bases.len());
             let draw = rng.f64();
             let op = |op: &str| Operation {
                 client,
@@ -94,7 +95,7 @@ impl Workload {
 
     /// A branch from `main`, two inserts on it, and its merge into `main`; the inserts and
     /// the merge go to nodes of their own.
-    async fn branch(&self, port: u16, op: &impl Fn(&str) -> Operation, client: u32, n: u32) {
+    async fn branch(&self, port: usize, op: &impl Fn(&str) -> Operation, client: u32, n: u32) {
         let name = format!("b{client}-{n}");
         let mut create = op("branch");
         create.branch = name.clone();
@@ -105,7 +106,7 @@ impl Workload {
         for k in 0..2 {
             let mut insert = op("insert");
             insert.branch = name.clone();
-            let port = self.ports[(port as usize + k + 1) % self.ports.len()];
+            let port = (port + k + 1) % self.bases.len();
             self.insert(port, insert, format!("c{client}-{n}-{k}"))
                 .await;
         }
@@ -115,13 +116,13 @@ impl Workload {
         self.send(port, merge, "branches/merge", body, false).await;
     }
 
-    async fn insert(&self, port: u16, mut op: Operation, id: String) {
+    async fn insert(&self, port: usize, mut op: Operation, id: String) {
         let body = json!({"query": INSERT, "params": {"name": id}, "branch": op.branch});
         op.id = Some(id);
         self.send(port, op, "mutate", body, false).await;
     }
 
-    async fn export(&self, port: u16, mut op: Operation) {
+    async fn export(&self, port: usize, mut op: Operation) {
         let invoke_ms = self.now_ms();
         let answer = self
             .call(port, "export", json!({"branch": op.branch}), true)
@@ -141,7 +142,7 @@ impl Workload {
     /// 2xx.
     async fn send(
         &self,
-        port: u16,
+        port: usize,
         op: Operation,
         route: &str,
         body: Value,
@@ -168,10 +169,10 @@ impl Workload {
         self.started.elapsed().as_millis() as u64
     }
 
-    async fn call(&self, port: u16, route: &str, body: Value, confirm: bool) -> Answer {
+    async fn call(&self, port: usize, route: &str, body: Value, confirm: bool) -> Answer {
         let mut request = self
             .http
-            .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/{route}"))
+            .post(format!("{}/graphs/{GRAPH}/{route}", self.bases[port]))
             .bearer_auth(TOKEN)
             .json(&body);
         if confirm {
@@ -219,7 +220,7 @@ impl Workload {
 /// healed (retried while it settles).
 pub(crate) async fn final_state(
     http: &reqwest::Client,
-    port: u16,
+    base: &str,
     history: &[Operation],
 ) -> FinalState {
     let branches: BTreeSet<&str> = history
@@ -230,15 +231,15 @@ pub(crate) async fn final_state(
         .collect();
     let mut state = FinalState::new();
     for branch in branches {
-        state.insert(branch.to_string(), names_on(http, port, branch).await);
+        state.insert(branch.to_string(), names_on(http, base, branch).await);
     }
     state
 }
 
-async fn names_on(http: &reqwest::Client, port: u16, branch: &str) -> BTreeSet<String> {
+async fn names_on(http: &reqwest::Client, base: &str, branch: &str) -> BTreeSet<String> {
     for _ in 0..60 {
         if let Ok(response) = http
-            .post(format!("http://127.0.0.1:{port}/graphs/{GRAPH}/query"))
+            .post(format!("{base}/graphs/{GRAPH}/query"))
             .bearer_auth(TOKEN)
             .json(&json!({"query": ALL, "branch": branch}))
             .send()

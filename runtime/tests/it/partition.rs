@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use omnigraph_cloud_chaos::Net;
 use serde_json::{Value, json};
 
 use crate::process::BIN;
@@ -18,121 +19,6 @@ use crate::support::{Client, INSERT_PERSON, PERMIT_ALL, eventually};
 
 const TOKEN: &str = "partition-test-token";
 const SECRET: &str = "partition-test-secret-0123456789abcdef";
-
-/// The namespaces, links and bridge of one test, removed when dropped.
-struct Net {
-    tag: String,
-    subnet: u8,
-    nodes: usize,
-}
-
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
-}
-
-#[track_caller]
-fn ip_ok(args: &[&str]) {
-    assert!(ip(args), "ip {}", args.join(" "));
-}
-
-impl Net {
-    /// `None` when namespaces cannot be made here (not root, or no `ip`).
-    fn build(nodes: usize) -> Option<Net> {
-        let tag = format!("{:04x}", fastrand::u16(..));
-        let net = Net {
-            subnet: fastrand::u8(1..250),
-            tag,
-            nodes: 0,
-        };
-        if !ip(&["link", "add", &net.bridge(), "type", "bridge"]) {
-            return None;
-        }
-        let mut net = net;
-        let bridge_ip = format!("10.213.{}.254/24", net.subnet);
-        ip_ok(&["addr", "add", &bridge_ip, "dev", &net.bridge()]);
-        ip_ok(&["link", "set", &net.bridge(), "up"]);
-        for i in 0..nodes {
-            let ns = net.ns(i);
-            ip_ok(&["netns", "add", &ns]);
-            net.nodes += 1;
-            ip_ok(&["-n", &ns, "link", "set", "lo", "up"]);
-            // The cluster link, on the bridge.
-            let (outer, inner) = (format!("ogc{}{i}", net.tag), format!("ogC{}{i}", net.tag));
-            ip_ok(&[
-                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-            ]);
-            ip_ok(&["link", "set", &inner, "netns", &ns]);
-            ip_ok(&["link", "set", &outer, "master", &net.bridge()]);
-            ip_ok(&["link", "set", &outer, "up"]);
-            let cluster_ip = format!("{}/24", net.cluster_ip(i));
-            ip_ok(&["-n", &ns, "addr", "add", &cluster_ip, "dev", &inner]);
-            ip_ok(&["-n", &ns, "link", "set", &inner, "up"]);
-            // The test's own link to the node.
-            let (outer, inner) = (format!("ogx{}{i}", net.tag), format!("ogX{}{i}", net.tag));
-            ip_ok(&[
-                "link", "add", &outer, "type", "veth", "peer", "name", &inner,
-            ]);
-            ip_ok(&["link", "set", &inner, "netns", &ns]);
-            let base = 4 * i as u8;
-            ip_ok(&[
-                "addr",
-                "add",
-                &format!("10.214.{}.{}/30", net.subnet, base + 1),
-                "dev",
-                &outer,
-            ]);
-            ip_ok(&["link", "set", &outer, "up"]);
-            ip_ok(&[
-                "-n",
-                &ns,
-                "addr",
-                "add",
-                &format!("{}/30", net.client_ip(i)),
-                "dev",
-                &inner,
-            ]);
-            ip_ok(&["-n", &ns, "link", "set", &inner, "up"]);
-        }
-        Some(net)
-    }
-
-    fn bridge(&self) -> String {
-        format!("ogb{}", self.tag)
-    }
-
-    fn ns(&self, node: usize) -> String {
-        format!("og{}n{node}", self.tag)
-    }
-
-    fn cluster_ip(&self, node: usize) -> String {
-        format!("10.213.{}.{}", self.subnet, node + 1)
-    }
-
-    fn client_ip(&self, node: usize) -> String {
-        format!("10.214.{}.{}", self.subnet, 4 * node as u8 + 2)
-    }
-
-    /// Cuts (or restores) `node`'s link to the other nodes.
-    fn cut(&self, node: usize, cut: bool) {
-        let link = format!("ogc{}{node}", self.tag);
-        ip_ok(&["link", "set", &link, if cut { "down" } else { "up" }]);
-    }
-}
-
-impl Drop for Net {
-    fn drop(&mut self) {
-        for i in 0..self.nodes {
-            // Removing a namespace removes the links inside it, and so their peers.
-            ip(&["netns", "del", &self.ns(i)]);
-        }
-        ip(&["link", "del", &self.bridge()]);
-    }
-}
 
 /// A node process inside its namespace; killed when dropped.
 struct NsNode {
