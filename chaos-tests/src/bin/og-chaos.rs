@@ -124,7 +124,12 @@ fn main() -> ExitCode {
                 let acknowledged = |kind: &str| v.by_kind.get(kind).map_or(0, |counts| counts[0]);
                 println!(
                     "| {seed} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                    outcome.faults.len(),
+                    outcome
+                        .faults
+                        .iter()
+                        .filter_map(|fault| fault.split(' ').nth(1))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     v.operations,
                     v.acknowledged_writes,
                     v.indeterminate_writes,
