@@ -19,6 +19,7 @@ use crate::metrics::StoreMetrics;
 use crate::probe::{self, ProbeError, ProbeReport};
 use crate::{RepoError, RepoKey};
 
+mod cas;
 mod roots;
 mod s3;
 
@@ -334,6 +335,28 @@ impl GraphStore {
             .put(&self.home.object_path(relative), bytes.into())
             .await?;
         Ok(())
+    }
+
+    /// Reads soft state with the version [`GraphStore::put_system_object_if`] must name to
+    /// replace it; `None` if absent.
+    pub async fn get_system_object_versioned(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(bytes::Bytes, String)>, RepoError> {
+        self.home.metrics.record(StoreOp::Get, None);
+        cas::read(&self.home, relative).await
+    }
+
+    /// Writes soft state only if the object is still at `expected` (`None`: still absent);
+    /// `false` when another writer got there first.
+    pub async fn put_system_object_if(
+        &self,
+        relative: &str,
+        bytes: Vec<u8>,
+        expected: Option<String>,
+    ) -> Result<bool, RepoError> {
+        self.home.metrics.record(StoreOp::Put, None);
+        cas::write(&self.home, relative, bytes, expected).await
     }
 
     /// Writes soft state that is never rewritten (a usage record), if absent, in `tenant`'s

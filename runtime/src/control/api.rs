@@ -116,31 +116,42 @@ async fn create(
         check_root(root).await?;
     }
     let _one = control.changes.lock().await;
-    if let Some(record) = directory::load(&control.store, id.as_str())
-        .await
-        .map_err(internal)?
-        && record.state != RecordState::Deleted
-    {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "conflict",
-            format!("tenant '{id}' already exists"),
-        ));
-    }
-    let now = control.now_ms();
-    let record = TenantRecord {
-        tenant: id.to_string(),
-        state: RecordState::Active,
-        created_ms: now,
-        updated_ms: now,
-        tokens: Vec::new(),
-        quotas: body.quotas.unwrap_or_default(),
-        storage_root: body.storage_root,
+    let quotas = body.quotas.unwrap_or_default();
+    check_quotas(&control, id.as_str(), &quotas)?;
+    // Created once, whichever control-plane process gets there first: a record is written
+    // only if it is still absent (or still the tombstone read here).
+    let record = loop {
+        let tombstone = match directory::load_versioned(&control.store, id.as_str())
+            .await
+            .map_err(internal)?
+        {
+            Some((record, _)) if record.state != RecordState::Deleted => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("tenant '{id}' already exists"),
+                ));
+            }
+            Some((_, version)) => Some(version),
+            None => None,
+        };
+        let now = control.now_ms();
+        let record = TenantRecord {
+            tenant: id.to_string(),
+            state: RecordState::Active,
+            created_ms: now,
+            updated_ms: now,
+            tokens: Vec::new(),
+            quotas: quotas.clone(),
+            storage_root: body.storage_root.clone(),
+        };
+        if directory::save_if(&control.store, &record, tombstone)
+            .await
+            .map_err(internal)?
+        {
+            break record;
+        }
     };
-    check_quotas(&control, &record.tenant, &record.quotas)?;
-    directory::save(&control.store, &record)
-        .await
-        .map_err(internal)?;
     let serial = control.publish().await.map_err(internal)?;
     let mut answer = view(&record);
     answer["bundle_serial"] = json!(serial);
@@ -180,21 +191,46 @@ fn check_quotas(
         .map_err(|err| ApiError::bad_request(format!("quotas: {err}")))
 }
 
-/// Applies `change` to the tenant's record, saves it and publishes the bundle.
+/// How often a change is tried again when another control-plane process changed the same
+/// record between its read and its write.
+const CHANGE_ATTEMPTS: usize = 8;
+
+/// Applies `change` to the tenant's record, saves it and publishes the bundle. The record is
+/// replaced only if it is still the one read; if another process changed it meanwhile,
+/// `change` is applied again to the newer record.
 async fn change(
     control: &Control,
     tenant: &str,
-    change: impl FnOnce(&mut TenantRecord) -> Result<(), ApiError>,
+    mut change: impl FnMut(&mut TenantRecord) -> Result<(), ApiError>,
 ) -> Result<(TenantRecord, u64), ApiError> {
     let _one = control.changes.lock().await;
-    let mut record = existing(control, tenant).await?;
-    change(&mut record)?;
-    record.updated_ms = control.now_ms();
-    directory::save(&control.store, &record)
-        .await
-        .map_err(internal)?;
-    let serial = control.publish().await.map_err(internal)?;
-    Ok((record, serial))
+    let id = tenant_id(tenant)?;
+    for _ in 0..CHANGE_ATTEMPTS {
+        let (mut record, version) = match directory::load_versioned(&control.store, id.as_str())
+            .await
+            .map_err(internal)?
+        {
+            Some((record, version)) if record.state != RecordState::Deleted => (record, version),
+            _ => return Err(ApiError::not_found(format!("tenant '{tenant}' not found"))),
+        };
+        change(&mut record)?;
+        record.updated_ms = control.now_ms();
+        if directory::save_if(&control.store, &record, Some(version))
+            .await
+            .map_err(internal)?
+        {
+            let serial = control.publish().await.map_err(internal)?;
+            return Ok((record, serial));
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!(
+            "tenant '{tenant}' was changed by another control-plane process {CHANGE_ATTEMPTS} \
+             times while this change was made; try again"
+        ),
+    ))
 }
 
 fn answer((record, serial): (TenantRecord, u64)) -> Json<Value> {
@@ -225,7 +261,7 @@ async fn issue_token(
         created_ms: now,
     };
     let (record, serial) = change(&control, &tenant, |record| {
-        record.tokens.push(token);
+        record.tokens.push(token.clone());
         Ok(())
     })
     .await?;
@@ -296,7 +332,7 @@ async fn set_quotas(
 ) -> Result<Json<Value>, ApiError> {
     check_quotas(&control, &tenant, &quotas)?;
     change(&control, &tenant, |record| {
-        record.quotas = quotas;
+        record.quotas = quotas.clone();
         Ok(())
     })
     .await

@@ -61,11 +61,24 @@ pub(crate) async fn load(
     store: &GraphStore,
     tenant: &str,
 ) -> Result<Option<TenantRecord>, RepoError> {
-    let Some(bytes) = store.get_system_object(&record_path(tenant), None).await? else {
+    Ok(load_versioned(store, tenant)
+        .await?
+        .map(|(record, _)| record))
+}
+
+/// The tenant's record with the version [`save_if`] must name to replace it.
+pub(crate) async fn load_versioned(
+    store: &GraphStore,
+    tenant: &str,
+) -> Result<Option<(TenantRecord, String)>, RepoError> {
+    let Some((bytes, version)) = store
+        .get_system_object_versioned(&record_path(tenant))
+        .await?
+    else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)
-        .map(Some)
+        .map(|record| Some((record, version)))
         .map_err(|err| RepoError::Internal {
             message: format!("tenant record of '{tenant}' is unreadable: {err}"),
         })
@@ -96,10 +109,16 @@ pub(crate) fn tenant_roots(records: &[TenantRecord]) -> BTreeMap<TenantId, Stora
         .collect()
 }
 
-pub(crate) async fn save(store: &GraphStore, record: &TenantRecord) -> Result<(), RepoError> {
+/// Writes `record` if its stored version is still `expected` (`None`: no record yet);
+/// `false` when another control-plane process changed it first.
+pub(crate) async fn save_if(
+    store: &GraphStore,
+    record: &TenantRecord,
+    expected: Option<String>,
+) -> Result<bool, RepoError> {
     let bytes = serde_json::to_vec_pretty(record).expect("a tenant record serializes");
     store
-        .put_system_object(&record_path(&record.tenant), bytes, None)
+        .put_system_object_if(&record_path(&record.tenant), bytes, expected)
         .await
 }
 

@@ -159,29 +159,51 @@ impl Control {
     }
 
     /// Publishes the bundle every tenant record makes, with the next serial; which serial.
+    ///
+    /// Safe beside other control-plane processes: the bundle is replaced only if it is still
+    /// the one read before the records were listed, and otherwise made again from a new
+    /// listing. So the last bundle written was made from a listing taken after every record
+    /// change that had finished before it, and no publish replaces a newer bundle.
     pub(crate) async fn publish(&self) -> Result<u64, RepoError> {
-        let records = directory::load_all(&self.store).await?;
-        // This process reads tenants' graphs and usage too (deletion, usage queries).
-        self.store
-            .set_tenant_roots(&directory::tenant_roots(&records))?;
-        let published = self
-            .store
-            .get_system_object(ROOT_BUNDLE_PATH, None)
-            .await?
-            .and_then(|envelope| bundle::published_serial(&envelope))
-            .unwrap_or(0);
-        // Never behind the clock either, so that a root whose bundle was removed does not
-        // restart at a serial nodes refuse.
-        let serial = published.saturating_add(1).max(self.now_ms());
-        let payload = directory::bundle_payload(&records, serial);
-        let bytes = serde_json::to_vec(&payload).expect("a bundle payload serializes");
-        let signed = bundle::sign(&bytes, &self.key).map_err(|err| RepoError::Internal {
-            message: err.to_string(),
-        })?;
-        self.store
-            .put_system_object(ROOT_BUNDLE_PATH, signed.into_bytes(), None)
-            .await?;
-        info!(serial, tenants = records.len(), "bundle published");
-        Ok(serial)
+        for _ in 0..PUBLISH_ATTEMPTS {
+            let current = self
+                .store
+                .get_system_object_versioned(ROOT_BUNDLE_PATH)
+                .await?;
+            let published = current
+                .as_ref()
+                .and_then(|(envelope, _)| bundle::published_serial(envelope))
+                .unwrap_or(0);
+            let records = directory::load_all(&self.store).await?;
+            // This process reads tenants' graphs and usage too (deletion, usage queries).
+            self.store
+                .set_tenant_roots(&directory::tenant_roots(&records))?;
+            // Never behind the clock either, so that a root whose bundle was removed does not
+            // restart at a serial nodes refuse.
+            let serial = published.saturating_add(1).max(self.now_ms());
+            let payload = directory::bundle_payload(&records, serial);
+            let bytes = serde_json::to_vec(&payload).expect("a bundle payload serializes");
+            let signed = bundle::sign(&bytes, &self.key).map_err(|err| RepoError::Internal {
+                message: err.to_string(),
+            })?;
+            let expected = current.map(|(_, version)| version);
+            if self
+                .store
+                .put_system_object_if(ROOT_BUNDLE_PATH, signed.into_bytes(), expected)
+                .await?
+            {
+                info!(serial, tenants = records.len(), "bundle published");
+                return Ok(serial);
+            }
+        }
+        Err(RepoError::Unavailable {
+            message: format!(
+                "the bundle was replaced by other control-plane processes {PUBLISH_ATTEMPTS} \
+                 times while this one was publishing"
+            ),
+        })
     }
 }
+
+/// How often a publish is made again when another process published first.
+const PUBLISH_ATTEMPTS: usize = 16;
