@@ -242,6 +242,15 @@ pub(crate) fn prepare(
         texts.insert(tenant, text);
     }
     let tenants = bundle_tenants::compile(&payload.tenants).map_err(BundleError::Invalid)?;
+    if let Some(issuer) = tenants
+        .issuers
+        .keys()
+        .find(|issuer| known_issuers.contains(issuer.as_str()))
+    {
+        return Err(BundleError::Invalid(format!(
+            "issuer '{issuer}' is bound to a tenant and also configured in [[auth.oidc]]"
+        )));
+    }
     let origin = format!("bundle serial {}", payload.serial);
     let policies = PolicyStore::compile_all(&texts, &origin).map_err(BundleError::Invalid)?;
     Ok(Prepared {

@@ -2,11 +2,16 @@
 //! tokens, by SHA-256 only. A node verifies them like its configured static tokens, and
 //! refuses every request of a suspended tenant (docs/control-plane.md).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use jsonwebtoken::jwk::JwkSet;
 
 use omnigraph_cloud_config::{ActorId, StorageRoot, TenantId};
 use serde::{Deserialize, Serialize};
 
+use super::bound::BoundIssuer;
+use super::jwks::{VerifyKey, parse_jwk_set};
 use super::static_tokens::{HashedToken, StaticTokens};
 
 /// One tenant in a bundle.
@@ -21,6 +26,46 @@ pub struct BundleTenant {
     /// its graphs, leases and usage; absent, the node's root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_root: Option<String>,
+    /// The tenant's own identity provider: tokens it signs act in this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oidc: Option<BundleIssuer>,
+}
+
+/// An issuer bound to one tenant, with its keys: nodes verify its tokens offline, against
+/// these keys only (re-bind to rotate them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleIssuer {
+    /// Must equal the token's `iss` exactly.
+    pub issuer: String,
+    /// The token's `aud` must name one of these.
+    pub audiences: Vec<String>,
+    pub jwks: JwkSet,
+    /// A claim holding the actor's policy groups; the actor is `sub`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_claim: Option<String>,
+}
+
+impl BundleIssuer {
+    /// Checks the issuer as a node will, and returns its keys.
+    pub(crate) fn compile(&self) -> Result<HashMap<String, Arc<VerifyKey>>, String> {
+        if self.issuer.trim().is_empty() {
+            return Err("issuer is empty".into());
+        }
+        if self.audiences.is_empty() || self.audiences.iter().any(|aud| aud.trim().is_empty()) {
+            return Err("audiences must name at least one audience, none empty".into());
+        }
+        let keys = parse_jwk_set(self.jwks.clone())?;
+        if keys.is_empty() {
+            return Err("jwks holds no signing key".into());
+        }
+        Ok(keys)
+    }
+
+    /// Whether a node would accept this issuer (what the provisioning API checks).
+    pub fn check(&self) -> Result<(), String> {
+        self.compile().map(|_| ())
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +95,8 @@ pub(crate) struct CompiledTenants {
     pub(crate) suspended: HashSet<TenantId>,
     /// The tenants with a storage root of their own.
     pub(crate) roots: BTreeMap<TenantId, StorageRoot>,
+    /// Tenants' own identity providers, by issuer.
+    pub(crate) issuers: HashMap<String, Arc<BoundIssuer>>,
 }
 
 /// A tenant's own storage root as a bundle or the provisioning API names it: S3, or an
@@ -69,8 +116,30 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
     let mut hashed = Vec::new();
     let mut suspended = HashSet::new();
     let mut roots = BTreeMap::new();
+    let mut issuers = HashMap::new();
     for (name, tenant) in tenants {
         let id = TenantId::new(name).map_err(|err| format!("tenant '{name}': {err}"))?;
+        if let Some(bound) = &tenant.oidc {
+            let keys = bound
+                .compile()
+                .map_err(|err| format!("tenant '{name}', oidc: {err}"))?;
+            let issuer = BoundIssuer::new(
+                &bound.issuer,
+                bound.audiences.clone(),
+                bound.groups_claim.clone(),
+                id.clone(),
+                keys,
+            );
+            if issuers
+                .insert(bound.issuer.clone(), Arc::new(issuer))
+                .is_some()
+            {
+                return Err(format!(
+                    "issuer '{}' is bound to more than one tenant",
+                    bound.issuer
+                ));
+            }
+        }
         if let Some(root) = &tenant.storage_root {
             let root = parse_tenant_root(root)
                 .map_err(|err| format!("tenant '{name}', storage_root: {err}"))?;
@@ -103,6 +172,7 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
         tokens,
         suspended,
         roots,
+        issuers,
     })
 }
 
@@ -132,5 +202,35 @@ mod tests {
             let err = compile(&with_root(refused)).unwrap_err();
             assert!(err.contains("storage_root"), "{refused}: {err}");
         }
+    }
+
+    #[test]
+    fn an_issuer_binds_one_tenant() {
+        let key =
+            crate::auth::signing::SigningKey::generate(crate::auth::signing::KeyKind::Ed25519)
+                .unwrap();
+        let issuer = BundleIssuer {
+            issuer: "https://idp.test".into(),
+            audiences: vec!["omnigraph".into()],
+            jwks: serde_json::from_value(serde_json::json!({"keys": [key.public_jwk("k")]}))
+                .unwrap(),
+            groups_claim: None,
+        };
+        let bound = |tenants: &[&str]| -> BTreeMap<String, BundleTenant> {
+            tenants
+                .iter()
+                .map(|tenant| {
+                    let entry = BundleTenant {
+                        oidc: Some(issuer.clone()),
+                        ..BundleTenant::default()
+                    };
+                    (tenant.to_string(), entry)
+                })
+                .collect()
+        };
+        let compiled = compile(&bound(&["acme"])).unwrap();
+        assert!(compiled.issuers.contains_key("https://idp.test"));
+        let err = compile(&bound(&["acme", "globex"])).unwrap_err();
+        assert!(err.contains("more than one tenant"), "{err}");
     }
 }

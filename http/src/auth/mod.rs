@@ -6,6 +6,7 @@
 //! synced by background tasks ([`AuthTasks`]). A refusal is a 401 whose message names the
 //! failed check and never echoes the token. The tenant comes from the token only.
 
+mod bound;
 pub mod bundle;
 pub mod bundle_tenants;
 mod jwks;
@@ -54,6 +55,8 @@ pub struct TokenVerifier {
     /// Tenants' tokens and states from the signed bundle in force.
     bundle_tenants: arc_swap::ArcSwap<bundle_tenants::CompiledTenants>,
     oidc: Option<OidcVerifier>,
+    /// How far `exp` and `nbf` may be off, for tenants' own issuers too.
+    clock_skew: std::time::Duration,
     metrics: AuthMetrics,
 }
 
@@ -102,6 +105,7 @@ impl TokenVerifier {
             static_tokens,
             bundle_tenants: arc_swap::ArcSwap::default(),
             oidc,
+            clock_skew: auth.clock_skew,
             metrics: AuthMetrics::register(metrics),
         })
     }
@@ -159,6 +163,13 @@ impl TokenVerifier {
             {
                 return Ok(principal);
             }
+        }
+        // A tenant's own issuer, bound by the bundle in force, in any mode that takes tokens.
+        if OidcVerifier::looks_like_jwt(token)
+            && let Some(issuer) = bound::issuer_of(token)
+            && let Some(bound) = self.bundle_tenants.load().issuers.get(&issuer).cloned()
+        {
+            return bound.verify(token, self.clock_skew);
         }
         match &self.oidc {
             Some(oidc) if OidcVerifier::looks_like_jwt(token) => oidc.verify(token),

@@ -10,7 +10,7 @@ use axum::{Json, Router};
 use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
 use omnigraph_cloud_actors::{GraphStore, RepoError, StoreMetrics};
 use omnigraph_cloud_config::{ActorId, TenantId, TenantLimitsOverride};
-use omnigraph_cloud_http::bundle_tenants::parse_tenant_root;
+use omnigraph_cloud_http::bundle_tenants::{BundleIssuer, parse_tenant_root};
 use omnigraph_cloud_http::{ApiError, sha256_hex};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -30,6 +30,10 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
         .route("/control/v1/tenants/{tenant}/suspend", post(suspend))
         .route("/control/v1/tenants/{tenant}/resume", post(resume))
         .route("/control/v1/tenants/{tenant}/quotas", put(set_quotas))
+        .route(
+            "/control/v1/tenants/{tenant}/oidc",
+            put(bind_issuer).delete(unbind_issuer),
+        )
         .route("/control/v1/usage", get(usage))
         .route("/control/v1/publish", post(republish))
         .layer(axum::middleware::from_fn_with_state(
@@ -62,6 +66,12 @@ fn view(record: &TenantRecord) -> Value {
         "tokens": record.tokens.iter().map(|t| json!({"id": t.id, "actor": t.actor, "created_ms": t.created_ms})).collect::<Vec<_>>(),
         "quotas": record.quotas,
         "storage_root": record.storage_root,
+        "oidc": record.oidc.as_ref().map(|bound| json!({
+            "issuer": bound.issuer,
+            "audiences": bound.audiences,
+            "keys": bound.jwks.keys.len(),
+            "groups_claim": bound.groups_claim,
+        })),
     })
 }
 
@@ -144,6 +154,7 @@ async fn create(
             tokens: Vec::new(),
             quotas: quotas.clone(),
             storage_root: body.storage_root.clone(),
+            oidc: None,
         };
         if directory::save_if(&control.store, &record, tombstone)
             .await
@@ -333,6 +344,63 @@ async fn set_quotas(
     check_quotas(&control, &tenant, &quotas)?;
     change(&control, &tenant, |record| {
         record.quotas = quotas.clone();
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+/// Binds the tenant's own identity provider: its tokens (`iss` = `issuer`, `aud` naming one
+/// of `audiences`, the actor in `sub`) act in this tenant, verified by every node against
+/// `jwks` as given here. Binding again replaces the issuer or rotates its keys.
+async fn bind_issuer(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+    Json(bound): Json<BundleIssuer>,
+) -> Result<Json<Value>, ApiError> {
+    bound
+        .check()
+        .map_err(|err| ApiError::bad_request(format!("oidc: {err}")))?;
+    let id = tenant_id(&tenant)?;
+    // One tenant per issuer: a token names its issuer, and the issuer fixes the tenant.
+    let records = directory::load_all(&control.store)
+        .await
+        .map_err(internal)?;
+    if let Some(other) = records.iter().find(|record| {
+        record.tenant != id.as_str()
+            && record.state != RecordState::Deleted
+            && record
+                .oidc
+                .as_ref()
+                .is_some_and(|other| other.issuer == bound.issuer)
+    }) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "issuer '{}' is bound to tenant '{}' already",
+                bound.issuer, other.tenant
+            ),
+        ));
+    }
+    change(&control, &tenant, |record| {
+        record.oidc = Some(bound.clone());
+        Ok(())
+    })
+    .await
+    .map(answer)
+}
+
+async fn unbind_issuer(
+    State(control): State<Arc<Control>>,
+    Path(tenant): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    change(&control, &tenant, |record| {
+        if record.oidc.take().is_none() {
+            return Err(ApiError::not_found(format!(
+                "tenant '{tenant}' has no identity provider bound"
+            )));
+        }
         Ok(())
     })
     .await

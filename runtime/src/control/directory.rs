@@ -8,7 +8,7 @@ use omnigraph_cloud_actors::{GraphStore, RepoError};
 use omnigraph_cloud_config::{StorageRoot, TenantId, TenantLimitsOverride};
 use omnigraph_cloud_http::bundle::BundlePayload;
 use omnigraph_cloud_http::bundle_tenants::{
-    BundleTenant, BundleToken, TenantState, parse_tenant_root,
+    BundleIssuer, BundleTenant, BundleToken, TenantState, parse_tenant_root,
 };
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +32,9 @@ pub(crate) struct TenantRecord {
     /// Its own storage root, fixed at creation; `None`: the control plane's root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) storage_root: Option<String>,
+    /// Its own identity provider, whose tokens act in this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) oidc: Option<BundleIssuer>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +151,11 @@ pub(crate) fn bundle_payload(records: &[TenantRecord], serial: u64) -> BundlePay
             state,
             tokens,
             storage_root: record.storage_root.clone(),
+            // A deleted tenant's issuer is unbound: its tokens must not act in it any more.
+            oidc: match record.state {
+                RecordState::Deleted => None,
+                _ => record.oidc.clone(),
+            },
         };
         tenants.insert(record.tenant.clone(), tenant);
         if record.quotas != TenantLimitsOverride::default() {
