@@ -16,7 +16,8 @@
 //! 3. **Reads never go backwards**: if operation A returned before B was sent, on the same
 //!    graph and branch, B's version is at least A's.
 //! 4. **One publisher per version**: each version is reached under one lease epoch (a
-//!    coalesced batch shares its version and epoch).
+//!    coalesced batch shares its version and epoch; a merge with nothing to bring publishes
+//!    nothing and is left out).
 //! 5. **Epochs fence**: no write acknowledged under epoch e carries a version above the first
 //!    version acknowledged under a later epoch.
 
@@ -47,6 +48,9 @@ pub struct Operation {
     /// The branch a merge takes from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// What a merge answered it did: `merged`, `fast_forward` or `already_up_to_date`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
     pub invoke_ms: u64,
     pub return_ms: u64,
     /// The HTTP status; 0 when no answer came (connection refused, reset, timed out).
@@ -66,9 +70,12 @@ impl Operation {
         (400..500).contains(&self.status)
     }
 
-    /// A write that publishes a version of its branch.
+    /// A write that publishes a version of its branch. A merge with nothing to bring
+    /// publishes nothing: its answer names the version it found, under its writer's epoch,
+    /// which may be the version an earlier epoch published.
     fn writes(&self) -> bool {
         matches!(self.op.as_str(), "insert" | "load" | "merge")
+            && self.outcome.as_deref() != Some("already_up_to_date")
     }
 
     /// The ids an insert or a load writes.
@@ -624,5 +631,25 @@ mod tests {
         let verdict = check(&history, &state);
         assert!(verdict.passed(), "{verdict:?}");
         assert_eq!(verdict.cross_check, "agreed");
+    }
+
+    /// A merge with nothing to bring names the version it found under the new writer's
+    /// epoch; that is no second publisher (seed 418 of the long run).
+    #[test]
+    fn a_merge_with_nothing_to_bring_publishes_no_version() {
+        let merge = |client, outcome: &str, times, landed| {
+            with(op(client, "merge", "", times, 200, landed), |op| {
+                op.source = Some(format!("b{client}"));
+                op.outcome = Some(outcome.into());
+            })
+        };
+        let history = vec![
+            merge(1, "merged", (0, 10), (28, 3)),
+            merge(2, "already_up_to_date", (20, 30), (28, 4)),
+        ];
+        assert!(check(&history, &present(&[])).passed());
+        let mut published = history.clone();
+        published[1].outcome = Some("merged".into());
+        assert_eq!(check(&published, &present(&[])).shared_versions.len(), 1);
     }
 }

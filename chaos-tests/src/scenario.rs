@@ -262,6 +262,8 @@ pub async fn run(scenario: &Scenario) -> Outcome {
             .map(|op| serde_json::to_string(op).unwrap())
             .collect();
         std::fs::write(path, lines.join("\n") + "\n").expect("history written");
+        let present = serde_json::to_vec_pretty(&present).expect("final state serializes");
+        std::fs::write(final_state_path(path), present).expect("final state written");
     }
     let verdict = check(&history, &present);
     Outcome {
@@ -276,6 +278,13 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         verdict,
         present: present.get("main").map_or(0, |ids| ids.len()),
     }
+}
+
+/// Where the healed graph's ids are kept beside a history: `{history}.final.json`.
+pub fn final_state_path(history: &std::path::Path) -> PathBuf {
+    let mut name = history.as_os_str().to_owned();
+    name.push(".final.json");
+    PathBuf::from(name)
 }
 
 /// Creates the run's graph.

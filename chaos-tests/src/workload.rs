@@ -113,7 +113,10 @@ impl Workload {
         let mut merge = op("merge");
         merge.source = Some(name.clone());
         let body = json!({"source": name, "target": "main"});
-        self.send(port, merge, "branches/merge", body, false).await;
+        let invoke_ms = self.now_ms();
+        let answer = self.call(port, "branches/merge", body, false).await;
+        merge.outcome = answer.body["outcome"].as_str().map(str::to_string);
+        self.record(merge, invoke_ms, &answer);
     }
 
     async fn insert(&self, port: usize, mut op: Operation, id: String) {

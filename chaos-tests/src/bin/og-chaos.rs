@@ -2,6 +2,7 @@
 //!
 //! `og-chaos run --seed 7 --binary target/debug/omnigraph-cloud` runs one seed and prints its
 //! verdict; `og-chaos long --runs 50` runs seeds one after another and prints the table.
+//! `og-chaos check --history F` checks a kept history again.
 //! `og-chaos sim --seeds 100000` runs seeds of the deterministic simulation, and
 //! `og-chaos sim --seed 7` replays one of them with its faults and verdict.
 
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use omnigraph_cloud_actors::sim::SimConfig;
-use omnigraph_cloud_chaos::scenario::{Scenario, run};
+use omnigraph_cloud_chaos::history::{FinalState, Operation, check};
+use omnigraph_cloud_chaos::scenario::{Scenario, final_state_path, run};
 use omnigraph_cloud_chaos::simulation;
 
 #[derive(Parser)]
@@ -41,6 +43,12 @@ enum Command {
         first: u64,
         #[command(flatten)]
         shape: Shape,
+    },
+    /// Checks a history written by `run --history` (and the healed state beside it) again,
+    /// with this build's checker.
+    Check {
+        #[arg(long)]
+        history: PathBuf,
     },
     /// The deterministic simulation (no processes, no Lance): seeds `first..first+seeds`,
     /// or one seed replayed in full with `--seed`.
@@ -99,6 +107,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
+        Command::Check { history } => recheck(&history),
         Command::Sim {
             seed: Some(seed),
             history,
@@ -151,10 +160,11 @@ fn main() -> ExitCode {
                 );
                 if v.passed() {
                     let _ = std::fs::remove_file(&kept);
+                    let _ = std::fs::remove_file(final_state_path(&kept));
                 } else {
                     eprintln!(
-                        "seed {seed} FAILED (replay: og-chaos run --seed {seed}; its history: \
-                         {}): {}",
+                        "seed {seed} FAILED (replay: og-chaos run --seed {seed}; check again: \
+                         og-chaos check --history {}): {}",
                         kept.display(),
                         serde_json::to_string(&outcome).expect("json")
                     );
@@ -228,6 +238,29 @@ fn simulate(first: u64, seeds: u64) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         eprintln!("failed seeds: {:?}", totals.failed);
+        ExitCode::FAILURE
+    }
+}
+
+fn recheck(path: &std::path::Path) -> ExitCode {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).unwrap_or_else(|err| {
+            eprintln!("{}: {err}", path.display());
+            std::process::exit(2)
+        })
+    };
+    let history: Vec<Operation> = read(path)
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).expect("a history line"))
+        .collect();
+    let present: FinalState =
+        serde_json::from_str(&read(&final_state_path(path))).expect("a final state");
+    let verdict = check(&history, &present);
+    println!("{}", serde_json::to_string_pretty(&verdict).expect("json"));
+    if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
         ExitCode::FAILURE
     }
 }
