@@ -69,6 +69,13 @@ impl GraphStore {
         self.tenants.get(tenant).map(|root| root.spec.clone())
     }
 
+    /// The tenants with a root of their own, sorted.
+    pub fn tenants_with_own_root(&self) -> Vec<TenantId> {
+        let mut tenants: Vec<TenantId> = self.tenants.snapshot().keys().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
     /// The root holding `tenant`'s graphs, leases, maintenance status and usage.
     fn root(&self, tenant: &TenantId) -> Arc<Root> {
         self.tenants

@@ -74,7 +74,12 @@ async fn overview(State(console): State<Arc<Console>>) -> Result<Json<Value>, Ap
     let store = console.registry.store();
     let records = directory::load_all(store).await.map_err(unavailable)?;
     let mut tenants = Vec::new();
-    for name in store.list_folders("tenants").await.map_err(unavailable)? {
+    // The tenants with a folder here, and those whose graphs live in a root of their own.
+    let mut names = store.list_folders("tenants").await.map_err(unavailable)?;
+    names.extend(store.tenants_with_own_root().iter().map(|t| t.to_string()));
+    names.sort();
+    names.dedup();
+    for name in names {
         let Ok(id) = TenantId::new(&name) else {
             continue;
         };

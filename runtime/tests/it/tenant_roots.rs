@@ -164,6 +164,16 @@ async fn a_tenant_on_its_own_bucket_keeps_everything_there() {
         usage_shows_writes(&operator, "acme", "g", 3).await,
         "acme's usage in its own root reaches the control plane"
     );
+    // The console lists acme's graph from its own root.
+    let overview = operator.get("/console/api/overview").await.expect(200);
+    let acme_row = overview["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tenant| tenant["tenant"] == "acme")
+        .cloned()
+        .unwrap();
+    assert_eq!(acme_row["graphs"], json!(["g"]));
     let all = fold(&[own_usage, shared_usage].concat(), &UsageQuery::default());
     assert!(all.iter().any(|t| t.tenant == "globex" && t.graph == "h"));
     control.shutdown().await;
