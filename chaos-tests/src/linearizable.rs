@@ -142,10 +142,26 @@ pub enum Searched {
     Undecided,
 }
 
-/// Whether `events` are linearizable, by trying orders, for up to 128 events and
-/// `budget` steps.
+/// The most writes of unknown outcome [`search`] takes on.
+const MOST_OPTIONAL: usize = 16;
+
+/// Whether `events` are linearizable, by trying orders, for up to 128 events of which at
+/// most 16 are writes of unknown outcome, within `budget` steps.
 pub fn search(events: &[Event], budget: u64) -> Searched {
-    if events.len() > 128 {
+    // Each write of unknown outcome doubles what may have to be tried (placed or left out).
+    let optional = events
+        .iter()
+        .filter(|event| {
+            matches!(
+                event.kind,
+                Kind::Add {
+                    required: false,
+                    ..
+                }
+            )
+        })
+        .count();
+    if events.len() > 128 || optional > MOST_OPTIONAL {
         return Searched::Undecided;
     }
     let mut search = Search {

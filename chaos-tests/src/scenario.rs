@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::history::{Verdict, check};
+use crate::history::{Verdict, check_and_cross_check};
 use crate::nodes::{Layout, Node};
 use crate::workload::{GRAPH, TOKEN, Workload, final_state};
 
@@ -265,7 +265,7 @@ pub async fn run(scenario: &Scenario) -> Outcome {
         let present = serde_json::to_vec_pretty(&present).expect("final state serializes");
         std::fs::write(final_state_path(path), present).expect("final state written");
     }
-    let verdict = check(&history, &present);
+    let verdict = check_and_cross_check(&history, &present);
     Outcome {
         seed: scenario.seed,
         network: if net.is_some() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use omnigraph_cloud_actors::sim::SimConfig;
-use omnigraph_cloud_chaos::history::{FinalState, Operation, check};
+use omnigraph_cloud_chaos::history::{FinalState, Operation, check_and_cross_check};
 use omnigraph_cloud_chaos::scenario::{Scenario, final_state_path, run};
 use omnigraph_cloud_chaos::simulation;
 
@@ -256,7 +256,7 @@ fn recheck(path: &std::path::Path) -> ExitCode {
         .collect();
     let present: FinalState =
         serde_json::from_str(&read(&final_state_path(path))).expect("a final state");
-    let verdict = check(&history, &present);
+    let verdict = check_and_cross_check(&history, &present);
     println!("{}", serde_json::to_string_pretty(&verdict).expect("json"));
     if verdict.passed() {
         ExitCode::SUCCESS
