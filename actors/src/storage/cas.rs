@@ -1,17 +1,14 @@
 //! Conditional writes of soft state under the node's root: an object is read with a version,
 //! and replaced only if it is still at that version. On S3 the version is the ETag and the
 //! store checks it (`If-Match`, `If-None-Match`). A local root has no such write, so the
-//! version is a hash of the bytes, checked and replaced under an exclusive `flock` on a
-//! sibling `.lock` file, with an atomic rename: exclusive between the processes of one
-//! machine, which is what a local root can be shared by.
+//! version is a hash of the bytes, checked and replaced under the file lock local leases use
+//! ([`omnigraph_cloud_cluster::lease::write_locked`]).
 
-use std::fs::{self, File, OpenOptions};
 use std::hash::{Hash, Hasher};
-use std::io::{ErrorKind, Write};
-use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, UpdateVersion};
+use omnigraph_cloud_cluster::lease::{read_locked, write_locked};
 
 use super::roots::{Location, Root};
 use crate::RepoError;
@@ -23,18 +20,11 @@ pub(super) async fn read(
 ) -> Result<Option<(Bytes, String)>, RepoError> {
     if let Location::Local(dir) = &root.location {
         let path = dir.join(relative);
-        return blocking(move || {
-            let _lock = lock(&path)?;
-            match fs::read(&path) {
-                Ok(bytes) => {
-                    let version = version_of(&bytes);
-                    Ok(Some((Bytes::from(bytes), version)))
-                }
-                Err(err) if err.kind() == ErrorKind::NotFound => Ok(None),
-                Err(err) => Err(err),
-            }
-        })
-        .await;
+        let found = blocking(move || read_locked(&path)).await?;
+        return Ok(found.map(|bytes| {
+            let version = version_of(&bytes);
+            (Bytes::from(bytes), version)
+        }));
     }
     match root.store.get(&root.object_path(relative)).await {
         Ok(result) => {
@@ -62,7 +52,12 @@ pub(super) async fn write(
 ) -> Result<bool, RepoError> {
     if let Location::Local(dir) = &root.location {
         let path = dir.join(relative);
-        return blocking(move || write_local(&path, &bytes, expected.as_deref())).await;
+        return blocking(move || {
+            write_locked(&path, &bytes, expected.as_deref(), |bytes| {
+                Some(version_of(bytes))
+            })
+        })
+        .await;
     }
     let mode = match expected {
         None => PutMode::Create,
@@ -83,43 +78,6 @@ pub(super) async fn write(
         ) => Ok(false),
         Err(err) => Err(err.into()),
     }
-}
-
-fn write_local(path: &Path, bytes: &[u8], expected: Option<&str>) -> std::io::Result<bool> {
-    let _lock = lock(path)?;
-    let current = match fs::read(path) {
-        Ok(current) => Some(version_of(&current)),
-        Err(err) if err.kind() == ErrorKind::NotFound => None,
-        Err(err) => return Err(err),
-    };
-    if current.as_deref() != expected {
-        return Ok(false);
-    }
-    let staging = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut file = File::create(&staging)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    fs::rename(&staging, path)?;
-    Ok(true)
-}
-
-fn lock(path: &Path) -> std::io::Result<File> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(lock_path(path))?;
-    lock.lock()?;
-    Ok(lock)
-}
-
-fn lock_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    path.with_file_name(name)
 }
 
 /// A version that changes whenever the bytes do (the same bytes again are the same state).

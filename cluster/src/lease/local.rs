@@ -46,11 +46,12 @@ impl LeaseBackend for LocalBackend {
     ) -> Result<CasOutcome, LeaseError> {
         let path = self.root.join(path);
         let version = decode_nonce(&bytes).unwrap_or_default();
-        let written =
-            tokio::task::spawn_blocking(move || write_locked(&path, &bytes, expected.as_deref()))
-                .await
-                .map_err(storage_error)?
-                .map_err(storage_error)?;
+        let written = tokio::task::spawn_blocking(move || {
+            write_locked(&path, &bytes, expected.as_deref(), decode_nonce)
+        })
+        .await
+        .map_err(storage_error)?
+        .map_err(storage_error)?;
         Ok(if written {
             CasOutcome::Written(version)
         } else {
@@ -84,7 +85,8 @@ fn lock_file(path: &Path) -> std::io::Result<File> {
     Ok(lock)
 }
 
-fn read_locked(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+/// The bytes at `path`, read under its lock; `None` if absent.
+pub fn read_locked(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     if !path.exists() {
         return Ok(None);
     }
@@ -96,11 +98,18 @@ fn read_locked(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     }
 }
 
-/// Writes `bytes` if the current object's version is `expected` (`None`: if absent).
-fn write_locked(path: &Path, bytes: &[u8], expected: Option<&str>) -> std::io::Result<bool> {
+/// Writes `bytes` at `path` if the current file's version is `expected` (`None`: if
+/// absent), under the file's lock, by an atomic rename; whether it wrote. `version` reads a
+/// version from a file's bytes (`None`: it has none, and matches no expected version).
+pub fn write_locked(
+    path: &Path,
+    bytes: &[u8],
+    expected: Option<&str>,
+    version: impl Fn(&[u8]) -> Option<String>,
+) -> std::io::Result<bool> {
     let _lock = lock_file(path)?;
     let current = match fs::read(path) {
-        Ok(current) => Some(decode_nonce(&current)),
+        Ok(current) => Some(version(&current)),
         Err(err) if err.kind() == ErrorKind::NotFound => None,
         Err(err) => return Err(err),
     };

@@ -43,7 +43,7 @@ mod store;
 pub use backend::{CasOutcome, LeaseBackend, Stored};
 pub(crate) use codec::nonce;
 pub use codec::{LEASE_DIR, ListedLease};
-pub use local::LocalBackend;
+pub use local::{LocalBackend, read_locked, write_locked};
 pub use memory::MemoryBackend;
 pub use node::{NodeLeases, NodeRecord};
 pub(crate) use node::{read_node_record, record_path};
