@@ -34,11 +34,12 @@ pub(crate) fn publish(config: Option<&Path>, key: &Path, payload: &Path) -> Resu
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        if let Some(current) = store
-            .get_system_object(ROOT_BUNDLE_PATH, None)
+        let current = store
+            .get_system_object_versioned(ROOT_BUNDLE_PATH)
             .await
-            .map_err(|err| err.to_string())?
-            && let Some(published) = bundle::published_serial(&current)
+            .map_err(|err| err.to_string())?;
+        if let Some((envelope, _)) = &current
+            && let Some(published) = bundle::published_serial(envelope)
             && serial <= published
         {
             return Err(format!(
@@ -46,10 +47,23 @@ pub(crate) fn publish(config: Option<&Path>, key: &Path, payload: &Path) -> Resu
                  would refuse it"
             ));
         }
-        store
-            .put_system_object(ROOT_BUNDLE_PATH, signed.into_bytes(), None)
+        // Only over the bundle checked above: one published meanwhile (by a control plane)
+        // is not replaced.
+        let written = store
+            .put_system_object_if(
+                ROOT_BUNDLE_PATH,
+                signed.into_bytes(),
+                current.map(|(_, version)| version),
+            )
             .await
             .map_err(|err| err.to_string())?;
+        if !written {
+            return Err(
+                "another bundle was published while this one was; nothing written: run the \
+                 command again"
+                    .into(),
+            );
+        }
         eprintln!(
             "published bundle serial {serial} to {}/{ROOT_BUNDLE_PATH}",
             config.storage.root.display_uri()

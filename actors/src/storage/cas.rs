@@ -73,8 +73,11 @@ pub(super) async fn write(
         .await
     {
         Ok(_) => Ok(true),
+        // Gone since it was read: not at the expected version either.
         Err(
-            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. },
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotFound { .. },
         ) => Ok(false),
         Err(err) => Err(err.into()),
     }

@@ -84,22 +84,29 @@ impl GraphStore {
     }
 
     /// Every distinct root, this node's first, each as a store of its own (no tenant routes,
-    /// no cache): where usage records are read from.
-    pub fn roots(&self) -> Vec<GraphStore> {
-        let mut roots = vec![Arc::clone(&self.home)];
-        for root in self.tenants.snapshot().values() {
-            if !roots.iter().any(|known| known.spec == root.spec) {
-                roots.push(Arc::clone(root));
+    /// no cache), with the tenants whose objects it holds: `None` for this node's root (every
+    /// tenant without a root of its own), else those routed there. Where usage records are
+    /// read from: a record in a tenant's root counts for the tenants routed there only, so
+    /// that whoever can write that bucket cannot charge another tenant.
+    pub fn roots(&self) -> Vec<(GraphStore, Option<Vec<TenantId>>)> {
+        let view = |home: Arc<Root>| GraphStore {
+            home,
+            tenants: Arc::default(),
+            cache: NodeCache::off(CacheMetrics::unregistered()),
+        };
+        let mut roots: Vec<(Arc<Root>, Vec<TenantId>)> = Vec::new();
+        for (tenant, root) in self.tenants.snapshot().iter() {
+            match roots.iter_mut().find(|(known, _)| known.spec == root.spec) {
+                Some((_, tenants)) => tenants.push(tenant.clone()),
+                None => roots.push((Arc::clone(root), vec![tenant.clone()])),
             }
         }
-        roots
-            .into_iter()
-            .map(|home| GraphStore {
-                home,
-                tenants: Arc::default(),
-                cache: NodeCache::off(CacheMetrics::unregistered()),
-            })
-            .collect()
+        let mut views = vec![(view(Arc::clone(&self.home)), None)];
+        views.extend(roots.into_iter().map(|(root, mut tenants)| {
+            tenants.sort();
+            (view(root), Some(tenants))
+        }));
+        views
     }
 
     /// The same root, read through `cache` (by default there is none).

@@ -166,15 +166,26 @@ pub async fn read_records_for(
 }
 
 /// Every usage record from day `from` to day `to` (inclusive, `YYYY-MM-DD`; `None`: no bound),
-/// in the node's root and in every tenant's own root.
+/// in the node's root and in every tenant's own root (there, only the parts about the
+/// tenants routed to it).
 pub async fn read_records(
     store: &GraphStore,
     from: Option<&str>,
     to: Option<&str>,
 ) -> Result<Vec<UsageRecord>, RepoError> {
     let mut records = Vec::new();
-    for root in store.roots() {
-        records.extend(read_records_in(&root, from, to).await?);
+    for (root, tenants) in store.roots() {
+        let mut found = read_records_in(&root, from, to).await?;
+        if let Some(tenants) = tenants {
+            // A tenant's root speaks for the tenants routed there, and no other.
+            for record in &mut found {
+                record
+                    .graphs
+                    .retain(|graph| tenants.iter().any(|tenant| tenant.as_str() == graph.tenant));
+            }
+            found.retain(|record| !record.graphs.is_empty());
+        }
+        records.extend(found);
     }
     Ok(records)
 }
@@ -284,5 +295,79 @@ mod tests {
         assert_eq!(totals[0].counts.requests["write"], 1);
         // Nothing counted: nothing written.
         assert_eq!(flush.flush().await.unwrap(), 0);
+    }
+
+    /// A tenant on a root of its own has its usage written there, and a record planted there
+    /// by whoever can write that bucket counts for that tenant only.
+    #[tokio::test]
+    async fn a_tenant_root_holds_its_usage_and_speaks_for_no_other_tenant() {
+        let (home, own) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let store = GraphStore::open(
+            &StorageRoot::File(home.path().to_path_buf()),
+            StoreMetrics::unregistered(),
+        )
+        .unwrap();
+        let acme = TenantId::new("acme").unwrap();
+        store
+            .set_tenant_roots(&[(acme.clone(), StorageRoot::File(own.path().into()))].into())
+            .unwrap();
+        let meter = Arc::new(UsageMeter::new(Clock::system()));
+        let flush = UsageFlush::new(
+            Arc::clone(&meter),
+            store.clone(),
+            "n1".into(),
+            Clock::system(),
+        );
+        let globex = RepoKey::new(TenantId::new("globex").unwrap(), GraphId::new("h").unwrap());
+        meter.request(&key(), "write");
+        meter.request(&globex, "read");
+        assert_eq!(flush.flush().await.unwrap(), 2, "one record per root");
+        let in_own = walk(own.path());
+        assert_eq!(in_own.len(), 1, "{in_own:?}");
+        assert!(in_own[0].ends_with(".acme.json"), "{in_own:?}");
+
+        // Planted in acme's root: a record charging globex.
+        let plant = UsageRecord {
+            format: USAGE_FORMAT.into(),
+            id: "planted".into(),
+            node: "n9".into(),
+            from_ms: 1_000,
+            to_ms: 2_000,
+            graphs: vec![GraphUsage {
+                tenant: "globex".into(),
+                graph: "h".into(),
+                ..GraphUsage::default()
+            }],
+        };
+        let at = own.path().join(record_path(&plant));
+        std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+        std::fs::write(&at, serde_json::to_vec(&plant).unwrap()).unwrap();
+        let records = read_records(&store, None, None).await.unwrap();
+        assert!(
+            records.iter().all(|record| record.id != "planted"),
+            "{records:?}"
+        );
+        let totals = fold(&records, &UsageQuery::default());
+        let reads = |tenant: &str| {
+            totals
+                .iter()
+                .filter(|total| total.tenant == tenant)
+                .map(|total| total.counts.requests.values().sum::<u64>())
+                .sum::<u64>()
+        };
+        assert_eq!((reads("acme"), reads("globex")), (1, 1));
+    }
+
+    fn walk(dir: &std::path::Path) -> Vec<String> {
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                files.extend(walk(&path));
+            } else {
+                files.push(path.display().to_string());
+            }
+        }
+        files
     }
 }

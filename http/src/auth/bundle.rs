@@ -241,16 +241,16 @@ pub(crate) fn prepare(
         };
         texts.insert(tenant, text);
     }
-    let tenants = bundle_tenants::compile(&payload.tenants).map_err(BundleError::Invalid)?;
-    if let Some(issuer) = tenants
-        .issuers
-        .keys()
-        .find(|issuer| known_issuers.contains(issuer.as_str()))
-    {
-        return Err(BundleError::Invalid(format!(
-            "issuer '{issuer}' is bound to a tenant and also configured in [[auth.oidc]]"
-        )));
-    }
+    let mut tenants = bundle_tenants::compile(&payload.tenants).map_err(BundleError::Invalid)?;
+    // An issuer this node configures stays its own: a tenant's binding of it is left out (and
+    // the rest of the bundle, revocations among it, still comes into force).
+    tenants.issuers.retain(|issuer, _| {
+        let configured = known_issuers.contains(issuer.as_str());
+        if configured {
+            tracing::error!(%issuer, "a tenant binds an issuer this node configures in [[auth.oidc]]: binding left out");
+        }
+        !configured
+    });
     let origin = format!("bundle serial {}", payload.serial);
     let policies = PolicyStore::compile_all(&texts, &origin).map_err(BundleError::Invalid)?;
     Ok(Prepared {

@@ -116,7 +116,7 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
     let mut hashed = Vec::new();
     let mut suspended = HashSet::new();
     let mut roots = BTreeMap::new();
-    let mut issuers = HashMap::new();
+    let mut bindings: HashMap<String, Vec<Arc<BoundIssuer>>> = HashMap::new();
     for (name, tenant) in tenants {
         let id = TenantId::new(name).map_err(|err| format!("tenant '{name}': {err}"))?;
         if let Some(bound) = &tenant.oidc {
@@ -130,15 +130,10 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
                 id.clone(),
                 keys,
             );
-            if issuers
-                .insert(bound.issuer.clone(), Arc::new(issuer))
-                .is_some()
-            {
-                return Err(format!(
-                    "issuer '{}' is bound to more than one tenant",
-                    bound.issuer
-                ));
-            }
+            bindings
+                .entry(bound.issuer.clone())
+                .or_default()
+                .push(Arc::new(issuer));
         }
         if let Some(root) = &tenant.storage_root {
             let root = parse_tenant_root(root)
@@ -164,6 +159,16 @@ pub(crate) fn compile(tenants: &BTreeMap<String, BundleTenant>) -> Result<Compil
                 tenant: id.clone(),
                 groups: token.groups.clone(),
             });
+        }
+    }
+    // An issuer bound to two tenants (two control-plane processes binding it at once) is
+    // bound to neither: refusing the whole bundle would stop every later revocation too.
+    let mut issuers = HashMap::new();
+    for (issuer, mut bound) in bindings {
+        if bound.len() == 1 {
+            issuers.insert(issuer, bound.remove(0));
+        } else {
+            tracing::error!(%issuer, tenants = bound.len(), "issuer bound to more than one tenant in the bundle: bound to none of them");
         }
     }
     let tokens = StaticTokens::from_hashed(hashed)
@@ -205,7 +210,7 @@ mod tests {
     }
 
     #[test]
-    fn an_issuer_binds_one_tenant() {
+    fn an_issuer_binds_one_tenant_or_none() {
         let key =
             crate::auth::signing::SigningKey::generate(crate::auth::signing::KeyKind::Ed25519)
                 .unwrap();
@@ -230,7 +235,8 @@ mod tests {
         };
         let compiled = compile(&bound(&["acme"])).unwrap();
         assert!(compiled.issuers.contains_key("https://idp.test"));
-        let err = compile(&bound(&["acme", "globex"])).unwrap_err();
-        assert!(err.contains("more than one tenant"), "{err}");
+        // Bound twice: to neither, and the rest of the bundle stands.
+        let compiled = compile(&bound(&["acme", "globex"])).unwrap();
+        assert!(compiled.issuers.is_empty());
     }
 }

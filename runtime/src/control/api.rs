@@ -3,20 +3,19 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
-use omnigraph_cloud_actors::usage::{UsageQuery, fold, fold::series, read_records_for};
-use omnigraph_cloud_actors::{GraphStore, RepoError, StoreMetrics};
+use omnigraph_cloud_actors::{GraphStore, StoreMetrics};
 use omnigraph_cloud_config::{ActorId, TenantId, TenantLimitsOverride};
 use omnigraph_cloud_http::bundle_tenants::{BundleIssuer, parse_tenant_root};
 use omnigraph_cloud_http::{ApiError, sha256_hex};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Control;
 use super::directory::{self, RecordState, TenantRecord, TokenRecord};
+use super::{Control, internal};
 
 pub(crate) fn router(control: Arc<Control>) -> Router {
     Router::new()
@@ -34,22 +33,13 @@ pub(crate) fn router(control: Arc<Control>) -> Router {
             "/control/v1/tenants/{tenant}/oidc",
             put(bind_issuer).delete(unbind_issuer),
         )
-        .route("/control/v1/usage", get(usage))
+        .route("/control/v1/usage", get(super::usage::usage))
         .route("/control/v1/publish", post(republish))
         .layer(axum::middleware::from_fn_with_state(
             control.operators.clone(),
             super::operator_only,
         ))
         .with_state(control)
-}
-
-fn internal(err: RepoError) -> ApiError {
-    tracing::error!(error = %err, "control plane storage error");
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        format!("the storage root could not be read or written: {err}"),
-    )
 }
 
 fn tenant_id(name: &str) -> Result<TenantId, ApiError> {
@@ -424,6 +414,8 @@ async fn remove(
             ),
         ));
     }
+    // Another control-plane process may have made the tenant, with a root of its own.
+    control.load_tenant_roots().await.map_err(internal)?;
     let graphs = control.store.list_graphs(&id).await.map_err(internal)?;
     if !graphs.is_empty() {
         return Err(ApiError::new(
@@ -437,8 +429,17 @@ async fn remove(
         ));
     }
     change(&control, &tenant, |record| {
+        // Resumed meanwhile (by another process): graphs may be made again; not deleted.
+        if record.state != RecordState::Suspended {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("tenant '{tenant}' was resumed while it was being deleted"),
+            ));
+        }
         record.state = RecordState::Deleted;
         record.tokens.clear();
+        record.oidc = None;
         Ok(())
     })
     .await
@@ -449,45 +450,4 @@ async fn republish(State(control): State<Arc<Control>>) -> Result<Json<Value>, A
     let _one = control.changes.lock().await;
     let serial = control.publish().await.map_err(internal)?;
     Ok(Json(json!({ "bundle_serial": serial })))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UsageParams {
-    tenant: Option<String>,
-    graph: Option<String>,
-    /// Unix seconds, inclusive.
-    from: Option<u64>,
-    /// Unix seconds, exclusive.
-    to: Option<u64>,
-    /// `total` (default) or `second`.
-    resolution: Option<String>,
-}
-
-async fn usage(
-    State(control): State<Arc<Control>>,
-    Query(params): Query<UsageParams>,
-) -> Result<Json<Value>, ApiError> {
-    let query = UsageQuery {
-        from_s: params.from,
-        to_s: params.to,
-        tenant: params.tenant,
-        graph: params.graph,
-    };
-    let records = read_records_for(&control.store, &query)
-        .await
-        .map_err(internal)?;
-    match params.resolution.as_deref().unwrap_or("total") {
-        "total" => Ok(Json(json!({ "totals": fold(&records, &query) }))),
-        "second" => {
-            let points: Vec<Value> = series(&records, &query)
-                .into_iter()
-                .map(|(second, (warm, counts))| json!({"second": second, "warm_graphs": warm, "counts": counts}))
-                .collect();
-            Ok(Json(json!({ "seconds": points })))
-        }
-        other => Err(ApiError::bad_request(format!(
-            "resolution: '{other}' is not 'total' or 'second'"
-        ))),
-    }
 }

@@ -6,10 +6,12 @@
 //! nodes read it on their own schedule. No data request reaches it: with the control plane
 //! down, nodes serve with the last bundle they verified, and only provisioning fails.
 //!
-//! Files: this one publishes; [`directory`] holds the records; [`api`] is the HTTP API.
+//! Files: this one publishes; [`directory`] holds the records; [`api`] is the HTTP API, and
+//! [`usage`] its usage query.
 
 mod api;
 pub(crate) mod directory;
+mod usage;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -23,6 +25,16 @@ use tokio::sync::Mutex;
 use tracing::info;
 
 pub(crate) use api::router;
+
+/// A storage error of the control plane: 503, the store could not be read or written.
+fn internal(err: RepoError) -> omnigraph_cloud_http::ApiError {
+    tracing::error!(error = %err, "control plane storage error");
+    omnigraph_cloud_http::ApiError::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("the storage root could not be read or written: {err}"),
+    )
+}
 
 /// What the control plane needs: the root, its operators and its signing key.
 pub(crate) struct Control {
