@@ -35,8 +35,8 @@ mod stamp;
 mod state;
 
 pub use auth::{
-    Auth, AuthTasks, IdentitySource, Principal, TokenVerifier, bundle, bundle_tenants, sha256_hex,
-    signing,
+    Auth, AuthTasks, IdentitySource, Principal, TokenVerifier, bundle, bundle_tenants,
+    fetch_client, read_bundle, sha256_hex, signing,
 };
 pub use dto::ErrorOutput;
 pub use error::ApiError;

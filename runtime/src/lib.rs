@@ -34,6 +34,7 @@ mod console;
 mod control;
 mod memory;
 
+pub use control::offline::{open_root_for_command, rebuild_control};
 pub use memory::resident_bytes;
 
 #[derive(Debug, Error)]
@@ -401,52 +402,6 @@ impl Node {
         info!("omnigraph-cloud node stopped");
         served
     }
-}
-
-/// Opens the root `config` names for a command run outside a node, with the tenants that have
-/// a root of their own routed there: as the control plane's tenant directory under the root
-/// says, then as the bundle the config names (a file, or the root) says.
-pub async fn open_root_for_command(config: &NodeConfig) -> Result<GraphStore, String> {
-    use omnigraph_cloud_config::{BundleSource, ROOT_BUNDLE_PATH};
-    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
-        .map_err(|err| err.to_string())?;
-    let records = control::directory::load_all(&store)
-        .await
-        .map_err(|err| err.to_string())?;
-    let mut roots = control::directory::tenant_roots(&records);
-    if let Some(bundle) = &config.auth.bundle {
-        let envelope = match &bundle.source {
-            BundleSource::File(path) => {
-                Some(std::fs::read(path).map_err(|err| format!("{}: {err}", path.display()))?)
-            }
-            BundleSource::Root => store
-                .get_system_object(ROOT_BUNDLE_PATH, None)
-                .await
-                .map_err(|err| err.to_string())?
-                .map(|bytes| bytes.to_vec()),
-            BundleSource::Url(_) => None,
-        };
-        if let Some(envelope) = envelope {
-            let from_bundle =
-                omnigraph_cloud_http::bundle::tenant_roots(&envelope, &bundle.public_key)
-                    .map_err(|err| format!("auth.bundle: {err}"))?;
-            roots.extend(from_bundle);
-        }
-    }
-    store
-        .set_tenant_roots(&roots)
-        .map_err(|err| err.to_string())?;
-    Ok(store)
-}
-
-/// `omnigraph-cloud control rebuild`: the control plane's state read back from the root named
-/// by `config`, and its bundle published again.
-pub async fn rebuild_control(config: &NodeConfig) -> Result<serde_json::Value, String> {
-    let store = GraphStore::open(&config.storage.root, StoreMetrics::unregistered())
-        .map_err(|err| err.to_string())?;
-    let operators = control::Operators::load(&config.control)?;
-    let control = control::Control::load(&config.control, operators, &config.limits, store)?;
-    control.rebuild().await.map_err(|err| err.to_string())
 }
 
 /// The `host:port` other nodes reach this node at: `cluster.advertise`, else the address

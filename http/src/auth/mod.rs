@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::policy::PolicyStore;
 
 pub use crate::principal::{IdentitySource, Principal};
-pub use refresh::AuthTasks;
+pub use refresh::{AuthTasks, fetch_client, read_bundle};
 pub use static_tokens::sha256_hex;
 
 pub(crate) use metrics::AuthMetrics;

@@ -54,10 +54,7 @@ impl AuthTasks {
         limits: Option<Arc<LiveLimits>>,
         root: Option<GraphStore>,
     ) -> Result<AuthTasks, ConfigError> {
-        let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(FETCH_TIMEOUT)
-            .build()
+        let client = fetch_client()
             .map_err(|err| ConfigError::invalid("auth", "<http client>", &err.to_string()))?;
         let mut tasks = AuthTasks::default();
         if let Some(bundle) = &config.bundle {
@@ -237,27 +234,7 @@ impl BundleSync {
     }
 
     async fn load(&mut self) -> Result<(), BundleError> {
-        let bytes = match &self.config.source {
-            BundleSource::Url(url) => fetch(&self.client, url)
-                .await
-                .map_err(BundleError::Unavailable)?,
-            BundleSource::File(path) => std::fs::read(path)
-                .map_err(|err| BundleError::Unavailable(format!("{}: {err}", path.display())))?,
-            BundleSource::Root => {
-                let root = self.root.as_ref().ok_or_else(|| {
-                    BundleError::Unavailable("this process has no storage root".into())
-                })?;
-                root.get_system_object(ROOT_BUNDLE_PATH, None)
-                    .await
-                    .map_err(|err| BundleError::Unavailable(err.to_string()))?
-                    .ok_or_else(|| {
-                        BundleError::Unavailable(format!(
-                            "no bundle published at {{root}}/{ROOT_BUNDLE_PATH} yet"
-                        ))
-                    })?
-                    .to_vec()
-            }
-        };
+        let bytes = read_bundle(&self.config.source, &self.client, self.root.as_ref()).await?;
         let (mut payload, payload_bytes) = bundle::open(&bytes, &self.config.public_key)?;
         let limits = match &self.limits {
             Some(live) => Some(
@@ -321,6 +298,42 @@ impl BundleSync {
             }
         }
     }
+}
+
+/// The signed bundle's bytes, from where `source` says, not verified yet.
+pub async fn read_bundle(
+    source: &BundleSource,
+    client: &reqwest::Client,
+    root: Option<&GraphStore>,
+) -> Result<Vec<u8>, BundleError> {
+    match source {
+        BundleSource::Url(url) => fetch(client, url).await.map_err(BundleError::Unavailable),
+        BundleSource::File(path) => std::fs::read(path)
+            .map_err(|err| BundleError::Unavailable(format!("{}: {err}", path.display()))),
+        BundleSource::Root => {
+            let root = root.ok_or_else(|| {
+                BundleError::Unavailable("this process has no storage root".into())
+            })?;
+            Ok(root
+                .get_system_object(ROOT_BUNDLE_PATH, None)
+                .await
+                .map_err(|err| BundleError::Unavailable(err.to_string()))?
+                .ok_or_else(|| {
+                    BundleError::Unavailable(format!(
+                        "no bundle published at {{root}}/{ROOT_BUNDLE_PATH} yet"
+                    ))
+                })?
+                .to_vec())
+        }
+    }
+}
+
+/// An HTTP client for JWKS and bundle URLs, with the fetch timeouts.
+pub fn fetch_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(FETCH_TIMEOUT)
+        .connect_timeout(FETCH_TIMEOUT)
+        .build()
 }
 
 async fn fetch(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String> {

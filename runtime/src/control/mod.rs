@@ -7,10 +7,11 @@
 //! down, nodes serve with the last bundle they verified, and only provisioning fails.
 //!
 //! Files: this one publishes; [`directory`] holds the records; [`api`] is the HTTP API, and
-//! [`usage`] its usage query.
+//! [`usage`] its usage query; [`offline`] serves commands run outside a node.
 
 mod api;
 pub(crate) mod directory;
+pub(crate) mod offline;
 mod usage;
 
 use std::collections::HashSet;

@@ -1,5 +1,6 @@
 //! The control plane (docs/control-plane.md): provisioning a tenant end to end through the
-//! bundle it publishes to the root, and the data plane going on without it.
+//! bundle it publishes to the root, and the data plane going on without it. Also several
+//! control-plane processes at once ([`concurrent`]) and tenants' own IdPs ([`identity`]).
 
 use std::time::Duration;
 
@@ -8,6 +9,9 @@ use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::{Client, PERMIT_ALL, TestNode, eventually, policy_dir};
+
+mod concurrent;
+mod identity;
 
 pub(crate) const OPERATOR: &str = "operator-secret";
 
@@ -83,14 +87,14 @@ pub(crate) async fn usage_shows_writes(
 }
 
 /// A control node and a data node on one root.
-struct Plane {
-    files: ControlFiles,
-    root: TempDir,
-    data: TestNode,
+pub(crate) struct Plane {
+    pub(crate) files: ControlFiles,
+    pub(crate) root: TempDir,
+    pub(crate) data: TestNode,
 }
 
 impl Plane {
-    async fn start() -> (Plane, TestNode) {
+    pub(crate) async fn start() -> (Plane, TestNode) {
         let files = ControlFiles::new();
         let root = TempDir::new().unwrap();
         let control = TestNode::start_on(root.path(), &files.control_toml).await;
@@ -104,7 +108,7 @@ impl Plane {
     }
 }
 
-async fn status_within(client: &Client, path: &str, status: u16) -> bool {
+pub(crate) async fn status_within(client: &Client, path: &str, status: u16) -> bool {
     eventually(Duration::from_secs(10), || {
         let client = client.clone();
         let path = path.to_string();
@@ -409,148 +413,4 @@ async fn the_data_api_suite_passes_on_every_data_node_with_the_control_plane_sto
     crate::workflow::full_workflow(&second.client_with_token(&tokens[2])).await;
     crate::workflow::full_workflow(&plane.data.client_with_token(&tokens[3])).await;
     plane.data.shutdown().await;
-}
-
-/// Two control-plane processes on one root, changing tenants at the same time: every change
-/// of each is in the records and in the bundle the data plane serves (a record or a bundle is
-/// replaced only if it is still the one its writer read).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_control_plane_processes_lose_no_change_of_either() {
-    let (plane, first) = Plane::start().await;
-    let second = TestNode::start_on(plane.root.path(), &plane.files.control_toml).await;
-    let operators = [
-        first.client_with_token(OPERATOR),
-        second.client_with_token(OPERATOR),
-    ];
-    operators[0]
-        .post("/control/v1/tenants", json!({"tenant": "shared"}))
-        .await
-        .expect(201);
-    // Each process creates tenants of its own and issues tokens of one shared tenant, all at
-    // once.
-    let mut work = Vec::new();
-    for (side, operator) in operators.iter().enumerate() {
-        for n in 0..6 {
-            let operator = operator.clone();
-            work.push(tokio::spawn(async move {
-                operator
-                    .post(
-                        "/control/v1/tenants",
-                        json!({"tenant": format!("t{side}-{n}")}),
-                    )
-                    .await
-                    .expect(201);
-                let issued = operator
-                    .post(
-                        "/control/v1/tenants/shared/tokens",
-                        json!({"actor": format!("a{side}-{n}")}),
-                    )
-                    .await
-                    .expect(201);
-                issued["token"].as_str().unwrap().to_string()
-            }));
-        }
-    }
-    let mut tokens = Vec::new();
-    for task in work {
-        tokens.push(task.await.unwrap());
-    }
-    // Both processes read the same directory: 13 tenants, 12 tokens on the shared one.
-    for operator in &operators {
-        let listed = operator.get("/control/v1/tenants").await.expect(200);
-        assert_eq!(listed["tenants"].as_array().unwrap().len(), 13, "{listed}");
-        let shared = operator.get("/control/v1/tenants/shared").await.expect(200);
-        assert_eq!(shared["tokens"].as_array().unwrap().len(), 12, "{shared}");
-    }
-    // The bundle in force holds every token: each works on the data node.
-    for token in &tokens {
-        let client = plane.data.client_with_token(token);
-        assert!(
-            status_within(&client, "/graphs", 200).await,
-            "a token issued concurrently is missing from the bundle"
-        );
-    }
-}
-
-/// A tenant's own identity provider, bound by the control plane: its tokens act in that
-/// tenant (whatever tenant they claim) on a data node in static mode, tokens signed by any
-/// other key are refused, and unbinding it refuses them all within a sync.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_bound_identity_provider_signs_in_to_its_tenant_only() {
-    let (plane, control) = Plane::start().await;
-    let operator = control.client_with_token(OPERATOR);
-    for tenant in ["acme", "globex"] {
-        operator
-            .post("/control/v1/tenants", json!({"tenant": tenant}))
-            .await
-            .expect(201);
-    }
-    let issuer = "https://idp.acme.test";
-    let key = SigningKey::generate(KeyKind::Ed25519).unwrap();
-    let jwks = json!({"keys": [key.public_jwk("k1")]});
-    let binding = json!({"issuer": issuer, "audiences": ["omnigraph"], "jwks": jwks});
-    // What a node could not use is refused here.
-    for (bad, needle) in [
-        (
-            json!({"issuer": issuer, "audiences": [], "jwks": jwks}),
-            "audiences",
-        ),
-        (
-            json!({"issuer": issuer, "audiences": ["omnigraph"],
-                   "jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}),
-            "symmetric",
-        ),
-    ] {
-        operator
-            .put("/control/v1/tenants/acme/oidc", bad)
-            .await
-            .expect_error(400, "bad_request", needle);
-    }
-    let bound = operator
-        .put("/control/v1/tenants/acme/oidc", binding.clone())
-        .await
-        .expect(200);
-    assert_eq!(bound["oidc"]["issuer"], issuer);
-    operator
-        .put("/control/v1/tenants/globex/oidc", binding)
-        .await
-        .expect_error(409, "conflict", "bound to tenant 'acme'");
-
-    let now = (omnigraph_cloud_cluster::Clock::system().wall_ms() / 1000) as i64;
-    let claims = |sub: &str| {
-        json!({"iss": issuer, "aud": "omnigraph", "sub": sub, "org_id": "globex",
-               "iat": now, "nbf": now - 5, "exp": now + 600})
-    };
-    let ann = plane
-        .data
-        .client_with_token(&key.mint_jwt("k1", &claims("ann")).unwrap());
-    assert!(status_within(&ann, "/graphs", 200).await);
-    ann.create_graph("g").await;
-    // It acted in acme, the bound tenant, not in the tenant its token claims.
-    let issued = operator
-        .post("/control/v1/tenants/acme/tokens", json!({"actor": "ops"}))
-        .await
-        .expect(201);
-    let acme = plane
-        .data
-        .client_with_token(issued["token"].as_str().unwrap());
-    assert!(status_within(&acme, "/graphs", 200).await);
-    assert_eq!(
-        acme.get("/graphs").await.expect(200)["graphs"][0]["graph_id"],
-        "g"
-    );
-    // Another key, claiming the same issuer: refused.
-    let forger = SigningKey::generate(KeyKind::Ed25519).unwrap();
-    plane
-        .data
-        .client_with_token(&forger.mint_jwt("k1", &claims("mallory")).unwrap())
-        .get("/graphs")
-        .await
-        .expect_error(401, "unauthorized", "signature");
-    // Unbound: its tokens stop working at the next sync.
-    operator
-        .delete("/control/v1/tenants/acme/oidc")
-        .await
-        .expect(200);
-    assert!(status_within(&ann, "/graphs", 401).await);
 }
