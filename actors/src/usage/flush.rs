@@ -244,14 +244,10 @@ mod tests {
         RepoKey::new(TenantId::new("acme").unwrap(), GraphId::new("g").unwrap())
     }
 
-    #[tokio::test]
-    async fn a_failed_flush_is_retried_under_the_same_id_and_counted_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = GraphStore::open(
-            &StorageRoot::File(dir.path().to_path_buf()),
-            StoreMetrics::unregistered(),
-        )
-        .unwrap();
+    /// A store on the local root `dir`, and a meter flushing to it as node `n1`.
+    fn metered(dir: &std::path::Path) -> (GraphStore, Arc<UsageMeter>, Arc<UsageFlush>) {
+        let store =
+            GraphStore::open(&StorageRoot::File(dir.into()), StoreMetrics::unregistered()).unwrap();
         let meter = Arc::new(UsageMeter::new(Clock::system()));
         let flush = UsageFlush::new(
             Arc::clone(&meter),
@@ -259,6 +255,13 @@ mod tests {
             "n1".into(),
             Clock::system(),
         );
+        (store, meter, flush)
+    }
+
+    #[tokio::test]
+    async fn a_failed_flush_is_retried_under_the_same_id_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, meter, flush) = metered(dir.path());
         meter.request(&key(), "read");
         meter.request(&key(), "read");
 
@@ -302,22 +305,11 @@ mod tests {
     #[tokio::test]
     async fn a_tenant_root_holds_its_usage_and_speaks_for_no_other_tenant() {
         let (home, own) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let store = GraphStore::open(
-            &StorageRoot::File(home.path().to_path_buf()),
-            StoreMetrics::unregistered(),
-        )
-        .unwrap();
+        let (store, meter, flush) = metered(home.path());
         let acme = TenantId::new("acme").unwrap();
         store
             .set_tenant_roots(&[(acme.clone(), StorageRoot::File(own.path().into()))].into())
             .unwrap();
-        let meter = Arc::new(UsageMeter::new(Clock::system()));
-        let flush = UsageFlush::new(
-            Arc::clone(&meter),
-            store.clone(),
-            "n1".into(),
-            Clock::system(),
-        );
         let globex = RepoKey::new(TenantId::new("globex").unwrap(), GraphId::new("h").unwrap());
         meter.request(&key(), "write");
         meter.request(&globex, "read");
